@@ -1,0 +1,114 @@
+"""Source locations and the NetlangError family.
+
+Every error a user can cause is a NetlangError carrying a SourceLoc; `format()` renders it as
+`file:line:col: kind: message`, the source line and a caret under the offending span.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+# Source text by file name, so an error raised far from the parser can still show its line.
+_SOURCES: dict[str, str] = {}
+
+
+def register_source(filename: str, text: str) -> None:
+    _SOURCES[filename] = text
+
+
+def source_line(filename: str, line: int) -> str | None:
+    text = _SOURCES.get(filename)
+    if text is None:
+        try:
+            with open(filename, encoding="utf-8") as f:
+                text = f.read()
+        except OSError:
+            return None
+    lines = text.splitlines()
+    return lines[line - 1] if 1 <= line <= len(lines) else None
+
+
+class SourceLoc(NamedTuple):
+    """A span in a source file; lines and columns count from 1, end_col is exclusive."""
+
+    file: str
+    line: int
+    col: int
+    end_line: int = 0
+    end_col: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+class NetlangError(Exception):
+    """A user-caused error: bad syntax, bad names, bad shapes, bad sizes."""
+
+    kind = "error"
+
+    def __init__(self, message: str, loc: SourceLoc | None = None, hint: str | None = None,
+                 notes: tuple[tuple[str, SourceLoc | None], ...] = ()):
+        super().__init__(message)
+        self.message = message
+        self.loc = loc
+        self.hint = hint
+        # Extra context lines, e.g. the call sites of the blocks an error happened in.
+        self.notes = tuple(notes)
+
+    def with_note(self, text: str, loc: SourceLoc | None) -> "NetlangError":
+        self.notes = self.notes + ((text, loc),)
+        return self
+
+    def __str__(self) -> str:
+        where = f"{self.loc}: " if self.loc else ""
+        return f"{where}{self.kind}: {self.message}"
+
+    def format(self) -> str:
+        out = [str(self)]
+        out += _excerpt(self.loc)
+        for text, loc in self.notes:
+            out.append(f"{loc}: note: {text}" if loc else f"note: {text}")
+        if self.hint:
+            out.append(f"hint: {self.hint}")
+        return "\n".join(out)
+
+
+def _excerpt(loc: SourceLoc | None) -> list[str]:
+    if loc is None:
+        return []
+    text = source_line(loc.file, loc.line)
+    if text is None:
+        return []
+    width = 1
+    if loc.end_line == loc.line and loc.end_col > loc.col:
+        width = loc.end_col - loc.col
+    # Tabs keep their width in the caret line so the caret lines up under them.
+    pad = "".join(c if c == "\t" else " " for c in text[: loc.col - 1])
+    return [f"    {text}", f"    {pad}{'^' * width}"]
+
+
+class NetlangSyntaxError(NetlangError):
+    kind = "syntax error"
+
+
+class NetlangNameError(NetlangError):
+    kind = "name error"
+
+
+class NetlangTypeError(NetlangError):
+    kind = "type error"
+
+
+class NetlangValueError(NetlangError):
+    kind = "value error"
+
+
+class NetlangShapeError(NetlangError):
+    kind = "shape error"
+
+
+class NetlangImportError(NetlangError):
+    kind = "import error"
+
+
+class NetlangRecursionError(NetlangError):
+    kind = "recursion error"
