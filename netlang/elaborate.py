@@ -1,0 +1,1146 @@
+"""AST -> IR.
+
+Elaboration is a small interpreter: it resolves imports, evaluates values, expands defs, blocks,
+loops and conditionals, places every layer instance in the graph with its shape (a block may ask
+`in.channels`, so shapes are known as soon as a layer is placed), and finally gives every node
+its dotted module name.
+
+Naming (docs/language.md has the user's version):
+- Each block call opens a scope. A label over an item opens a sequence scope; a sequence whose
+  only item is unlabelled collapses into that item, so `conv1: conv(...)` is simply `conv1`.
+- Unlabelled items are numbered in source order within their scope, counting every item, as
+  nn.Sequential numbers its children.
+- An unlabelled merge is transparent: its branches' items belong to the enclosing scope.
+- `label: a -> b -> c`, with no other label in the pipeline, labels the whole pipeline.
+"""
+from __future__ import annotations
+
+import difflib
+import math
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+
+from . import ast, ops
+from .errors import (NetlangError, NetlangImportError, NetlangNameError, NetlangRecursionError,
+                     NetlangShapeError, NetlangTypeError, NetlangValueError, SourceLoc)
+from .parser import parse
+
+MAX_DEPTH = 200            # nested block/def calls
+MAX_REPEAT = 100_000       # one repetition or loop
+MAX_NODES = 1_000_000      # layers in one network
+MAX_DIM = 1 << 24          # any channel count, height or width
+MAX_ELEMS = 1 << 40        # elements of one tensor
+
+_IDENT = re.compile(r"[A-Za-z0-9_]+\Z")
+
+
+# ====================================================================== values
+
+@dataclass(frozen=True, eq=False)
+class OpValue:
+    op: ops.OpDef
+
+    @property
+    def name(self) -> str:
+        return self.op.name
+
+
+@dataclass(frozen=True, eq=False)
+class BlockValue:
+    decl: ast.BlockDecl
+    env: "Env"
+
+    @property
+    def name(self) -> str:
+        return self.decl.name
+
+
+@dataclass(frozen=True, eq=False)
+class DefValue:
+    decl: ast.DefDecl
+    env: "Env"
+
+    @property
+    def name(self) -> str:
+        return self.decl.name
+
+
+@dataclass(frozen=True, eq=False)
+class NetworkValue:
+    decl: ast.NetworkDecl | ast.NetworkInst
+    env: "Env"
+
+    @property
+    def name(self) -> str:
+        return self.decl.name
+
+
+@dataclass(frozen=True, eq=False)
+class FuncValue:
+    name: str
+    fn: Any
+
+
+@dataclass(frozen=True, eq=False)
+class Thunk:
+    """A pipeline expression used as a value: it is placed where it is used."""
+    expr: ast.Expr
+    env: "Env"
+
+
+_LAYERLIKE = (OpValue, BlockValue, DefValue, Thunk)
+
+
+def fmt_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return repr(v)
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(fmt_value(x) for x in v) + "]"
+    if isinstance(v, tuple):
+        if v and all(isinstance(x, int) and not isinstance(x, bool) for x in v) and len(v) > 1:
+            return "x".join(str(x) for x in v)
+        return "(" + ", ".join(fmt_value(x) for x in v) + ("," if len(v) == 1 else "") + ")"
+    if isinstance(v, (OpValue, BlockValue, DefValue, NetworkValue, FuncValue)):
+        return v.name
+    if isinstance(v, Thunk):
+        return "<pipeline>"
+    return str(v)
+
+
+def plain(v):
+    """A value as plain data for the IR (blocks and pipelines by name)."""
+    if isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, (list, tuple)):
+        return type(v)(plain(x) for x in v)
+    return fmt_value(v)
+
+
+def type_name(v) -> str:
+    if isinstance(v, bool):
+        return "bool"
+    return {int: "int", float: "float", str: "string", list: "list", tuple: "tuple"}.get(type(v)) or {
+        OpValue: "layer", BlockValue: "block", DefValue: "def", NetworkValue: "network",
+        FuncValue: "function", Thunk: "pipeline"}.get(type(v), type(v).__name__)
+
+
+# ====================================================================== environments
+
+class Env:
+    __slots__ = ("vars", "parent")
+
+    def __init__(self, parent: "Env | None" = None, vars: dict | None = None):
+        self.vars = vars if vars is not None else {}
+        self.parent = parent
+
+    def lookup(self, name: str):
+        env = self
+        while env is not None:
+            if name in env.vars:
+                return env.vars[name]
+            env = env.parent
+        raise KeyError(name)
+
+    def names(self) -> set[str]:
+        out, env = set(), self
+        while env is not None:
+            out |= set(env.vars)
+            env = env.parent
+        return out
+
+
+def _builtin_range(loc, *args):
+    if not 1 <= len(args) <= 3 or not all(isinstance(a, int) and not isinstance(a, bool) for a in args):
+        raise NetlangTypeError("range takes one to three integers", loc)
+    r = range(*args)
+    if len(r) > MAX_REPEAT:
+        raise NetlangValueError(f"range of {len(r)} items is more than the limit of {MAX_REPEAT}", loc)
+    return list(r)
+
+
+def _numbers(loc, name, args):
+    vals = args[0] if len(args) == 1 and isinstance(args[0], (list, tuple)) else args
+    if not vals or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+        raise NetlangTypeError(f"{name} takes numbers or one list of numbers", loc)
+    return vals
+
+
+def _builtin_len(loc, *args):
+    if len(args) != 1 or not isinstance(args[0], (list, tuple, str)):
+        raise NetlangTypeError("len takes one list, tuple or string", loc)
+    return len(args[0])
+
+
+def _builtin_int(loc, *args):
+    if len(args) != 1 or not isinstance(args[0], (int, float)):
+        raise NetlangTypeError("int takes one number", loc)
+    return int(args[0])
+
+
+def _builtin_round(loc, *args):
+    if len(args) != 1 or not isinstance(args[0], (int, float)):
+        raise NetlangTypeError("round takes one number", loc)
+    return int(round(args[0]))
+
+
+BUILTIN_FUNCS = {
+    "range": _builtin_range,
+    "len": _builtin_len,
+    "min": lambda loc, *a: min(_numbers(loc, "min", a)),
+    "max": lambda loc, *a: max(_numbers(loc, "max", a)),
+    "sum": lambda loc, *a: sum(_numbers(loc, "sum", a)),
+    "int": _builtin_int,
+    "round": _builtin_round,
+}
+
+
+def builtin_env() -> Env:
+    env = Env()
+    for name, op in ops.OPS.items():
+        if name != "input" and not op.merge:
+            env.vars[name] = OpValue(op)
+    for name, fn in BUILTIN_FUNCS.items():
+        env.vars[name] = FuncValue(name, fn)
+    return env
+
+
+# ====================================================================== modules and imports
+
+def bundled_architectures() -> Path | None:
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "_data" / "architectures", here.parent / "architectures"):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+class Module:
+    """One loaded .net file: its global environment and the networks it declares."""
+
+    def __init__(self, path: str, tree: ast.Module, env: Env):
+        self.path = path
+        self.tree = tree
+        self.env = env
+        self.networks: list[str] = [d.name for d in tree.decls if isinstance(d, (ast.NetworkDecl, ast.NetworkInst))]
+
+    def network(self, name: str) -> NetworkValue:
+        return self.env.vars[name]
+
+
+class Loader:
+    """Loads files and their imports once each; detects import cycles."""
+
+    def __init__(self):
+        self.modules: dict[str, Module] = {}
+        self.stack: list[str] = []
+        self.builtins = builtin_env()
+
+    def load_file(self, path: str | Path, loc: SourceLoc | None = None) -> Module:
+        p = Path(path)
+        key = str(p.resolve())
+        if key in self.modules:
+            return self.modules[key]
+        if key in self.stack:
+            chain = " -> ".join(Path(s).name for s in self.stack[self.stack.index(key):] + [key])
+            raise NetlangImportError(f"import cycle: {chain}", loc)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise NetlangImportError(f"no such file: {path}", loc) from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise NetlangImportError(f"cannot read {path}: {err}", loc) from None
+        return self._load(text, str(path), key)
+
+    def load_text(self, text: str, filename: str = "<string>") -> Module:
+        return self._load(text, filename, filename)
+
+    def _load(self, text: str, filename: str, key: str) -> Module:
+        tree = parse(text, filename)
+        self.stack.append(key)
+        try:
+            module = self._bind(tree, filename)
+        finally:
+            self.stack.pop()
+        self.modules[key] = module
+        return module
+
+    def _bind(self, tree: ast.Module, filename: str) -> Module:
+        imported = Env(self.builtins)
+        origin: dict[str, str] = {}
+        base = Path(filename).resolve().parent
+        for decl in tree.decls:
+            if not isinstance(decl, ast.Import):
+                continue
+            target = base / decl.path
+            if not target.is_file():
+                bundled = bundled_architectures()
+                if bundled is not None and (bundled / decl.path).is_file():
+                    target = bundled / decl.path
+            mod = self.load_file(target, decl.loc)
+            for name, value in mod.env.vars.items():
+                if name in imported.vars and imported.vars[name] is not value:
+                    raise NetlangNameError(f"{name!r} is defined both in {origin[name]} and in {decl.path}", decl.loc)
+                imported.vars[name] = value
+                origin[name] = decl.path
+            for name, value in mod.env.parent.vars.items():   # what that file imported, in turn
+                if name not in imported.vars:
+                    imported.vars[name] = value
+                    origin[name] = decl.path
+        env = Env(imported)
+        seen: dict[str, ast.Node] = {}
+        for decl in tree.decls:
+            if isinstance(decl, ast.Import):
+                continue
+            if decl.name in seen:
+                first = seen[decl.name].loc
+                raise NetlangNameError(f"{decl.name!r} is already defined at line {first.line}", decl.loc)
+            if decl.name in self.builtins.vars:
+                raise NetlangNameError(f"{decl.name!r} is a built-in layer and cannot be redefined", decl.loc)
+            seen[decl.name] = decl
+            if isinstance(decl, ast.DefDecl):
+                env.vars[decl.name] = DefValue(decl, env)
+            elif isinstance(decl, ast.BlockDecl):
+                env.vars[decl.name] = BlockValue(decl, env)
+            else:
+                env.vars[decl.name] = NetworkValue(decl, env)
+            _check_params(decl)
+        return Module(filename, tree, env)
+
+
+def _check_params(decl) -> None:
+    params = getattr(decl, "params", ())
+    seen = set()
+    default_seen = False
+    for p in params:
+        if p.name in seen:
+            raise NetlangNameError(f"parameter {p.name!r} appears twice", p.loc)
+        seen.add(p.name)
+        if p.default is not None:
+            default_seen = True
+        elif default_seen:
+            raise NetlangValueError(f"parameter {p.name!r} without a default follows one with a default", p.loc)
+
+
+# ====================================================================== scopes and naming
+
+class Scope:
+    __slots__ = ("kind", "entries", "call", "block", "loc")
+
+    def __init__(self, kind: str, call: str | None = None, block: str | None = None, loc: SourceLoc | None = None):
+        self.kind = kind
+        self.entries: list[Entry] = []
+        self.call = call
+        self.block = block
+        self.loc = loc
+
+
+class Entry:
+    __slots__ = ("label", "index", "target", "nested", "loc")
+
+    def __init__(self, label, index, target, nested, loc):
+        self.label, self.index, self.target, self.nested, self.loc = label, index, target, nested, loc
+
+
+class Body:
+    """One block or network body: the labels its statements can refer to with @name."""
+    __slots__ = ("refs", "ref_locs")
+
+    def __init__(self):
+        self.refs: dict[str, int] = {}
+        self.ref_locs: dict[str, SourceLoc] = {}
+
+
+@dataclass(frozen=True)
+class Ctx:
+    scope: Scope
+    body: Body
+    prefix: tuple = ()        # labels from the body's root down to here, for @a.b references
+    nested: bool = False      # inside a merge branch
+
+    def place(self, target, label: str | None, loc) -> Entry:
+        entry = Entry(label, len(self.scope.entries), target, self.nested, loc)
+        self.scope.entries.append(entry)
+        return entry
+
+
+# ====================================================================== the elaborator
+
+class Elaborator:
+    def __init__(self, network_name: str):
+        self.G = nx.MultiDiGraph()
+        self.next_id = 0
+        self.depth = 0
+        self.network_name = network_name
+
+    # ------------------------------------------------------------ errors
+    def _note_call(self, err: NetlangError, what: str, loc: SourceLoc) -> NetlangError:
+        if len(err.notes) < 6:
+            err.with_note(f"in {what}, called here", loc)
+        return err
+
+    # ------------------------------------------------------------ values
+    def eval(self, e, env: Env, cur: int | None):
+        t = type(e)
+        if t is ast.Const:
+            return e.value
+        if t is ast.Name:
+            return self.lookup(e, env)
+        if t is ast.ListExpr:
+            return [self.eval(x, env, cur) for x in e.items]
+        if t is ast.TupleExpr:
+            return tuple(self.eval(x, env, cur) for x in e.items)
+        if t is ast.BinOp:
+            return self.eval_binop(e, env, cur)
+        if t is ast.Unary:
+            v = self.eval(e.operand, env, cur)
+            if e.op == "not":
+                return not self.truth_value(v, e.operand)
+            if not isinstance(v, (int, float)) or isinstance(v, bool):
+                raise NetlangTypeError(f"unary {e.op} needs a number, got {type_name(v)}", e.loc)
+            return -v if e.op == "-" else v
+        if t is ast.Cond:
+            return self.eval(e.then if self.truth(e.test, env, cur) else e.orelse, env, cur)
+        if t is ast.Index:
+            return self.eval_index(e, env, cur)
+        if t is ast.InAttr:
+            return self.in_attr(e, cur)
+        if t is ast.Call:
+            callee = self.eval(e.func, env, cur)
+            if isinstance(callee, FuncValue):
+                args = [self.eval(a.value, env, cur) for a in e.args]
+                if any(a.name for a in e.args):
+                    raise NetlangTypeError(f"{callee.name} takes no keyword arguments", e.loc)
+                return callee.fn(e.loc, *args)
+            if isinstance(callee, _LAYERLIKE):
+                return Thunk(e, env)
+            raise NetlangTypeError(f"a {type_name(callee)} cannot be called", e.func.loc)
+        if t in (ast.Pipe, ast.Merge, ast.Labelled, ast.Ref):
+            return Thunk(e, env)
+        raise NetlangTypeError("this is not a value", e.loc)
+
+    def lookup(self, e: ast.Name, env: Env):
+        try:
+            return env.lookup(e.id)
+        except KeyError:
+            pass
+        candidates = env.names()
+        close = difflib.get_close_matches(e.id, sorted(candidates), n=1)
+        hint = f"did you mean '{close[0]}'?" if close else None
+        raise NetlangNameError(f"unknown name '{e.id}'", e.loc, hint=hint) from None
+
+    def truth(self, e, env, cur) -> bool:
+        return self.truth_value(self.eval(e, env, cur), e)
+
+    def truth_value(self, v, e) -> bool:
+        if isinstance(v, (bool, int, float, str, list, tuple)):
+            return bool(v)
+        raise NetlangTypeError(f"a {type_name(v)} is not a condition", e.loc)
+
+    def eval_binop(self, e: ast.BinOp, env, cur):
+        op = e.op
+        if op == "and":
+            left = self.eval(e.left, env, cur)
+            return self.eval(e.right, env, cur) if self.truth_value(left, e.left) else left
+        if op == "or":
+            left = self.eval(e.left, env, cur)
+            return left if self.truth_value(left, e.left) else self.eval(e.right, env, cur)
+        a, b = self.eval(e.left, env, cur), self.eval(e.right, env, cur)
+        num = (int, float)
+        isnum = lambda v: isinstance(v, num) and not isinstance(v, bool)  # noqa: E731
+        try:
+            if op in ("==", "!="):
+                same = (a == b) if type_name(a) == type_name(b) or (isnum(a) and isnum(b)) else False
+                return same if op == "==" else not same
+            if op in ("<", "<=", ">", ">="):
+                if not ((isnum(a) and isnum(b)) or (isinstance(a, str) and isinstance(b, str))):
+                    raise TypeError
+                return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
+            if isnum(a) and isnum(b):
+                if op == "+":
+                    return a + b
+                if op == "-":
+                    return a - b
+                if op == "*":
+                    return a * b
+                if op in ("/", "//", "%") and b == 0:
+                    raise NetlangValueError("division by zero", e.loc)
+                if op == "/":
+                    return a / b
+                if op == "//":
+                    return a // b
+                if op == "%":
+                    return a % b
+            if op == "+" and type(a) is type(b) and isinstance(a, (list, tuple, str)):
+                return a + b
+            if op == "*" and isinstance(a, (list, tuple, str)) and isinstance(b, int) and not isinstance(b, bool):
+                if len(a) * b > MAX_REPEAT:
+                    raise NetlangValueError(f"a {type_name(a)} of {len(a) * b} items is more than the limit "
+                                            f"of {MAX_REPEAT}", e.loc)
+                return a * b
+        except TypeError:
+            pass
+        if op == "*" and isinstance(a, _LAYERLIKE):
+            return Thunk(e, env)
+        raise NetlangTypeError(f"cannot apply '{op}' to {type_name(a)} and {type_name(b)}", e.loc)
+
+    def eval_index(self, e: ast.Index, env, cur):
+        obj = self.eval(e.obj, env, cur)
+        idx = self.eval(e.index, env, cur)
+        if not isinstance(obj, (list, tuple, str)):
+            raise NetlangTypeError(f"a {type_name(obj)} cannot be indexed", e.obj.loc)
+        if not isinstance(idx, int) or isinstance(idx, bool):
+            raise NetlangTypeError(f"an index must be an int, got {type_name(idx)}", e.index.loc)
+        if not -len(obj) <= idx < len(obj):
+            raise NetlangValueError(f"index {idx} is out of range for a {type_name(obj)} of {len(obj)}", e.index.loc)
+        return obj[idx]
+
+    def in_attr(self, e: ast.InAttr, cur):
+        if cur is None:
+            raise NetlangValueError(f"in.{e.attr} has no value here: nothing flows in yet", e.loc)
+        shape = self.G.nodes[cur]["shape"]
+        if e.attr == "shape":
+            return tuple(shape)
+        if e.attr == "channels":
+            return shape[0]
+        if e.attr in ("height", "width"):
+            if len(shape) != 3:
+                raise NetlangShapeError(f"in.{e.attr}: the input here is a vector of {shape[0]}", e.loc)
+            return shape[1] if e.attr == "height" else shape[2]
+        raise NetlangNameError(f"unknown attribute in.{e.attr}", e.loc,
+                               hint="in has channels, height, width and shape")
+
+    # ------------------------------------------------------------ placing layers
+    def add_node(self, op: ops.OpDef, args: dict, inputs: list[int], loc: SourceLoc, ctx: Ctx | None,
+                 arg_locs: dict | None = None, entry: Entry | None = None) -> int:
+        if self.next_id >= MAX_NODES:
+            raise NetlangValueError(f"the network has more than {MAX_NODES} layers", loc)
+        in_shapes = [self.G.nodes[i]["shape"] for i in inputs]
+        try:
+            shape = tuple(op.shape(args, in_shapes))
+        except ops.OpError as err:
+            where = (arg_locs or {}).get(err.arg, loc)
+            cls = NetlangShapeError if err.kind == "shape" else NetlangValueError
+            raise cls(err.message, where, hint=err.hint) from None
+        if any(d > MAX_DIM for d in shape) or math.prod(shape) > MAX_ELEMS:
+            raise NetlangValueError(f"{op.name} gives an absurd size {ops.fmt_shape(shape)}", loc)
+        nid = self.next_id
+        self.next_id += 1
+        self.G.add_node(nid, op=op.name, args=args, shape=shape, loc=loc, scope="")
+        for pos, src in enumerate(inputs):
+            self.G.add_edge(src, nid, key=pos, pos=pos)
+        if entry is not None:
+            entry.target = nid
+        elif ctx is not None:
+            ctx.place(nid, None, loc)
+        return nid
+
+    def bind_op(self, op: ops.OpDef, arg_exprs, env, cur, loc) -> tuple[dict, dict]:
+        values: dict = {}
+        locs: dict = {}
+        positional = [a for a in arg_exprs if a.name is None]
+        if len(positional) > len(op.params):
+            extra = positional[len(op.params)]
+            raise NetlangTypeError(f"{op.name} takes at most {len(op.params)} positional arguments, got "
+                                   f"{len(positional)}", extra.loc, hint=_signature(op))
+        seen_kw = False
+        i = 0
+        for a in arg_exprs:
+            if a.name is None:
+                if seen_kw:
+                    raise NetlangTypeError("a positional argument follows a keyword argument", a.loc)
+                spec = op.params[i]
+                i += 1
+            else:
+                seen_kw = True
+                spec = op.param_index.get(a.name)
+                if spec is None:
+                    close = difflib.get_close_matches(a.name, list(op.param_index), n=1)
+                    hint = f"did you mean '{close[0]}'? " if close else ""
+                    raise NetlangTypeError(f"{op.name} has no parameter '{a.name}'", a.loc,
+                                           hint=hint + _signature(op))
+                if spec.name in values:
+                    raise NetlangTypeError(f"{op.name}: '{a.name}' is given twice", a.loc)
+            values[spec.name] = _check_arg(op, spec, self.eval(a.value, env, cur), a.value.loc)
+            locs[spec.name] = a.loc
+        for spec in op.params:
+            if spec.name not in values:
+                if spec.default is ops.REQUIRED:
+                    raise NetlangTypeError(f"{op.name} needs its '{spec.name}' argument", loc, hint=_signature(op))
+                values[spec.name] = _check_arg(op, spec, spec.default, loc)
+        return values, locs
+
+    # ------------------------------------------------------------ pipelines
+    def emit(self, e, env: Env, cur: int, ctx: Ctx) -> int:
+        t = type(e)
+        if t is ast.Pipe:
+            return self.emit_pipe(e, env, cur, ctx)
+        if t is ast.Labelled:
+            return self.emit_labelled(self.label_text(e.label, env, cur), e.expr, env, cur, ctx, e.loc)
+        if t is ast.Ref:
+            return self.resolve_ref(e, ctx)
+        if t is ast.Merge:
+            return self.emit_merge(e, env, cur, ctx)
+        if t is ast.Cond:
+            return self.emit(e.then if self.truth(e.test, env, cur) else e.orelse, env, cur, ctx)
+        if t is ast.BinOp and e.op == "*":
+            return self.emit_repeat(e, env, cur, ctx)
+        if t is ast.Call:
+            callee = self.eval(e.func, env, cur)
+            return self.apply(callee, e.args, e.loc, env, cur, ctx, e)
+        if t in (ast.Name, ast.Index):
+            return self.apply(self.eval(e, env, cur), (), e.loc, env, cur, ctx, e)
+        if t is ast.Const:
+            raise NetlangTypeError(f"{fmt_value(e.value)} is a {type_name(e.value)}, not a layer", e.loc)
+        raise NetlangTypeError("this expression is a value, not a layer", e.loc)
+
+    def emit_pipe(self, e: ast.Pipe, env, cur, ctx) -> int:
+        items = list(e.items)
+        while items and type(items[0]) is ast.Ref:
+            cur = self.resolve_ref(items.pop(0), ctx)
+        labelled = [x for x in items if type(x) is ast.Labelled]
+        if len(items) > 1 and len(labelled) == 1 and items[0] is labelled[0]:
+            # `label: a -> b -> c` with no other label names the whole pipeline.
+            first = items[0]
+            rest = ast.Pipe(first.loc, (first.expr,) + tuple(items[1:]))
+            return self.emit_labelled(self.label_text(first.label, env, cur), rest, env, cur, ctx, first.loc)
+        for item in items:
+            if type(item) is ast.Ref:
+                raise NetlangValueError("a reference can only start a pipeline", item.loc,
+                                        hint="begin a new statement with it, e.g. @name -> ...")
+            cur = self.emit(item, env, cur, ctx)
+        return cur
+
+    def emit_labelled(self, name: str, expr, env, cur, ctx: Ctx, loc) -> int:
+        if type(expr) is ast.Ref:
+            raise NetlangValueError("a reference cannot be labelled", loc)
+        call = None
+        if type(expr) is ast.Call:
+            callee = self.eval(expr.func, env, cur)
+            if isinstance(callee, DefValue):
+                call = self.call_text(callee.name, expr.args, env, cur)
+        seq = Scope("seq", call=call, loc=loc)
+        key = ".".join(ctx.prefix + (name,))
+        if key in ctx.body.refs or key in ctx.body.ref_locs:
+            first = ctx.body.ref_locs[key]
+            raise NetlangNameError(f"duplicate label '{key}' (first used at line {first.line})", loc)
+        ctx.body.ref_locs[key] = loc
+        ctx.place(seq, name, loc)
+        out = self.emit(expr, env, cur, Ctx(seq, ctx.body, ctx.prefix + (name,), False))
+        if not seq.entries:
+            raise NetlangValueError(f"label '{name}' names nothing: its item places no layer", loc)
+        ctx.body.refs[key] = out
+        return out
+
+    def label_text(self, t: ast.Template, env, cur) -> str:
+        if t.is_plain:
+            return t.parts[0] if len(t.parts) == 1 else "".join(t.parts)
+        out = []
+        for p in t.parts:
+            if isinstance(p, str):
+                out.append(p)
+                continue
+            v = self.eval(p, env, cur)
+            if isinstance(v, bool) or not isinstance(v, (int, str)):
+                raise NetlangTypeError(f"a label can only interpolate ints and strings, got {type_name(v)}", p.loc)
+            out.append(str(v))
+        text = "".join(out)
+        if not _IDENT.match(text):
+            raise NetlangValueError(f"label '{text}' is not a valid name (letters, digits and _ only)", t.loc)
+        return text
+
+    def resolve_ref(self, e: ast.Ref, ctx: Ctx) -> int:
+        key = ".".join(e.path)
+        node = ctx.body.refs.get(key)
+        if node is None:
+            if key in ctx.body.ref_locs:
+                raise NetlangNameError(f"@{key} refers to the item it is used in", e.loc)
+            close = difflib.get_close_matches(key, list(ctx.body.refs), n=1)
+            hint = f"did you mean '@{close[0]}'?" if close else "only labels placed earlier in this body can be referred to"
+            raise NetlangNameError(f"no label '{key}' before this point", e.loc, hint=hint)
+        return node
+
+    def emit_repeat(self, e: ast.BinOp, env, cur, ctx) -> int:
+        n = self.eval(e.right, env, cur)
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise NetlangTypeError(f"a repetition count must be an int, got {type_name(n)}", e.right.loc)
+        if n < 0:
+            raise NetlangValueError(f"a repetition count cannot be negative ({n})", e.right.loc)
+        if n > MAX_REPEAT:
+            raise NetlangValueError(f"repetition count {n} is more than the limit of {MAX_REPEAT}", e.right.loc)
+        for _ in range(n):
+            cur = self.emit(e.left, env, cur, ctx)
+        return cur
+
+    def emit_merge(self, e: ast.Merge, env, cur, ctx: Ctx) -> int:
+        op = ops.OPS[e.op]
+        args, locs = self.bind_op(op, e.args, env, cur, e.loc)
+        if len(e.branches) < op.min_inputs:
+            raise NetlangValueError(f"{e.op} needs at least {op.min_inputs} branches, got {len(e.branches)}", e.loc,
+                                    hint="each line of a merge body is one branch")
+        entry = ctx.place(None, None, e.loc)
+        inner = Ctx(ctx.scope, ctx.body, ctx.prefix, True)
+        outs = [self.emit(b, env, cur, inner) for b in e.branches]
+        return self.add_node(op, args, outs, e.loc, ctx, locs, entry=entry)
+
+    def apply(self, callee, arg_exprs, loc, env, cur, ctx: Ctx, expr) -> int:
+        if isinstance(callee, OpValue):
+            args, locs = self.bind_op(callee.op, arg_exprs, env, cur, loc)
+            return self.add_node(callee.op, args, [cur], loc, ctx, locs)
+        if isinstance(callee, BlockValue):
+            return self.emit_block(callee, arg_exprs, loc, env, cur, ctx)
+        if isinstance(callee, DefValue):
+            return self.emit_def(callee, arg_exprs, loc, env, cur, ctx)
+        if isinstance(callee, Thunk):
+            if arg_exprs:
+                raise NetlangTypeError("this pipeline already has its arguments", loc)
+            return self.emit(callee.expr, callee.env, cur, ctx)
+        if isinstance(callee, NetworkValue):
+            raise NetlangTypeError(f"network '{callee.name}' cannot be used as a layer", loc,
+                                   hint="declare the reusable part as a block")
+        if isinstance(callee, FuncValue):
+            raise NetlangTypeError(f"{callee.name}(...) gives a value, not a layer", loc)
+        raise NetlangTypeError(f"{fmt_value(callee)} is a {type_name(callee)}, not a layer", loc)
+
+    def bind_params(self, what: str, params, arg_exprs, env, cur, loc, target_env: Env) -> list:
+        """Bind call arguments to declared parameters in target_env; return them for the call text."""
+        given: dict[str, Any] = {}
+        shown = []
+        by_name = {p.name: p for p in params}
+        positional = [a for a in arg_exprs if a.name is None]
+        if len(positional) > len(params):
+            raise NetlangTypeError(f"{what} takes {len(params)} arguments, got {len(positional)}",
+                                   positional[len(params)].loc, hint=_param_sig(what, params))
+        seen_kw = False
+        for i, a in enumerate(arg_exprs):
+            if a.name is None:
+                if seen_kw:
+                    raise NetlangTypeError("a positional argument follows a keyword argument", a.loc)
+                name = params[i].name
+            else:
+                seen_kw = True
+                if a.name not in by_name:
+                    close = difflib.get_close_matches(a.name, list(by_name), n=1)
+                    hint = (f"did you mean '{close[0]}'? " if close else "") + _param_sig(what, params)
+                    raise NetlangTypeError(f"{what} has no parameter '{a.name}'", a.loc, hint=hint)
+                name = a.name
+                if name in given:
+                    raise NetlangTypeError(f"{what}: '{name}' is given twice", a.loc)
+            given[name] = self.eval(a.value, env, cur)
+            shown.append((a.name, given[name]))
+        for p in params:
+            if p.name in given:
+                target_env.vars[p.name] = given[p.name]
+            elif p.default is not None:
+                target_env.vars[p.name] = self.eval(p.default, target_env, cur)
+            else:
+                raise NetlangTypeError(f"{what} needs its '{p.name}' argument", loc, hint=_param_sig(what, params))
+        return shown
+
+    def call_text(self, name, arg_exprs, env, cur) -> str:
+        parts = []
+        for a in arg_exprs:
+            v = self.eval(a.value, env, cur)
+            parts.append(f"{a.name}={fmt_value(v)}" if a.name else fmt_value(v))
+        return f"{name}({', '.join(parts)})"
+
+    def enter(self, what: str, loc):
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise NetlangRecursionError(f"calls nest more than {MAX_DEPTH} deep (in {what})", loc,
+                                        hint="does the recursion reach its base case?")
+
+    def emit_block(self, bv: BlockValue, arg_exprs, loc, env, cur, ctx: Ctx) -> int:
+        decl = bv.decl
+        self.enter(f"block {decl.name}", loc)
+        try:
+            benv = Env(bv.env)
+            shown = self.bind_params(f"block {decl.name}", decl.params, arg_exprs, env, cur, loc, benv)
+            call = f"{decl.name}(" + ", ".join(f"{k}={fmt_value(v)}" if k else fmt_value(v) for k, v in shown) + ")"
+            scope = Scope("block", call=call, block=decl.name, loc=loc)
+            ctx.place(scope, None, loc)
+            if not decl.body:
+                raise NetlangValueError(f"block {decl.name} has an empty body", decl.loc)
+            out = self.run_body(decl.body, benv, cur, Ctx(scope, Body()), network=False)
+            if not scope.entries:
+                raise NetlangValueError(f"block {decl.name} places no layer", decl.loc)
+            return out
+        except NetlangError as err:
+            if isinstance(err, NetlangRecursionError) and err.notes:
+                raise
+            raise self._note_call(err, f"block {decl.name}", loc)
+        finally:
+            self.depth -= 1
+
+    def emit_def(self, dv: DefValue, arg_exprs, loc, env, cur, ctx: Ctx) -> int:
+        decl = dv.decl
+        self.enter(f"def {decl.name}", loc)
+        try:
+            denv = Env(dv.env)
+            self.bind_params(f"def {decl.name}", decl.params, arg_exprs, env, cur, loc, denv)
+            return self.emit(decl.body, denv, cur, ctx)
+        except NetlangError as err:
+            if isinstance(err, NetlangRecursionError) and err.notes:
+                raise
+            raise self._note_call(err, f"def {decl.name}", loc)
+        finally:
+            self.depth -= 1
+
+    # ------------------------------------------------------------ statements
+    def run_body(self, stmts, env: Env, cur, ctx: Ctx, network: bool, net=None) -> int:
+        for s in stmts:
+            t = type(s)
+            if t is ast.Let:
+                if s.name in ops.OPS or s.name in BUILTIN_FUNCS:
+                    raise NetlangNameError(f"'{s.name}' is a built-in and cannot be rebound", s.loc)
+                env.vars[s.name] = self.eval(s.value, env, cur)
+            elif t is ast.If:
+                branch = s.then if self.truth(s.test, env, cur) else (s.orelse or ())
+                cur = self.run_body(branch, env, cur, ctx, network, net)
+            elif t is ast.For:
+                seq = self.eval(s.iter, env, cur)
+                if not isinstance(seq, (list, tuple)):
+                    raise NetlangTypeError(f"for needs a list to loop over, got {type_name(seq)}", s.iter.loc,
+                                           hint="e.g. for i in range(1, 7) { ... }")
+                for v in seq:
+                    env.vars[s.var] = v
+                    cur = self.run_body(s.body, env, cur, ctx, network, net)
+            elif t is ast.InputStmt:
+                if not network:
+                    raise NetlangValueError("input belongs in a network, not in a block", s.loc)
+                cur = net.input_stmt(s, env, cur, ctx)
+            elif t is ast.OutputStmt:
+                if not network:
+                    raise NetlangValueError("output belongs in a network, not in a block", s.loc)
+                net.output_stmt(s, ctx)
+            else:
+                if network and net.outputs is not None:
+                    raise NetlangValueError("nothing may follow output", s.loc)
+                if cur is None:
+                    raise NetlangValueError("nothing flows in here: the network has no input yet", s.loc,
+                                            hint="start the network with `input CxHxW` (or pass --input)")
+                cur = self.emit(s, env, cur, ctx)
+        return cur
+
+
+def _check_arg(op: ops.OpDef, spec: ops.Param, v, loc):
+    """Check one op argument against its schema and return its canonical form."""
+    what = f"{op.name}: '{spec.name}'"
+    if v is None:
+        return None
+    k = spec.kind
+    isint = isinstance(v, int) and not isinstance(v, bool)
+
+    def bounded(x):
+        if spec.minimum is not None and x < spec.minimum:
+            raise NetlangValueError(f"{what} must be at least {spec.minimum}, got {fmt_value(v)}", loc)
+        if spec.below is not None and x >= spec.below:
+            raise NetlangValueError(f"{what} must be below {spec.below}, got {fmt_value(v)}", loc)
+        if isinstance(x, int) and x > MAX_DIM:
+            raise NetlangValueError(f"{what} = {x} is absurdly large", loc)
+        return x
+
+    if k == "int":
+        if not isint:
+            raise NetlangTypeError(f"{what} must be an int, got {type_name(v)} {fmt_value(v)}", loc)
+        return bounded(v)
+    if k == "float":
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            raise NetlangTypeError(f"{what} must be a number, got {type_name(v)} {fmt_value(v)}", loc)
+        if math.isnan(v) or math.isinf(v):
+            raise NetlangValueError(f"{what} must be finite", loc)
+        return bounded(float(v))
+    if k == "bool":
+        if not isinstance(v, bool):
+            raise NetlangTypeError(f"{what} must be true or false, got {type_name(v)} {fmt_value(v)}", loc)
+        return v
+    if k == "str":
+        if not isinstance(v, str):
+            raise NetlangTypeError(f"{what} must be a string, got {type_name(v)}", loc)
+        if spec.choices and v not in spec.choices:
+            raise NetlangValueError(f"{what} must be one of {', '.join(map(repr, spec.choices))}, got {v!r}", loc)
+        return v
+    if k == "shape":
+        return v
+    if k in ("pair", "pad"):
+        if k == "pad" and v == "same":
+            return "same"
+        if isint:
+            v2 = (v, v)
+        elif isinstance(v, (tuple, list)) and len(v) == 2 and all(isinstance(x, int) and not isinstance(x, bool)
+                                                                  for x in v):
+            v2 = tuple(v)
+        else:
+            extra = ' or "same"' if k == "pad" else ""
+            raise NetlangTypeError(f"{what} must be an int or a pair like 1x7{extra}, got {type_name(v)} "
+                                   f"{fmt_value(v)}", loc)
+        minimum = spec.minimum if spec.minimum is not None else 0
+        for x in v2:
+            if x < minimum:
+                raise NetlangValueError(f"{what} must be at least {minimum}, got {fmt_value(v)}", loc)
+            if x > MAX_DIM:
+                raise NetlangValueError(f"{what} = {x} is absurdly large", loc)
+        return v2
+    raise AssertionError(f"unknown parameter kind {k}")
+
+
+def _signature(op: ops.OpDef) -> str:
+    parts = []
+    for p in op.params:
+        parts.append(p.name if p.default is ops.REQUIRED else f"{p.name}={fmt_value(p.default) if p.default is not None else '…'}")
+    return f"{op.name}({', '.join(parts)})"
+
+
+def _param_sig(what: str, params) -> str:
+    return f"{what.split()[-1]}({', '.join(p.name if p.default is None else p.name + '=…' for p in params)})"
+
+
+# ====================================================================== networks
+
+class _NetworkRun:
+    """State of one network body: its input and outputs."""
+
+    def __init__(self, el: Elaborator, input_override):
+        self.el = el
+        self.input_override = input_override
+        self.input_node: int | None = None
+        self.outputs: list[int] | None = None
+        self.output_loc = None
+
+    def make_input(self, shape, loc, ctx: Ctx) -> int:
+        shape = _check_input_shape(shape, loc)
+        nid = self.el.add_node(ops.OPS["input"], {"shape": shape}, [], loc, None)
+        self.input_node = nid
+        return nid
+
+    def input_stmt(self, s: ast.InputStmt, env, cur, ctx) -> int:
+        if self.input_node is not None:
+            raise NetlangValueError("the network already has an input", s.loc)
+        if cur is not None:
+            raise NetlangValueError("input must come before the first layer", s.loc)
+        shape = self.input_override if self.input_override is not None else self.el.eval(s.shape, env, None)
+        return self.make_input(shape, s.shape.loc, ctx)
+
+    def output_stmt(self, s: ast.OutputStmt, ctx: Ctx) -> None:
+        if self.outputs is not None:
+            raise NetlangValueError("the network already has an output statement", s.loc)
+        outs = []
+        for r in s.refs:
+            node = self.el.resolve_ref(r, ctx)
+            if node in outs:
+                raise NetlangValueError(f"'{'.'.join(r.path)}' is listed twice", r.loc)
+            outs.append(node)
+        self.outputs = outs
+        self.output_loc = s.loc
+
+
+def _check_input_shape(shape, loc) -> tuple:
+    if isinstance(shape, int) and not isinstance(shape, bool):
+        shape = (shape,)
+    if isinstance(shape, list):
+        shape = tuple(shape)
+    if (not isinstance(shape, tuple) or len(shape) not in (1, 3)
+            or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape)):
+        raise NetlangTypeError(f"input must be a shape CxHxW (or a vector size), got {fmt_value(shape)}", loc)
+    if any(d <= 0 for d in shape):
+        raise NetlangValueError(f"input sizes must be positive, got {fmt_value(shape)}", loc)
+    if any(d > MAX_DIM for d in shape) or math.prod(shape) > MAX_ELEMS:
+        raise NetlangValueError(f"input {fmt_value(shape)} is absurdly large", loc)
+    return shape
+
+
+def elaborate(module: Module, name: str, params: dict | None = None, input_shape=None,
+              param_locs: dict | None = None) -> nx.MultiDiGraph:
+    """Build the IR of network `name` of `module`.
+
+    params: overrides of the network's parameters, as values or as source text (parsed and
+    evaluated in the module's scope, so `block=basic_block` works). input_shape: a CxHxW tuple
+    that replaces the network's `input` statement.
+    """
+    value = module.env.vars.get(name)
+    if not isinstance(value, NetworkValue):
+        raise NetlangNameError(f"no network '{name}'" + (f" in {module.path}" if module.path else ""), None,
+                               hint="networks here: " + (", ".join(module.networks) or "none"))
+    old_limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old_limit, 20000))
+    try:
+        return _elaborate(module, value, params or {}, input_shape)
+    except RecursionError:
+        raise NetlangRecursionError(f"network '{name}' nests too deeply to elaborate", value.decl.loc) from None
+    finally:
+        sys.setrecursionlimit(old_limit)
+
+
+def _elaborate(module: Module, value: NetworkValue, overrides: dict, input_shape) -> nx.MultiDiGraph:
+    el = Elaborator(value.name)
+    decl = value.decl
+    preset: list = []
+    inst_env = value.env
+    if isinstance(decl, ast.NetworkInst):
+        target = value.env.vars.get(decl.target)
+        if target is None:
+            try:
+                target = value.env.lookup(decl.target)
+            except KeyError:
+                raise NetlangNameError(f"unknown network '{decl.target}'", decl.target_loc) from None
+        if not isinstance(target, NetworkValue) or not isinstance(target.decl, ast.NetworkDecl):
+            raise NetlangTypeError(f"'{decl.target}' is a {type_name(target)}, not a generic network",
+                                   decl.target_loc)
+        preset = list(decl.args)
+        body_decl, body_env = target.decl, target.env
+    else:
+        body_decl, body_env = decl, value.env
+    env = Env(body_env)
+    # Overrides from the command line replace instance arguments of the same name.
+    override_args = []
+    for k, v in overrides.items():
+        if k not in {p.name for p in body_decl.params}:
+            raise NetlangNameError(f"network '{value.name}' has no parameter '{k}'", None,
+                                   hint="its parameters: " + (", ".join(p.name for p in body_decl.params) or "none"))
+        override_args.append(k)
+    args = [a for a in preset if a.name not in overrides]
+    el_args = args
+    el.bind_params(f"network {body_decl.name}", body_decl.params, el_args, inst_env, None, decl.loc, env)
+    for k, v in overrides.items():
+        env.vars[k] = _override_value(el, module, k, v)
+    root = Scope("block", call=None, block=body_decl.name, loc=decl.loc)
+    body = Body()
+    ctx = Ctx(root, body)
+    run = _NetworkRun(el, input_shape)
+    if input_shape is not None and not any(type(s) is ast.InputStmt for s in _flat_stmts(body_decl.body)):
+        run.make_input(input_shape, decl.loc, ctx)
+    try:
+        last = el.run_body(body_decl.body, env, run.input_node, ctx, network=True, net=run)
+    except NetlangError as err:
+        if decl is not body_decl:
+            el._note_call(err, f"network {body_decl.name}", decl.loc)
+        raise
+    if run.input_node is None:
+        raise NetlangValueError(f"network '{value.name}' has no input", body_decl.loc,
+                                hint="add `input CxHxW` as its first statement (or pass --input)")
+    outputs = run.outputs if run.outputs is not None else [last]
+    if outputs == [run.input_node]:
+        raise NetlangValueError(f"network '{value.name}' has no layers", body_decl.loc)
+    G = el.G
+    _check_dead(G, outputs)
+    names, scopes = _assign_names(root, G)
+    names[run.input_node] = "input"
+    _check_unique(G, names)
+    G = nx.relabel_nodes(G, names, copy=True)
+    for n, data in G.nodes(data=True):
+        data["scope"] = _scope_of(n, scopes)
+    G.graph.update(
+        name=value.name,
+        file=module.path,
+        inputs=["input"],
+        outputs=[names[o] for o in outputs],
+        params={p.name: plain(env.vars[p.name]) for p in body_decl.params},
+        scopes=scopes,
+        loc=decl.loc,
+    )
+    return G
+
+
+def _flat_stmts(stmts):
+    for s in stmts:
+        yield s
+        if type(s) is ast.If:
+            yield from _flat_stmts(s.then)
+            yield from _flat_stmts(s.orelse or ())
+        elif type(s) is ast.For:
+            yield from _flat_stmts(s.body)
+
+
+def _override_value(el: Elaborator, module: Module, name: str, v):
+    if isinstance(v, str):
+        from .parser import parse_expr
+        expr = parse_expr(v, f"<-p {name}>")
+        return el.eval(expr, module.env, None)
+    return v
+
+
+def _check_dead(G, outputs) -> None:
+    outs = set(outputs)
+    for n in G.nodes:
+        if G.out_degree(n) == 0 and n not in outs:
+            data = G.nodes[n]
+            raise NetlangValueError(f"this {data['op']} is computed but never used", data["loc"],
+                                    hint="list it in `output`, or continue from it")
+
+
+def _assign_names(root: Scope, G) -> tuple[dict, dict]:
+    names: dict[int, str] = {}
+    scopes: dict[str, dict] = {}
+
+    def place(target, name: str):
+        if isinstance(target, Scope):
+            visit(target, name)
+        elif target is not None:
+            names[target] = name
+
+    def visit(scope: Scope, path: str):
+        if path:
+            info = {"kind": scope.kind, "call": scope.call, "block": scope.block, "loc": scope.loc}
+            tops = [e for e in scope.entries if not e.nested]
+            if scope.kind == "seq" and len(tops) == 1 and tops[0].label is None:
+                # A label over a single unlabelled item names that item itself.
+                top = tops[0]
+                if isinstance(top.target, Scope):
+                    if top.target.call is None and scope.call is not None:
+                        top.target.call = scope.call
+                    visit(top.target, path)
+                else:
+                    names[top.target] = path
+                rest = [e for e in scope.entries if e is not top]
+                if rest:
+                    scopes.setdefault(path, dict(info, kind="merge"))
+                for e in rest:
+                    place(e.target, f"{path}.{_own(e)}")
+                return
+            scopes[path] = info
+        for e in scope.entries:
+            place(e.target, f"{path}.{_own(e)}" if path else _own(e))
+
+    visit(root, "")
+    return names, scopes
+
+
+def _own(e: Entry) -> str:
+    return e.label if e.label is not None else str(e.index)
+
+
+def _check_unique(G, names: dict) -> None:
+    seen: dict[str, int] = {}
+    for nid, name in names.items():
+        if name in seen:
+            loc = G.nodes[nid]["loc"]
+            raise NetlangNameError(f"two layers would both be named '{name}'", loc,
+                                   hint="give one of them a different label")
+        seen[name] = nid
+
+
+def _scope_of(name: str, scopes: dict) -> str:
+    path = name
+    while "." in path:
+        path = path.rpartition(".")[0]
+        if path in scopes:
+            return path
+    return ""
+
+
+# ====================================================================== entry points
+
+def load(path: str | Path) -> Module:
+    return Loader().load_file(path)
+
+
+def load_text(text: str, filename: str = "<string>") -> Module:
+    return Loader().load_text(text, filename)
