@@ -126,7 +126,7 @@ class CostReport:
             kind = members[0].op
         else:
             info = self.scopes.get(name) or {}
-            kind = info.get("block") or info.get("kind") or "seq"
+            kind = info.get("call") or info.get("block") or info.get("kind") or "seq"
         g = GroupCost(name, kind, members[-1].shape)
         for m in members:
             g.params += m.params

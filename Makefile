@@ -1,0 +1,26 @@
+# Two commands do all set-up on a fresh machine:
+#   make demo   checks every network of the zoo and prints its cost table
+#   make test   runs the test suite
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -e '.[test,torch]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/netlang zoo architectures
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 tests
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/frontend.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

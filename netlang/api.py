@@ -1,0 +1,91 @@
+"""The Python API: load and analyse a network."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import networkx as nx
+
+from .elaborate import Loader, Module, elaborate
+from .errors import NetlangNameError
+from .passes import run_pipeline
+from .passes.cost import CostReport, analyse
+
+
+@dataclass
+class Network:
+    """An analysed network: its IR (graph), its costs, and the module it came from."""
+    graph: nx.MultiDiGraph
+    cost: CostReport
+    module: Module
+
+    @property
+    def name(self) -> str:
+        return self.graph.graph["name"]
+
+    @property
+    def params(self) -> int:
+        return self.cost.params
+
+    @property
+    def macs(self) -> int:
+        return self.cost.macs
+
+    def shape(self, node: str) -> tuple:
+        return self.graph.nodes[node]["shape"]
+
+    def summary(self, depth: int | None = None) -> str:
+        from .summary import table
+        return table(self.cost, self.graph, depth)
+
+
+def choose_network(module: Module, name: str | None) -> str:
+    if name is not None:
+        if name not in module.networks and not _imported_network(module, name):
+            raise NetlangNameError(f"no network '{name}' in {module.path}", None,
+                                   hint="networks here: " + (", ".join(module.networks) or "none"))
+        return name
+    if len(module.networks) == 1:
+        return module.networks[0]
+    if not module.networks:
+        raise NetlangNameError(f"{module.path} declares no network", None,
+                               hint="a network starts with `network NAME { input CxHxW ... }`")
+    raise NetlangNameError(f"{module.path} declares {len(module.networks)} networks; choose one with --network",
+                           None, hint="networks here: " + ", ".join(module.networks))
+
+
+def _imported_network(module: Module, name: str) -> bool:
+    from .elaborate import NetworkValue
+    try:
+        return isinstance(module.env.lookup(name), NetworkValue)
+    except KeyError:
+        return False
+
+
+def load_module(path: str | Path | None = None, text: str | None = None, filename: str = "<string>") -> Module:
+    loader = Loader()
+    return loader.load_text(text, filename) if text is not None else loader.load_file(path)
+
+
+def analyse_module(module: Module, network: str | None = None, input=None, passes=(), dtype: str = "float32",
+                   params: dict | None = None) -> Network:
+    name = choose_network(module, network)
+    G = elaborate(module, name, params or {}, input)
+    G = run_pipeline(G, passes)
+    return Network(G, analyse(G, dtype), module)
+
+
+def load(path: str | Path, network: str | None = None, input=None, passes=(), dtype: str = "float32",
+         **params) -> Network:
+    """Parse, elaborate and analyse `network` of the .net file at `path`.
+
+    input: a (C, H, W) tuple replacing the network's `input`; params: the network's parameters,
+    as values or as netlang source text (`layers="[3, 4, 6, 3]"`).
+    """
+    return analyse_module(load_module(path), network, input, passes, dtype, params)
+
+
+def loads(text: str, network: str | None = None, input=None, filename: str = "<string>", passes=(),
+          dtype: str = "float32", **params) -> Network:
+    """Like load(), from source text."""
+    return analyse_module(load_module(text=text, filename=filename), network, input, passes, dtype, params)

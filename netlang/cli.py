@@ -1,0 +1,103 @@
+"""The `netlang` command.
+
+Only NetlangError is caught: a user's mistake prints a located message and exits 1; anything
+else is a bug in netlang and shows its traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+
+from .api import analyse_module, choose_network, load_module
+from .elaborate import elaborate
+from .errors import NetlangError, NetlangValueError
+from .ir import verify
+from .ops import fmt_shape
+from .passes.cost import DTYPE_BYTES
+
+
+def _input_shape(text: str):
+    if not re.fullmatch(r"\d+(x\d+)*", text.strip()):
+        raise argparse.ArgumentTypeError(f"expected CxHxW, e.g. 3x224x224, got {text!r}")
+    return tuple(int(p) for p in text.strip().split("x"))
+
+
+def _param(text: str):
+    name, eq, value = text.partition("=")
+    if not eq or not re.fullmatch(r"[A-Za-z_]\w*", name.strip()) or not value.strip():
+        raise argparse.ArgumentTypeError(f"expected name=value, got {text!r}")
+    return name.strip(), value.strip()
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", help="a .net file")
+    p.add_argument("--network", "-n", help="which network of the file (needed when it declares several)")
+    p.add_argument("--input", "-i", type=_input_shape, metavar="CxHxW", help="replace the network's input shape")
+    p.add_argument("-p", "--param", dest="params", type=_param, action="append", default=[], metavar="NAME=VALUE",
+                   help="set a network parameter (a netlang expression, e.g. -p layers=[2,2,2,2]); repeatable")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="netlang", description="A graph language and compiler for CNN architectures.")
+    ap.add_argument("--version", action="version", version="netlang " + __import__("netlang").__version__)
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("check", help="parse, elaborate and infer shapes; report the first error")
+    _add_common(p)
+    p.set_defaults(run=cmd_check)
+
+    p = sub.add_parser("summary", help="per-layer table of shapes, parameters, MACs and memory")
+    _add_common(p)
+    p.add_argument("--depth", "-d", type=int, metavar="N", help="collapse names deeper than N parts into their block")
+    p.add_argument("--json", action="store_true", help="print JSON for machines")
+    p.add_argument("--dtype", default="float32", choices=sorted(DTYPE_BYTES), help="element type for byte counts")
+    p.set_defaults(run=cmd_summary)
+    return ap
+
+
+def cmd_check(args) -> int:
+    module = load_module(args.file)
+    names = [choose_network(module, args.network)] if args.network or len(module.networks) == 1 else module.networks
+    params = dict(args.params)
+    if params and len(names) > 1:
+        raise NetlangValueError("-p applies to one network; choose it with --network", None,
+                                hint="networks here: " + ", ".join(names))
+    for name in names:
+        G = elaborate(module, name, params, args.input)
+        verify(G)
+        outs = ", ".join(f"{o} {fmt_shape(G.nodes[o]['shape'])}" for o in G.graph["outputs"])
+        print(f"{name}: ok — {G.number_of_nodes() - 1} layers, "
+              f"input {fmt_shape(G.nodes['input']['shape'])}, output {outs}")
+    if not names:
+        print(f"{args.file}: ok — no networks (definitions only)")
+    return 0
+
+
+def cmd_summary(args) -> int:
+    if args.depth is not None and args.depth < 1:
+        raise NetlangValueError(f"--depth must be at least 1, got {args.depth}", None)
+    module = load_module(args.file)
+    net = analyse_module(module, args.network, args.input, dtype=args.dtype, params=dict(args.params))
+    if args.json:
+        json.dump(net.cost.to_json(args.depth), sys.stdout, indent=1)
+        print()
+    else:
+        print(net.summary(args.depth))
+    return 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except NetlangError as err:
+        print(err.format(), file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
