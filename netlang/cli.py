@@ -54,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON for machines")
     p.add_argument("--dtype", default="float32", choices=sorted(DTYPE_BYTES), help="element type for byte counts")
     p.set_defaults(run=cmd_summary)
+
+    p = sub.add_parser("zoo", help="check every network of a folder of .net files and print their cost table")
+    p.add_argument("folder", nargs="?", help="folder of .net files (default: the bundled architectures)")
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table (docs/zoo.md)")
+    p.set_defaults(run=cmd_zoo)
     return ap
 
 
@@ -86,6 +91,30 @@ def cmd_summary(args) -> int:
     else:
         print(net.summary(args.depth))
     return 0
+
+
+def cmd_zoo(args) -> int:
+    from pathlib import Path
+
+    from .elaborate import bundled_architectures
+    from .summary import human, human_bytes, zoo_table
+    folder = Path(args.folder) if args.folder else bundled_architectures()
+    if folder is None or not folder.is_dir():
+        raise NetlangValueError(f"no such folder: {args.folder}", None)
+    rows, failures = [], 0
+    for path in sorted(folder.glob("*.net")):
+        try:
+            module = load_module(path)
+            for name in module.networks:
+                net = analyse_module(module, name)
+                rows.append((path.name, net))
+        except NetlangError as err:
+            failures += 1
+            print(err.format(), file=sys.stderr)
+    print(zoo_table(rows, markdown=args.markdown))
+    if failures:
+        print(f"{failures} file(s) failed", file=sys.stderr)
+    return 1 if failures else 0
 
 
 def main(argv=None) -> int:

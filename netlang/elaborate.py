@@ -27,7 +27,7 @@ import networkx as nx
 
 from . import ast, ops
 from .errors import (NetlangError, NetlangImportError, NetlangNameError, NetlangRecursionError,
-                     NetlangShapeError, NetlangTypeError, NetlangValueError, SourceLoc)
+                     NetlangShapeError, NetlangTypeError, NetlangValueError, SourceLoc, paused_gc)
 from .parser import parse
 
 MAX_DEPTH = 200            # nested block/def calls
@@ -972,7 +972,8 @@ def elaborate(module: Module, name: str, params: dict | None = None, input_shape
     old_limit = sys.getrecursionlimit()
     sys.setrecursionlimit(max(old_limit, 20000))
     try:
-        return _elaborate(module, value, params or {}, input_shape)
+        with paused_gc():
+            return _elaborate(module, value, params or {}, input_shape)
     except RecursionError:
         raise NetlangRecursionError(f"network '{name}' nests too deeply to elaborate", value.decl.loc) from None
     finally:

@@ -14,7 +14,7 @@ from lark import Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from . import ast
-from .errors import NetlangError, NetlangSyntaxError, SourceLoc, register_source
+from .errors import NetlangError, NetlangSyntaxError, SourceLoc, paused_gc, register_source
 
 _OPEN = {"LPAR": "(", "LSQB": "[", "LBRACE": "{"}
 _CLOSE = {"RPAR": "LPAR", "RSQB": "LSQB", "RBRACE": "LBRACE"}
@@ -163,8 +163,9 @@ def _syntax_error(err: UnexpectedInput, filename: str, text: str) -> NetlangSynt
 def parse(text: str, filename: str = "<string>") -> ast.Module:
     """Parse a whole .net file."""
     register_source(filename, text)
-    tree = _run(text, filename, "start")
-    return _Build(filename, text).transform_module(tree)
+    with paused_gc():
+        tree = _run(text, filename, "start")
+        return _Build(filename, text).transform_module(tree)
 
 
 def parse_expr(text: str, filename: str = "<string>") -> ast.Expr:

@@ -96,3 +96,24 @@ def table(report: CostReport, graph, depth: int | None = None) -> str:
         "Convention: " + CONVENTION,
     ]
     return "\n".join(out)
+
+
+def zoo_table(rows, markdown: bool = False) -> str:
+    """One line per network: file, name, input, layers, params, MACs, activation memory."""
+    headers = ("Network", "File", "Input", "Layers", "Params", "MACs", "Activations (fwd, fp32)", "Outputs")
+    body = []
+    for filename, net in rows:
+        t = net.cost.totals()
+        outs = ", ".join(f"{o} {fmt_shape(net.graph.nodes[o]['shape'])}" for o in net.cost.outputs)
+        body.append((net.name, filename, fmt_shape(net.cost.input_shape), str(t["layers"]), f"{t['params']:,}",
+                     human(t["macs"]), human_bytes(t["act_bytes_forward"]), outs))
+    if markdown:
+        out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+        out += ["| " + " | ".join(r) + " |" for r in body]
+        return "\n".join(out)
+    widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(headers)]
+    align = ("<", "<", ">", ">", ">", ">", ">", "<")
+
+    def line(cells):
+        return "  ".join(f"{c:{a}{w}}" for c, a, w in zip(cells, align, widths)).rstrip()
+    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in body])

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 import networkx as nx
 
 from .. import ops
+from ..errors import paused_gc
 from ..ir import inputs_of, topo_order
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "int8": 1}
@@ -180,6 +181,11 @@ CONVENTION = ("macs: multiply-accumulates of conv, conv_t and linear weights (bi
 def analyse(G: nx.MultiDiGraph, dtype: str = "float32") -> CostReport:
     if dtype not in DTYPE_BYTES:
         raise ValueError(f"unknown dtype {dtype}")
+    with paused_gc():
+        return _analyse(G, dtype)
+
+
+def _analyse(G: nx.MultiDiGraph, dtype: str) -> CostReport:
     order = topo_order(G)
     layers: list[LayerCost] = []
     for n in order:
