@@ -383,8 +383,12 @@ class Elaborator:
 
     # ------------------------------------------------------------ errors
     def _note_call(self, err: NetlangError, what: str, loc: SourceLoc) -> NetlangError:
-        if len(err.notes) < 6:
-            err.with_note(f"in {what}, called here", loc)
+        note = (f"in {what}, called here", loc)
+        if isinstance(err, NetlangRecursionError):
+            # Hundreds of identical frames say nothing; keep where the recursion was entered.
+            err.notes = (note,)
+        elif len(err.notes) < 6:
+            err.with_note(*note)
         return err
 
     # ------------------------------------------------------------ values
@@ -774,8 +778,6 @@ class Elaborator:
                 raise NetlangValueError(f"block {decl.name} places no layer", decl.loc)
             return out
         except NetlangError as err:
-            if isinstance(err, NetlangRecursionError) and err.notes:
-                raise
             raise self._note_call(err, f"block {decl.name}", loc)
         finally:
             self.depth -= 1
@@ -788,8 +790,6 @@ class Elaborator:
             self.bind_params(f"def {decl.name}", decl.params, arg_exprs, env, cur, loc, denv)
             return self.emit(decl.body, denv, cur, ctx)
         except NetlangError as err:
-            if isinstance(err, NetlangRecursionError) and err.notes:
-                raise
             raise self._note_call(err, f"def {decl.name}", loc)
         finally:
             self.depth -= 1

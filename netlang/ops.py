@@ -125,12 +125,13 @@ def _same_pad(op: str, k: tuple, stride: tuple, d: tuple = (1, 1)) -> tuple:
 def _pool_len(L: int, k: int, s: int, p: int, ceil: bool, what: str, axis: str) -> int:
     if 2 * p > k:
         raise OpError(f"{what}: padding {p} is more than half the kernel {k}", arg="pad", kind="value")
-    if L + 2 * p < k:
-        raise OpError(f"{what}: kernel {k} is larger than the padded input {L + 2 * p} ({axis})",
-                      hint="use a smaller kernel or a larger input")
     out = (L + 2 * p - k + (s - 1 if ceil else 0)) // s + 1
     if ceil and (out - 1) * s >= L + p:
         out -= 1   # the last window would start in the padding (PyTorch's rule)
+    if out < 1:
+        # With ceil=true a window may overhang the input (PyTorch allows 2x2 -> 1x1 with k=3).
+        raise OpError(f"{what}: kernel {k} is larger than the padded input {L + 2 * p} ({axis})",
+                      hint="use a smaller kernel or a larger input")
     return out
 
 

@@ -5,7 +5,7 @@ Every exact value below is written as Python integer arithmetic so that it can b
 against the layer it describes.  The report that explains each figure and each discrepancy
 is docs/seed-figures.md.
 
-Seeds (in /work/shared/seeds/):
+Seeds (the lecture notes netlang was created from):
     000  CS231n-style "CNN Architectures" slides (AlexNet, VGG16 table, Inception op counts)
     001  Lazebnik, "from LeNet to ResNet" (VGG A-E, GoogLeNet table, ResNet table)
     002  CS231n lecture 9 notes (AlexNet conv1 "35K", 3x3x3 vs 7x7)
