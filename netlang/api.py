@@ -7,7 +7,7 @@ from pathlib import Path
 import networkx as nx
 
 from .elaborate import Loader, Module, elaborate
-from .errors import NetlangNameError
+from .errors import NetlangNameError, SourceLoc
 from .passes import run_pipeline
 from .passes.cost import CostReport, analyse
 
@@ -48,7 +48,8 @@ def choose_network(module: Module, name: str | None) -> str:
     if len(module.networks) == 1:
         return module.networks[0]
     if not module.networks:
-        raise NetlangNameError(f"{module.path} declares no network", None,
+        # The whole file is at fault: point at its start, as compilers do for an empty unit.
+        raise NetlangNameError(f"{module.path} declares no network", SourceLoc(module.path, 1, 1),
                                hint="a network starts with `network NAME { input CxHxW ... }`")
     raise NetlangNameError(f"{module.path} declares {len(module.networks)} networks; choose one with --network",
                            None, hint="networks here: " + ", ".join(module.networks))

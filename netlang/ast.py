@@ -174,6 +174,7 @@ class DefDecl(Node):
     name: str
     params: tuple[Param, ...]
     body: Pipe
+    name_loc: SourceLoc | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -181,6 +182,7 @@ class BlockDecl(Node):
     name: str
     params: tuple[Param, ...]
     body: tuple[Stmt, ...]
+    name_loc: SourceLoc | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -188,6 +190,7 @@ class NetworkDecl(Node):
     name: str
     params: tuple[Param, ...]
     body: tuple[Stmt, ...]
+    name_loc: SourceLoc | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -196,6 +199,7 @@ class NetworkInst(Node):
     target: str
     target_loc: SourceLoc
     args: tuple[Arg, ...]
+    name_loc: SourceLoc | None = None
 
 
 Decl = Union[Import, DefDecl, BlockDecl, NetworkDecl, NetworkInst]

@@ -133,6 +133,11 @@ def type_name(v) -> str:
         FuncValue: "function", Thunk: "pipeline"}.get(type(v), type(v).__name__)
 
 
+def a_type(v) -> str:
+    name = type_name(v)
+    return ("an " if name[0] in "aeiou" else "a ") + name
+
+
 # ====================================================================== environments
 
 class Env:
@@ -302,9 +307,11 @@ class Loader:
                 continue
             if decl.name in seen:
                 first = seen[decl.name].loc
-                raise NetlangNameError(f"{decl.name!r} is already defined at line {first.line}", decl.loc)
+                raise NetlangNameError(f"{decl.name!r} is already defined at line {first.line}",
+                                       decl.name_loc or decl.loc)
             if decl.name in self.builtins.vars:
-                raise NetlangNameError(f"{decl.name!r} is a built-in layer and cannot be redefined", decl.loc)
+                raise NetlangNameError(f"{decl.name!r} is a built-in layer and cannot be redefined",
+                                       decl.name_loc or decl.loc)
             seen[decl.name] = decl
             if isinstance(decl, ast.DefDecl):
                 env.vars[decl.name] = DefValue(decl, env)
@@ -426,7 +433,7 @@ class Elaborator:
                 return callee.fn(e.loc, *args)
             if isinstance(callee, _LAYERLIKE):
                 return Thunk(e, env)
-            raise NetlangTypeError(f"a {type_name(callee)} cannot be called", e.func.loc)
+            raise NetlangTypeError(f"{a_type(callee)} cannot be called", e.func.loc)
         if t in (ast.Pipe, ast.Merge, ast.Labelled, ast.Ref):
             return Thunk(e, env)
         raise NetlangTypeError("this is not a value", e.loc)
@@ -447,7 +454,7 @@ class Elaborator:
     def truth_value(self, v, e) -> bool:
         if isinstance(v, (bool, int, float, str, list, tuple)):
             return bool(v)
-        raise NetlangTypeError(f"a {type_name(v)} is not a condition", e.loc)
+        raise NetlangTypeError(f"{a_type(v)} is not a condition", e.loc)
 
     def eval_binop(self, e: ast.BinOp, env, cur):
         op = e.op
@@ -476,7 +483,7 @@ class Elaborator:
                 if op == "*":
                     return a * b
                 if op in ("/", "//", "%") and b == 0:
-                    raise NetlangValueError("division by zero", e.loc)
+                    raise NetlangValueError("division by zero", e.right.loc)
                 if op == "/":
                     return a / b
                 if op == "//":
@@ -500,7 +507,7 @@ class Elaborator:
         obj = self.eval(e.obj, env, cur)
         idx = self.eval(e.index, env, cur)
         if not isinstance(obj, (list, tuple, str)):
-            raise NetlangTypeError(f"a {type_name(obj)} cannot be indexed", e.obj.loc)
+            raise NetlangTypeError(f"{a_type(obj)} cannot be indexed", e.obj.loc)
         if not isinstance(idx, int) or isinstance(idx, bool):
             raise NetlangTypeError(f"an index must be an int, got {type_name(idx)}", e.index.loc)
         if not -len(obj) <= idx < len(obj):
@@ -603,7 +610,7 @@ class Elaborator:
         if t in (ast.Name, ast.Index):
             return self.apply(self.eval(e, env, cur), (), e.loc, env, cur, ctx, e)
         if t is ast.Const:
-            raise NetlangTypeError(f"{fmt_value(e.value)} is a {type_name(e.value)}, not a layer", e.loc)
+            raise NetlangTypeError(f"{fmt_value(e.value)} is {a_type(e.value)}, not a layer", e.loc)
         raise NetlangTypeError("this expression is a value, not a layer", e.loc)
 
     def emit_pipe(self, e: ast.Pipe, env, cur, ctx) -> int:
@@ -712,7 +719,7 @@ class Elaborator:
                                    hint="declare the reusable part as a block")
         if isinstance(callee, FuncValue):
             raise NetlangTypeError(f"{callee.name}(...) gives a value, not a layer", loc)
-        raise NetlangTypeError(f"{fmt_value(callee)} is a {type_name(callee)}, not a layer", loc)
+        raise NetlangTypeError(f"{fmt_value(callee)} is {a_type(callee)}, not a layer", loc)
 
     def bind_params(self, what: str, params, arg_exprs, env, cur, loc, target_env: Env) -> list:
         """Bind call arguments to declared parameters in target_env; return them for the call text."""
@@ -993,7 +1000,7 @@ def _elaborate(module: Module, value: NetworkValue, overrides: dict, input_shape
             except KeyError:
                 raise NetlangNameError(f"unknown network '{decl.target}'", decl.target_loc) from None
         if not isinstance(target, NetworkValue) or not isinstance(target.decl, ast.NetworkDecl):
-            raise NetlangTypeError(f"'{decl.target}' is a {type_name(target)}, not a generic network",
+            raise NetlangTypeError(f"'{decl.target}' is {a_type(target)}, not a generic network",
                                    decl.target_loc)
         preset = list(decl.args)
         body_decl, body_env = target.decl, target.env

@@ -21,10 +21,11 @@ def source_line(filename: str, line: int) -> str | None:
         try:
             with open(filename, encoding="utf-8") as f:
                 text = f.read()
-        except OSError:
+        except (OSError, UnicodeDecodeError):
             return None
-    lines = text.splitlines()
-    return lines[line - 1] if 1 <= line <= len(lines) else None
+    # Lines as the lexer counts them: only "\n" ends one ("\f", "\v" and "\x1c" do not).
+    lines = text.split("\n")
+    return lines[line - 1].rstrip("\r") if 1 <= line <= len(lines) else None
 
 
 class SourceLoc(NamedTuple):

@@ -59,7 +59,7 @@ def verify(G: nx.MultiDiGraph, check_shapes: bool = True) -> None:
         if info.get("kind") not in ("block", "seq", "merge"):
             fail(f"scope {path!r} has kind {info.get('kind')!r}")
         parent = path.rpartition(".")[0]
-        if parent and parent not in scopes and not _is_prefix_of_scope(parent, scopes):
+        if parent and parent not in scopes:
             fail(f"scope {path!r} sits under an unknown scope {parent!r}")
     for n, data in G.nodes(data=True):
         if not isinstance(n, str) or not n:
@@ -114,8 +114,3 @@ def verify(G: nx.MultiDiGraph, check_shapes: bool = True) -> None:
                 fail(f"node {n!r}: shape rule fails on its own inputs: {err.message}")
             if tuple(expect) != data["shape"]:
                 fail(f"node {n!r}: recorded shape {data['shape']} but its rule gives {tuple(expect)}")
-
-
-def _is_prefix_of_scope(path: str, scopes: dict) -> bool:
-    # An unlabelled sequence that collapsed into its only item leaves no scope of its own.
-    return any(s.startswith(path + ".") or s == path for s in scopes)

@@ -10,11 +10,12 @@ import functools
 from pathlib import Path
 
 import lark
-from lark import Token, Transformer, v_args
+from lark import Token, Transformer_NonRecursive, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark.lexer import LexerThread
 
 from . import ast
-from .errors import NetlangError, NetlangSyntaxError, SourceLoc, paused_gc, register_source
+from .errors import NetlangError, NetlangSyntaxError, NetlangValueError, SourceLoc, paused_gc, register_source
 
 _OPEN = {"LPAR": "(", "LSQB": "[", "LBRACE": "{"}
 _CLOSE = {"RPAR": "LPAR", "RSQB": "LSQB", "RBRACE": "LBRACE"}
@@ -43,8 +44,12 @@ class _Newlines:
         stack: list[Token] = []
         pending: Token | None = None
         prev: str | None = None
+        indent: dict[int, int] = {}         # line -> column of its first token
+        stolen: Token | None = None         # first '{' closed by a '}' indented like an outer one
         for tok in stream:
             kind = tok.type
+            if kind != "_NL":
+                indent.setdefault(tok.line, tok.column)
             if kind == "_NL":
                 if (stack and stack[-1].type != "LBRACE") or prev in (None, "LBRACE", "_ARROW"):
                     continue
@@ -63,10 +68,15 @@ class _Newlines:
                 if opened.type != _CLOSE[kind]:
                     raise _BracketError(f"'{tok.value}' closes '{opened.value}' opened at line "
                                         f"{opened.line}, column {opened.column}", tok)
+                if (stolen is None and indent[tok.line] == tok.column and tok.line != opened.line
+                        and tok.column != indent[opened.line]):
+                    stolen = opened
             prev = kind
             yield tok
         if stack:
-            opened = stack[-1]
+            # When a '}' is missing, the outer braces close the inner ones; the first '}' that
+            # lines up with a different line than its '{' shows which one lost its partner.
+            opened = stolen if stolen is not None and stack[-1].type == "LBRACE" else stack[-1]
             raise _BracketError(f"'{opened.value}' is never closed", opened,
                                 f"add the matching '{_match(opened.value)}'")
 
@@ -127,17 +137,30 @@ def _expected(names) -> str:
     return ", ".join(words)
 
 
-def _syntax_error(err: UnexpectedInput, filename: str, text: str) -> NetlangSyntaxError:
+def _syntax_error(err: UnexpectedInput, filename: str, text: str, end: str = "end of file") -> NetlangSyntaxError:
     if isinstance(err, UnexpectedToken):
         tok = err.token
         if tok.type == "$END":
-            line = text.count("\n") + 1
-            loc = SourceLoc(filename, line, len(text.rsplit("\n", 1)[-1]) + 1)
-            return NetlangSyntaxError(f"unexpected end of file; expected {_expected(err.accepts or err.expected)}", loc)
+            if tok.end_line is not None:
+                # Lark's $END borrows the last token's position: point just after that token.
+                loc = SourceLoc(filename, tok.end_line, tok.end_column, tok.end_line, tok.end_column + 1)
+            else:
+                line = text.count("\n") + 1
+                loc = SourceLoc(filename, line, len(text.rsplit("\n", 1)[-1]) + 1)
+            return NetlangSyntaxError(f"unexpected {end}; expected {_expected(err.accepts or err.expected)}", loc)
+        prev, unclosed = _context(text, tok)
+        if unclosed is not None:
+            # Newlines inside ( ) and [ ] are ignored, so a missing ')' shows up lines later.
+            return NetlangSyntaxError(f"'{unclosed.value}' is never closed", _tok_loc(filename, unclosed),
+                                      hint=f"add the matching '{_match(unclosed.value)}'")
         loc = _tok_loc(filename, tok)
         what = "end of line" if tok.type == "_NL" else f"'{tok.value}'"
         if tok.type == "_NL":
             loc = SourceLoc(filename, tok.line, tok.column, tok.line, tok.column + 1)
+        elif tok.type == "RBRACE" and prev is not None and prev.end_line < tok.line:
+            # The newline before '}' is dropped; what is unfinished is the line before it.
+            what = "end of line"
+            loc = SourceLoc(filename, prev.end_line, prev.end_column, prev.end_line, prev.end_column + 1)
         hint = None
         if tok.type == "LABEL":
             hint = "a label names the item that follows it; it cannot follow an operator"
@@ -152,12 +175,45 @@ def _syntax_error(err: UnexpectedInput, filename: str, text: str) -> NetlangSynt
         if ch == ":":
             hint = "a label is a name followed by ':' at the start of an item, e.g. conv1: conv(64, 3)"
         elif ch in "\"'":
-            hint = "strings end on the line they start"
+            return NetlangSyntaxError("unterminated string", loc, hint="strings end on the line they start")
         return NetlangSyntaxError(f"unexpected character {ch!r}", loc, hint=hint)
     if isinstance(err, UnexpectedEOF):
         line = text.count("\n") + 1
-        return NetlangSyntaxError("unexpected end of file", SourceLoc(filename, line, 1))
+        return NetlangSyntaxError(f"unexpected {end}", SourceLoc(filename, line, 1))
     return NetlangSyntaxError(str(err), SourceLoc(filename, getattr(err, "line", 1) or 1, getattr(err, "column", 1) or 1))
+
+
+@functools.lru_cache(maxsize=None)
+def _raw_lexer():
+    return _lark()._build_lexer()
+
+
+def _context(text: str, at: Token) -> tuple[Token | None, Token | None]:
+    """Re-lex `text` without the post-lexer, up to the token `at` of a syntax error.
+
+    Returns the token before `at`, and the innermost '(' or '[' around `at` if it was opened on an
+    earlier line and is never properly closed (so the error is really that bracket's).
+    """
+    stack: list[Token] = []
+    prev = watch = None
+    try:
+        for tok in LexerThread.from_text(_raw_lexer(), text).lex(None):
+            if watch is None:
+                if tok.start_pos >= at.start_pos:
+                    if not stack or stack[-1].type == "LBRACE" or stack[-1].line >= at.line:
+                        return prev, None
+                    watch = stack[-1]
+                elif tok.type != "_NL":
+                    prev = tok
+            if tok.type in _OPEN:
+                stack.append(tok)
+            elif tok.type in _CLOSE and stack:
+                opened = stack.pop()
+                if opened is watch:
+                    return prev, None if _CLOSE[tok.type] == opened.type else watch
+    except UnexpectedInput:
+        return prev, None
+    return prev, watch
 
 
 def parse(text: str, filename: str = "<string>") -> ast.Module:
@@ -170,17 +226,22 @@ def parse(text: str, filename: str = "<string>") -> ast.Module:
 
 def parse_expr(text: str, filename: str = "<string>") -> ast.Expr:
     """Parse one pipeline expression (used for label templates and -p overrides)."""
-    tree = _run(text, filename, "pipe")
-    return _Build(filename, text).transform(tree)
+    tree = _run(text, filename, "pipe", end="end of the expression")
+    try:
+        return _Build(filename, text).transform(tree)
+    except VisitError as err:
+        if isinstance(err.orig_exc, NetlangError):
+            raise err.orig_exc from None
+        raise
 
 
-def _run(text: str, filename: str, start: str):
+def _run(text: str, filename: str, start: str, end: str = "end of file"):
     try:
         return _lark().parse(text, start=start)
     except _BracketError as err:
         raise NetlangSyntaxError(err.message, _tok_loc(filename, err.tok), hint=err.hint) from None
     except UnexpectedInput as err:
-        raise _syntax_error(err, filename, text) from None
+        raise _syntax_error(err, filename, text, end) from None
 
 
 def _loc(filename: str, meta) -> SourceLoc:
@@ -188,8 +249,11 @@ def _loc(filename: str, meta) -> SourceLoc:
 
 
 @v_args(meta=True)
-class _Build(Transformer):
-    """Parse tree -> AST. Only construction happens here; meaning comes later."""
+class _Build(Transformer_NonRecursive):
+    """Parse tree -> AST. Only construction happens here; meaning comes later.
+
+    Non-recursive, so that a deeply nested expression cannot overflow Python's stack here.
+    """
 
     def __init__(self, filename: str, text: str):
         super().__init__()
@@ -213,23 +277,24 @@ class _Build(Transformer):
         return [c for c in children if c is not None]
 
     def import_stmt(self, meta, c):
-        return ast.Import(self.L(meta), _unquote(c[0]))
+        return ast.Import(self.L(meta), _unquote(c[0], self.file))
 
     def def_stmt(self, meta, c):
         name, params, body = c
-        return ast.DefDecl(self.L(meta), str(name), params or (), body)
+        return ast.DefDecl(self.L(meta), str(name), params or (), body, _tok_loc(self.file, name))
 
     def block_def(self, meta, c):
         name, params, body = c
-        return ast.BlockDecl(self.L(meta), str(name), params or (), body)
+        return ast.BlockDecl(self.L(meta), str(name), params or (), body, _tok_loc(self.file, name))
 
     def network_def(self, meta, c):
         name, params, body = c
-        return ast.NetworkDecl(self.L(meta), str(name), params or (), body)
+        return ast.NetworkDecl(self.L(meta), str(name), params or (), body, _tok_loc(self.file, name))
 
     def network_inst(self, meta, c):
         name, target, args = c
-        return ast.NetworkInst(self.L(meta), str(name), str(target), _tok_loc(self.file, target), args or ())
+        return ast.NetworkInst(self.L(meta), str(name), str(target), _tok_loc(self.file, target), args or (),
+                               _tok_loc(self.file, name))
 
     def params(self, meta, c):
         return tuple(p for p in c if p is not None)
@@ -350,16 +415,16 @@ class _Build(Transformer):
         return ast.Name(self.L(meta), str(c[0]))
 
     def int(self, meta, c):
-        return ast.Const(self.L(meta), int(c[0]))
+        return ast.Const(self.L(meta), _int(c[0], c[0], self.file))
 
     def float(self, meta, c):
         return ast.Const(self.L(meta), float(c[0]))
 
     def string(self, meta, c):
-        return ast.Const(self.L(meta), _unquote(c[0]))
+        return ast.Const(self.L(meta), _unquote(c[0], self.file))
 
     def shape(self, meta, c):
-        return ast.Const(self.L(meta), tuple(int(p) for p in str(c[0]).split("x")))
+        return ast.Const(self.L(meta), tuple(_int(p, c[0], self.file) for p in str(c[0]).split("x")))
 
     def true(self, meta, c):
         return ast.Const(self.L(meta), True)
@@ -390,6 +455,23 @@ class _Build(Transformer):
         return str(c[0])
 
 
-def _unquote(tok) -> str:
+def _unquote(tok: Token, filename: str) -> str:
     s = str(tok)[1:-1]
-    return s.encode("utf-8").decode("unicode_escape") if "\\" in s else s
+    if "\\" not in s:
+        return s
+    try:
+        # Escapes as in Python; backslashreplace keeps non-ASCII text intact through the codec.
+        return s.encode("latin-1", "backslashreplace").decode("unicode_escape")
+    except UnicodeDecodeError as err:
+        raise NetlangSyntaxError(f"bad escape in string: {err.reason}", _tok_loc(filename, tok),
+                                 hint="a backslash starts an escape such as \\n, \\t, \\\\ or \\\"") from None
+
+
+_MAX_DIGITS = 100
+
+
+def _int(text: str, tok: Token, filename: str) -> int:
+    if len(text) > _MAX_DIGITS:
+        # Python refuses to convert very long digit strings; no size needs this many anyway.
+        raise NetlangValueError(f"a number with {len(text)} digits is too large", _tok_loc(filename, tok))
+    return int(text)

@@ -1,0 +1,230 @@
+"""The `netlang` command: check and summary, exit codes, located errors, options, JSON, and that
+it runs without torch."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import netlang
+from netlang.cli import main
+
+DATA = Path(__file__).parent / "data"
+RESNET = str(DATA / "resnet.net")
+REPO = Path(__file__).resolve().parent.parent
+
+BAD_ADD = """\
+network bad {
+    input 3x8x8
+    add {
+        conv(8, 1)
+        identity
+    }
+}
+"""
+
+
+def run(capsys, *argv):
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.fixture
+def bad_file(tmp_path):
+    p = tmp_path / "bad.net"
+    p.write_text(BAD_ADD)
+    return p
+
+
+# ---------------------------------------------------------------------------- check
+
+def test_check_every_network_of_a_file(capsys):
+    rc, out, err = run(capsys, "check", RESNET)
+    assert rc == 0 and err == ""
+    lines = out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["resnet", "resnet18", "resnet34", "resnet50"]
+    assert lines[1] == "resnet18: ok — 74 layers, input 3x224x224, output fc 1000"
+
+
+def test_check_one_network_with_input_and_param(capsys):
+    rc, out, err = run(capsys, "check", RESNET, "--network", "resnet18", "--input", "3x64x64", "-p", "classes=10")
+    assert rc == 0 and err == ""
+    assert out == "resnet18: ok — 74 layers, input 3x64x64, output fc 10\n"
+
+
+def test_check_reports_a_located_error(capsys, bad_file):
+    rc, out, err = run(capsys, "check", bad_file)
+    assert rc == 1 and out == ""
+    lines = err.splitlines()
+    assert lines[0] == f"{bad_file}:3:5: shape error: add: branch 1 gives 8x8x8 but branch 2 gives 3x8x8"
+    assert lines[1] == "        add {"
+    assert lines[2].startswith("        ^")
+    assert lines[-1].startswith("hint:") and "projection" in lines[-1]
+    assert "Traceback" not in err
+
+
+def test_check_syntax_error(capsys, tmp_path):
+    p = tmp_path / "syntax.net"
+    p.write_text("network t {\n    input 3x8x8\n    conv(8, 3,, 1)\n}\n")
+    rc, out, err = run(capsys, "check", p)
+    assert rc == 1 and out == ""
+    assert err.startswith(f"{p}:3:15: syntax error")
+    assert "Traceback" not in err
+
+
+def test_missing_file(capsys, tmp_path):
+    rc, out, err = run(capsys, "check", tmp_path / "nope.net")
+    assert rc == 1 and "no such file" in err and "Traceback" not in err
+
+
+def test_param_with_several_networks_needs_network(capsys):
+    rc, out, err = run(capsys, "check", RESNET, "-p", "classes=10")
+    assert rc == 1 and out == ""
+    assert "choose it with --network" in err and "resnet, resnet18, resnet34, resnet50" in err
+
+
+# ---------------------------------------------------------------------------- summary
+
+def test_summary_needs_network_when_ambiguous(capsys):
+    rc, out, err = run(capsys, "summary", RESNET)
+    assert rc == 1 and out == ""
+    assert "declares 4 networks; choose one with --network" in err
+    assert "hint: networks here: resnet, resnet18, resnet34, resnet50" in err
+
+
+def test_summary_unknown_network(capsys):
+    rc, out, err = run(capsys, "summary", RESNET, "--network", "resnet19")
+    assert rc == 1 and "no network 'resnet19'" in err and "resnet18" in err
+
+
+def test_summary_unknown_parameter(capsys):
+    rc, out, err = run(capsys, "summary", RESNET, "-n", "resnet18", "-p", "depth=3")
+    assert rc == 1 and "has no parameter 'depth'" in err and "layers" in err
+
+
+def _footer(text: str) -> list[str]:
+    """The totals under the table (without the rules, whose width follows the rows)."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Parameters:"))
+    return [line for line in lines[start:] if set(line) != {"-"}]
+
+
+def _table_rows(text: str) -> list[str]:
+    lines = text.splitlines()
+    rules = [i for i, line in enumerate(lines) if line and set(line) == {"-"}]
+    return lines[rules[1] + 1:rules[2]]
+
+
+def test_summary_table(capsys):
+    rc, out, err = run(capsys, "summary", RESNET, "-n", "resnet18")
+    assert rc == 0 and err == ""
+    net = netlang.load(RESNET, network="resnet18")
+    rows = _table_rows(out)
+    assert len(rows) == net.graph.number_of_nodes()
+    assert rows[1].split()[:4] == ["conv1", "conv", "7x7/2,", "64"]
+    assert "Parameters:      11,689,512 trainable, 9,620 in buffers" in out
+
+
+def test_summary_depth_collapses_blocks_and_keeps_totals(capsys):
+    rc, full, _ = run(capsys, "summary", RESNET, "-n", "resnet18")
+    rc1, shallow, _ = run(capsys, "summary", RESNET, "-n", "resnet18", "--depth", "1")
+    assert rc == rc1 == 0
+    rows = _table_rows(shallow)
+    assert [r.split()[0] for r in rows] == ["input", "conv1", "bn1", "2", "maxpool", "layer1", "layer2", "layer3",
+                                            "layer4", "avgpool", "9", "fc"]
+    layer1 = next(r for r in rows if r.startswith("layer1"))
+    assert "[16]" in layer1 and "147,968" in layer1
+    assert _footer(shallow) == _footer(full)
+
+
+def test_summary_depth_must_be_positive(capsys):
+    rc, out, err = run(capsys, "summary", RESNET, "-n", "resnet18", "--depth", "0")
+    assert rc == 1 and "--depth must be at least 1" in err
+
+
+@pytest.mark.parametrize("depth", [None, 1, 2])
+def test_summary_json(capsys, depth):
+    argv = ["summary", RESNET, "-n", "resnet18", "--input", "3x64x64", "-p", "classes=10", "--json"]
+    if depth:
+        argv += ["--depth", str(depth)]
+    rc, out, err = run(capsys, *argv)
+    assert rc == 0 and err == ""
+    data = json.loads(out)
+    net = netlang.load(RESNET, network="resnet18", input=(3, 64, 64), classes="10")
+    assert data["totals"] == net.cost.totals()
+    assert data["network"] == "resnet18" and data["input"] == [3, 64, 64] and data["outputs"] == ["fc"]
+    for field in ("params", "buffers", "macs", "flops", "ew_ops", "act_elems", "layers"):
+        assert sum(row[field] for row in data["layers"]) == data["totals"][field], field
+    assert data["totals"]["params"] == 11_689_512 - 990 * 513
+
+
+def test_summary_dtype(capsys):
+    rc, out, _ = run(capsys, "summary", RESNET, "-n", "resnet18", "--json", "--dtype", "float16")
+    t = json.loads(out)["totals"]
+    assert rc == 0 and t["dtype"] == "float16" and t["act_bytes_forward"] == 2 * t["act_elems"]
+
+
+def test_bad_input_option_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["summary", RESNET, "-n", "resnet18", "--input", "3by64"])
+    assert info.value.code == 2
+    assert "expected CxHxW" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- subprocesses
+
+def test_cli_in_a_subprocess(bad_file):
+    ok = subprocess.run([sys.executable, "-m", "netlang.cli", "check", RESNET, "-n", "resnet18"],
+                        capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert ok.returncode == 0 and ok.stdout.startswith("resnet18: ok")
+    bad = subprocess.run([sys.executable, "-m", "netlang.cli", "summary", str(bad_file)],
+                         capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert bad.returncode == 1 and bad.stdout == ""
+    assert bad.stderr.startswith(f"{bad_file}:3:5: shape error:") and "Traceback" not in bad.stderr
+
+
+NO_TORCH = textwrap.dedent("""
+    import sys
+
+    class NoTorch:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("torch", "triton"):
+                raise ImportError("blocked: " + name)
+            return None
+
+    sys.meta_path.insert(0, NoTorch())
+    try:
+        import torch
+    except ImportError:
+        pass
+    else:
+        raise SystemExit("the import blocker does not work")
+    import netlang
+    from netlang.cli import main
+    assert "torch" not in sys.modules
+    rc = main(["check", sys.argv[1], "-n", "resnet18"])
+    rc |= main(["summary", sys.argv[1], "-n", "resnet18", "--depth", "2"])
+    rc |= main(["summary", sys.argv[1], "-n", "resnet50", "--json"])
+    assert not any(m.split(".")[0] in ("torch", "triton") for m in sys.modules)
+    sys.exit(rc)
+""")
+
+
+def test_check_and_summary_work_without_torch():
+    proc = subprocess.run([sys.executable, "-c", NO_TORCH, RESNET], capture_output=True, text=True, cwd=REPO,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("resnet18: ok")
+    assert "netlang summary: resnet18" in proc.stdout and '"network": "resnet50"' in proc.stdout
+
+
+def test_import_netlang_does_not_import_torch():
+    code = "import sys, netlang, netlang.cli, netlang.summary, netlang.passes; print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'triton')))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

@@ -1,0 +1,223 @@
+"""Fuzzing the front end: whatever the text, parsing and elaboration either succeed or raise a
+NetlangError located inside the text; never another exception.
+
+Inputs: random sequences of the language's tokens (on their own, and inside a network body so
+that elaboration gets to run), and valid programs (the LANGUAGE.md examples and a few small
+networks) with tokens or characters deleted, duplicated, swapped, inserted or replaced.
+
+The example count per strategy is small enough for CI; set NETLANG_FUZZ_EXAMPLES to run longer,
+e.g. `NETLANG_FUZZ_EXAMPLES=5000 .venv/bin/pytest -q tests/test_fuzz.py`.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from netlang.elaborate import elaborate, load_text
+from netlang.errors import NetlangError
+from netlang.ir import verify
+from netlang.passes.cost import analyse
+
+FILE = "fuzz.net"
+_OVERRIDE = int(os.environ.get("NETLANG_FUZZ_EXAMPLES", "0"))
+
+
+def fuzz_settings(default: int):
+    return settings(max_examples=_OVERRIDE or default, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                           HealthCheck.filter_too_much])
+
+
+# ------------------------------------------------------------------ the property
+
+def text_lines(text: str) -> list[str]:
+    # The lexer counts lines by "\n" only (a form feed is whitespace, not a line break).
+    return [line.rstrip("\r") for line in text.split("\n")]
+
+
+def assert_located(err: NetlangError, text: str) -> None:
+    assert err.loc is not None, f"{err.kind} without a location: {err.message}"
+    assert err.loc.file == FILE, err.loc
+    lines = text_lines(text)
+    assert 1 <= err.loc.line <= len(lines), f"line {err.loc.line} outside 1..{len(lines)}: {err}"
+    assert 1 <= err.loc.col <= len(lines[err.loc.line - 1]) + 1, f"column outside its line: {err}"
+    formatted = err.format()
+    assert str(err.loc) in formatted
+    assert "    " + lines[err.loc.line - 1] in formatted.split("\n"), f"wrong source line shown:\n{formatted}"
+
+
+def check(text: str) -> None:
+    try:
+        module = load_text(text, FILE)
+    except NetlangError as err:
+        assert_located(err, text)
+        return
+    for name in module.networks:
+        try:
+            G = elaborate(module, name)
+        except NetlangError as err:
+            assert_located(err, text)
+            continue
+        verify(G)
+        analyse(G)
+
+
+# ------------------------------------------------------------------ random token soup
+
+FRAGMENTS = (
+    # keywords and built-ins
+    "network", "block", "def", "import", "input", "output", "let", "if", "else", "for", "in",
+    "concat", "add", "mean", "mul", "true", "false", "and", "or", "not", "range", "len",
+    "conv", "conv_t", "linear", "relu", "batchnorm", "maxpool", "avgpool", "global_avgpool",
+    "flatten", "identity", "dropout", "upsample", "center_crop", "adaptive_avgpool", "softmax",
+    # names, attributes, labels
+    "n", "x", "c", "k", "b", "i", "stride", "pad", "groups", "bias", "in.channels", "in.height",
+    "in.width", "a:", "b:", "c1:", "layer{i}:", "{i}:", "x{", "@a", "@b", "@", ".",
+    # numbers and shapes
+    "0", "1", "2", "3", "7", "16", "0.5", "1e3", "3x32x32", "1x7", "16x8x8", "2x",
+    # strings
+    '"same"', '"nearest"', '"x"', '"', "'",
+    # punctuation and operators
+    "(", ")", "[", "]", "{", "}", "->", ":", ",", "=", "+", "-", "*", "/", "//", "%",
+    "==", "!=", "<", ">=",
+    # layout
+    "\n", "\n", "\n    ", "    ", "\t", "#", "# note\n", "\\\n", "\r\n", "\f", "\v",
+)
+SEPARATORS = ("", "", " ", " ", "\n")
+
+token_soup = st.lists(st.tuples(st.sampled_from(FRAGMENTS), st.sampled_from(SEPARATORS)), max_size=50).map(
+    lambda parts: "".join(a + b for a, b in parts))
+
+
+@fuzz_settings(400)
+@given(token_soup)
+def test_random_tokens(text):
+    check(text)
+
+
+@fuzz_settings(400)
+@given(token_soup)
+def test_random_tokens_in_a_network_body(body):
+    check("network n {\n    input 3x16x16\n" + body + "\n}\n")
+
+
+@fuzz_settings(200)
+@given(st.text(alphabet="nc(){}[]->:@x0123#\n \"=,*+./", max_size=60))
+def test_random_characters(text):
+    check(text)
+
+
+# ------------------------------------------------------------------ mutated valid programs
+
+EXAMPLES = (Path(__file__).parent / "data" / "language_examples.net").read_text(encoding="utf-8")
+
+SMALL = (
+    """network tiny(width=8, depth=2) {
+    input 3x16x16
+    stem: conv(width, 3, pad=1) -> batchnorm -> relu
+    for i in range(depth) {
+        block{i}: add {
+            conv(width, 3, pad=1) -> relu
+            identity
+        }
+    }
+    head: global_avgpool -> flatten -> linear(10)
+    aux: @stem -> global_avgpool -> flatten -> linear(2)
+    output head, aux
+}
+""",
+    """def conv_relu(c, k, pad=0) = conv(c, k, pad=pad) -> relu
+
+block unit(c, stride=1) {
+    let mid = c // 2
+    if stride != 1 or in.channels != c {
+        conv(c, 1, stride=stride)
+    } else {
+        conv_relu(mid, 1) -> conv_relu(c, 3, pad=1)
+    }
+}
+
+network g(widths=[8, 16], classes=3) {
+    input 3x8x8
+    unit(widths[0]) * 2
+    unit(widths[1], stride=2)
+    concat { identity
+             maxpool(3, stride=1, pad=1) }
+    global_avgpool
+    flatten
+    fc: linear(classes)
+}
+
+network h = g(widths=[4, 4], classes=2)
+""",
+    """network v {
+    input 16
+    linear(8) -> relu -> dropout(0.5) -> linear(4)
+    softmax
+}
+""",
+)
+SEEDS = (EXAMPLES,) + SMALL
+
+TOKEN = re.compile(r"[ \t]+|\n|\w+|->|//|==|!=|<=|>=|\S")
+
+
+@st.composite
+def mutated(draw, seeds=SEEDS):
+    text = draw(st.sampled_from(seeds))
+    for _ in range(draw(st.integers(1, 4))):
+        toks = TOKEN.findall(text)
+        op = draw(st.sampled_from(("delete", "duplicate", "swap", "insert", "replace",
+                                   "delete_chars", "duplicate_chars", "insert_char")))
+        i = draw(st.integers(0, len(toks) - 1))
+        if op == "delete":
+            del toks[i]
+        elif op == "duplicate":
+            toks.insert(i, toks[i])
+        elif op == "swap":
+            j = draw(st.integers(0, len(toks) - 1))
+            toks[i], toks[j] = toks[j], toks[i]
+        elif op == "insert":
+            toks.insert(i, draw(st.sampled_from(FRAGMENTS)))
+        elif op == "replace":
+            toks[i] = draw(st.sampled_from(FRAGMENTS))
+        text = "".join(toks)
+        if op.endswith("chars") or op == "insert_char":
+            a = draw(st.integers(0, len(text)))
+            b = min(len(text), a + draw(st.integers(1, 8)))
+            if op == "delete_chars":
+                text = text[:a] + text[b:]
+            elif op == "duplicate_chars":
+                text = text[:b] + text[a:b] + text[b:]
+            else:
+                text = text[:a] + draw(st.characters(codec="utf-8")) + text[a:]
+        if not text:
+            break
+    return text
+
+
+@fuzz_settings(120)
+@given(mutated(SEEDS[:1]))
+def test_mutated_language_examples(text):
+    check(text)
+
+
+@fuzz_settings(300)
+@given(mutated(SMALL))
+def test_mutated_small_programs(text):
+    check(text)
+
+
+# ------------------------------------------------------------------ inputs found while fuzzing
+
+def test_seeds_are_valid():
+    # Mutations start from programs that elaborate, so what they find is the mutation's doing.
+    for seed in SEEDS:
+        module = load_text(seed, FILE)
+        assert module.networks
+        for name in module.networks:
+            verify(elaborate(module, name))
