@@ -35,6 +35,7 @@ MAX_REPEAT = 100_000       # one repetition or loop
 MAX_NODES = 1_000_000      # layers in one network
 MAX_DIM = 1 << 24          # any channel count, height or width
 MAX_ELEMS = 1 << 40        # elements of one tensor
+MAX_INT = 1 << 63          # any integer that arithmetic gives
 
 _IDENT = re.compile(r"[A-Za-z0-9_]+\Z")
 
@@ -166,9 +167,12 @@ class Env:
 def _builtin_range(loc, *args):
     if not 1 <= len(args) <= 3 or not all(isinstance(a, int) and not isinstance(a, bool) for a in args):
         raise NetlangTypeError("range takes one to three integers", loc)
+    if len(args) == 3 and args[2] == 0:
+        raise NetlangValueError("range step cannot be zero", loc)
     r = range(*args)
-    if len(r) > MAX_REPEAT:
-        raise NetlangValueError(f"range of {len(r)} items is more than the limit of {MAX_REPEAT}", loc)
+    n = max(0, -((r.start - r.stop) // r.step))     # len(r), which overflows past a machine word
+    if n > MAX_REPEAT:
+        raise NetlangValueError(f"range of {n} items is more than the limit of {MAX_REPEAT}", loc)
     return list(r)
 
 
@@ -188,13 +192,26 @@ def _builtin_len(loc, *args):
 def _builtin_int(loc, *args):
     if len(args) != 1 or not isinstance(args[0], (int, float)):
         raise NetlangTypeError("int takes one number", loc)
-    return int(args[0])
+    return _int_result(int(_finite(loc, "int", args[0])), loc)
 
 
 def _builtin_round(loc, *args):
     if len(args) != 1 or not isinstance(args[0], (int, float)):
         raise NetlangTypeError("round takes one number", loc)
-    return int(round(args[0]))
+    return _int_result(int(round(_finite(loc, "round", args[0]))), loc)
+
+
+def _finite(loc, name, v):
+    if isinstance(v, float) and not math.isfinite(v):
+        raise NetlangValueError(f"{name} of {v} has no integer value", loc)
+    return v
+
+
+def _int_result(v, loc):
+    if isinstance(v, int) and not -MAX_INT <= v <= MAX_INT:
+        # Far beyond any size, and Python cannot print integers of thousands of digits.
+        raise NetlangValueError("integer overflow: the result is beyond 2**63", loc)
+    return v
 
 
 BUILTIN_FUNCS = {
@@ -241,6 +258,13 @@ class Module:
         return self.env.vars[name]
 
 
+def _is_file(p: Path) -> bool:
+    try:
+        return p.is_file()
+    except OSError:         # e.g. a name too long for the file system: reported when it is read
+        return False
+
+
 class Loader:
     """Loads files and their imports once each; detects import cycles."""
 
@@ -285,10 +309,12 @@ class Loader:
         for decl in tree.decls:
             if not isinstance(decl, ast.Import):
                 continue
+            if "\0" in decl.path:
+                raise NetlangImportError("an import path cannot contain a NUL character", decl.loc)
             target = base / decl.path
-            if not target.is_file():
+            if not _is_file(target):
                 bundled = bundled_architectures()
-                if bundled is not None and (bundled / decl.path).is_file():
+                if bundled is not None and _is_file(bundled / decl.path):
                     target = bundled / decl.path
             mod = self.load_file(target, decl.loc)
             for name, value in mod.env.vars.items():
@@ -477,11 +503,11 @@ class Elaborator:
                 return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
             if isnum(a) and isnum(b):
                 if op == "+":
-                    return a + b
+                    return _int_result(a + b, e.loc)
                 if op == "-":
-                    return a - b
+                    return _int_result(a - b, e.loc)
                 if op == "*":
-                    return a * b
+                    return _int_result(a * b, e.loc)
                 if op in ("/", "//", "%") and b == 0:
                     raise NetlangValueError("division by zero", e.right.loc)
                 if op == "/":

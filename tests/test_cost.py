@@ -229,3 +229,20 @@ def test_json_rows_match_the_report(r18):
     assert data["totals"] == r18.cost.totals()
     assert sum(row["params"] for row in data["layers"]) == r18.params
     assert all(row["flops"] == 2 * row["macs"] for row in data["layers"])
+
+
+def test_scope_cost_does_not_match_a_longer_name():
+    net = build("""
+network many {
+    input 2x4x4
+    for i in range(1, 12) {
+        layer{i}: conv(2, 1) -> relu
+    }
+}
+""")
+    one = 2 * 2 + 2                     # a 1x1 conv from 2 to 2 channels, with bias
+    assert net.cost.scope_cost("layer1").params == one
+    assert net.cost.scope_cost("layer1").layers == 2
+    assert net.cost.scope_cost("layer11").params == one
+    assert net.params == 11 * one
+    assert [r.name for r in net.cost.rows(1)] == ["input"] + [f"layer{i}" for i in range(1, 12)]

@@ -266,7 +266,8 @@ def test_in_channels_decides_the_shortcut():
     assert ops["layer1.0.downsample"] == "identity"              # 64 -> 64, stride 1
     assert ops["layer2.0.downsample.0"] == "conv"                 # stride 2
     assert ops["layer2.1.downsample"] == "identity"
-    decls = "block sc(c) {\n    add {\n        conv(c, 3, pad=1)\n        (conv(c, 1) if in.channels != c else identity)\n    }\n}"
+    decls = ("block sc(c) {\n    add {\n        conv(c, 3, pad=1)\n"
+             "        (conv(c, 1) if in.channels != c else identity)\n    }\n}")
     n = net("    a: sc(3)\n    b: sc(5)\n    c: sc(5)", decls=decls)
     assert n.graph.nodes["a.2"]["op"] == "identity" and n.graph.nodes["b.2"]["op"] == "conv"
     assert n.graph.nodes["c.2"]["op"] == "identity"

@@ -1,0 +1,453 @@
+"""The user documentation (docs/language.md, docs/ir.md, docs/cost.md) against the implementation.
+
+Every `netlang` code block of docs/language.md must come from a file in tests/data/doc_examples/;
+those files must elaborate, and the names and shapes the documents state are checked here. The
+module names are checked against torchvision's state_dict keys, built independently below from
+the structure of torchvision's model classes, and the totals against torchvision's published
+parameter counts and GFLOPS (which are MACs).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+import netlang
+from netlang import elaborate, ops
+from netlang.api import load_module
+from netlang.ir import inputs_of, topo_order, verify
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+EX = Path(__file__).parent / "data" / "doc_examples"
+LANGUAGE = (DOCS / "language.md").read_text(encoding="utf-8")
+IR = (DOCS / "ir.md").read_text(encoding="utf-8")
+COST = (DOCS / "cost.md").read_text(encoding="utf-8")
+
+EXAMPLE_FILES = sorted(p for p in EX.rglob("*.net") if "errors" not in p.parts)
+ERROR_FILES = sorted((EX / "errors").glob("*.net"))
+
+
+def fenced(text: str, lang: str) -> list[str]:
+    return re.findall(rf"^```{lang}\n(.*?)^```$", text, flags=re.S | re.M)
+
+
+def between(text: str, marker: str) -> str:
+    return text.split(f"<!-- {marker}:begin -->", 1)[1].split(f"<!-- {marker}:end -->", 1)[0]
+
+
+def load(path: Path, network: str | None = None, **params) -> netlang.Network:
+    net = netlang.load(path, network=network, **params)
+    verify(net.graph)
+    return net
+
+
+def layer_names(net: netlang.Network) -> list[str]:
+    return [n for n in topo_order(net.graph) if n != "input"]
+
+
+def op_of(net: netlang.Network, name: str) -> str:
+    return net.graph.nodes[name]["op"]
+
+
+# ------------------------------------------------------------------ every example works
+
+@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: str(p.relative_to(EX)))
+def test_example_elaborates(path):
+    module = load_module(path)
+    for name in module.networks:
+        load(path, name)
+
+
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def test_every_netlang_block_of_the_reference_comes_from_an_example_file():
+    files = {p: _lines(p.read_text(encoding="utf-8")) for p in EX.rglob("*.net")}
+    blocks = fenced(LANGUAGE, "netlang")
+    assert len(blocks) >= 20
+    for block in blocks:
+        want = _lines(block)
+        found = any(want == lines[i:i + len(want)] for lines in files.values()
+                    for i in range(len(lines) - len(want) + 1))
+        assert found, f"this example is in no file of {EX}:\n{block}"
+
+
+def test_every_error_example_is_shown_with_its_exact_message():
+    shown = dict(re.findall(r"<!-- error:(\S+) -->\n```text\n(.*?)```", LANGUAGE, flags=re.S))
+    assert sorted(shown) == sorted(p.name for p in ERROR_FILES)
+    for path in ERROR_FILES:
+        with pytest.raises(netlang.NetlangError) as info:
+            netlang.loads(path.read_text(encoding="utf-8"), filename=path.name)
+        assert info.value.format() == shown[path.name].rstrip("\n"), path.name
+
+
+# ------------------------------------------------------------------ the op table
+
+def _table_rows() -> list[list[str]]:
+    return [[cell.strip() for cell in line.strip().strip("|").split(" | ")]
+            for line in between(LANGUAGE, "op-table").splitlines() if line.startswith("| `")]
+
+
+def test_op_table_lists_exactly_the_registry():
+    names = [row[0].strip("`") for row in _table_rows()]
+    assert Counter(names) == Counter(list(ops.OPS))
+    assert names == list(ops.OPS)
+
+
+def test_op_table_is_the_output_of_its_generator():
+    code = fenced(between(LANGUAGE, "op-table-generator"), "python")
+    assert len(code) == 1
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code[0], "docs/language.md", "exec"), {"__name__": "op_table"})
+    table = [line for line in between(LANGUAGE, "op-table").splitlines() if line.startswith("|")]
+    assert out.getvalue().splitlines() == table
+
+
+def test_op_table_signatures_agree_with_argument_binding():
+    # Independent of the generator: each documented signature's parameter order is the order in
+    # which positional arguments bind, and its required parameters are the ones an empty call misses.
+    for row in _table_rows():
+        name, sig = row[0].strip("`"), row[1].strip("`")
+        params = re.findall(r"(\w+)(=[^,)]*)?[,)]", sig[len(name):]) if "(" in sig else []
+        assert [p for p, _ in params] == [p.name for p in ops.OPS[name].params], name
+        required = [p for p, default in params if not default]
+        assert required == [p.name for p in ops.OPS[name].params if p.default is ops.REQUIRED], name
+
+
+def test_limits_table_matches_the_constants():
+    table = dict(re.findall(r"^\| `(MAX_\w+)` \| ([^|]+) \|", LANGUAGE, flags=re.M))
+    constants = {k: v for k, v in vars(elaborate).items() if k.startswith("MAX_")}
+    assert sorted(table) == sorted(constants)
+
+    def value(text: str) -> int:
+        text = text.split("=")[-1].strip().replace(",", "")
+        sup = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789")
+        if text.startswith("2") and len(text) > 1 and text[1] in "⁰¹²³⁴⁵⁶⁷⁸⁹":
+            return 2 ** int(text[1:].translate(sup))
+        return int(text)
+
+    for name, text in table.items():
+        assert value(text) == constants[name], name
+
+
+# ------------------------------------------------------------------ names and shapes the reference states
+
+def test_quickstart():
+    net = load(EX / "quickstart.net")
+    assert layer_names(net) == (["stem.0", "stem.1", "stem.2"] + [f"stage1.{i}" for i in range(6)]
+                                + [f"stage2.{i}" for i in range(6)] + ["pool", "4", "fc"])
+    assert op_of(net, "stage1.3") == "conv" and net.shape("stage1.3") == (64, 16, 16)
+    assert op_of(net, "4") == "flatten" and net.shape("fc") == (10,)
+    assert load(EX / "quickstart.net", classes=100).shape("fc") == (100,)
+
+
+def test_lexical():
+    net = load(EX / "lexical.net")
+    assert layer_names(net) == ["stem.0", "stem.1", "stem.2", "down.0", "down.1", "head", "pool.0", "pool.1"]
+    assert net.shape("head") == (10, 16, 16)
+    assert net.shape("pool.1") == (10,)
+
+
+def test_values():
+    net = load(EX / "values.net")
+    assert [(n, net.shape(n)) for n in layer_names(net)] == [
+        ("a", (16, 32, 32)), ("b", (40, 32, 32)), ("c", (64, 32, 32)), ("d", (6, 32, 32))]
+    args = net.graph.nodes
+    assert args["a"]["args"]["pad"] == (1, 1)
+    assert args["b"]["args"]["k"] == (1, 3) and args["b"]["args"]["pad"] == (0, 1)
+    assert args["d"]["args"]["bias"] is True
+
+
+def test_statements():
+    net = load(EX / "statements.net")
+    shapes = {n: net.shape(n) for n in layer_names(net)}
+    assert shapes["stem"] == (16, 32, 32)
+    assert shapes["stage0.0"] == (16, 32, 32)
+    assert shapes["stage1.0"] == (32, 16, 16)
+    assert shapes["stage2.0"] == (48, 8, 8)
+    assert op_of(net, "pool") == "maxpool" and shapes["pool"] == (48, 4, 4)
+    assert op_of(net, "head.2") == "linear" and shapes["head.2"] == (48,)
+
+
+def test_imports_relative_to_the_file():
+    net = load(EX / "imports" / "main.net")
+    assert layer_names(net) == ["stem.0", "stem.1", "stem.2", "1", "2"]
+    assert op_of(net, "stem.0") == "conv" and net.shape("stem.0") == (32, 16, 16)
+
+
+def test_imports_fall_back_to_the_bundled_architectures(tmp_path, monkeypatch):
+    # The imported file is not beside the importing one, only in the (stand-in) bundled folder.
+    monkeypatch.setattr(elaborate, "bundled_architectures", lambda: EX / "imports")
+    main = tmp_path / "main.net"
+    main.write_text((EX / "imports" / "main.net").read_text(encoding="utf-8"), encoding="utf-8")
+    assert layer_names(load(main)) == ["stem.0", "stem.1", "stem.2", "1", "2"]
+
+
+def test_generic_values():
+    net = load(EX / "generic.net", "generic")
+    assert layer_names(net)[:4] == ["body.0.0", "body.0.1", "body.1.0", "body.1.1"]
+    assert op_of(net, "res.1") == "conv"
+    assert [(op_of(net, n), net.shape(n)[0]) for n in ("2", "3", "4", "5")] == [
+        ("conv", 32), ("relu", 32), ("conv", 64), ("relu", 64)]
+    one = load(EX / "generic.net", "generic_sigmoid")
+    assert layer_names(one)[:2] == ["body.0", "body.1"]
+    assert op_of(one, "3") == op_of(one, "5") == "sigmoid"
+
+
+def test_references():
+    net = load(EX / "refs.net", "two_heads")
+    assert net.graph.graph["outputs"] == ["fc.2", "aux.2"]
+    assert inputs_of(net.graph, "aux.0") == ["stage1.1"]
+    assert net.shape("aux.1") == (32,) and net.shape("aux.2") == (10,)
+    skip = load(EX / "refs.net", "skip")
+    assert op_of(skip, "cat") == "concat" and skip.shape("cat") == (32, 32, 32)
+    assert inputs_of(skip.graph, "cat") == ["cat.1", "enc.1"]
+    assert inputs_of(skip.graph, "side") == ["down.1"] and skip.shape("side") == (4, 16, 16)
+    assert skip.graph.graph["outputs"] == ["head", "side"]
+
+
+def test_merges():
+    net = load(EX / "merges.net", "merges")
+    assert op_of(net, "inc") == "concat" and net.shape("inc") == (128, 32, 32)
+    assert op_of(net, "se.3") == "conv" and net.shape("se.3") == (8, 1, 1)
+    assert op_of(net, "se.0") == "mul" and net.shape("se.0") == (128, 32, 32)
+    assert net.graph.nodes["frac.0"]["args"] == {"drop": 0.15}
+    unet = load(EX / "merges.net", "unet_tiny")
+    assert op_of(unet, "3") == "concat" and unet.shape("3") == (32, 64, 64)
+    assert inputs_of(unet.graph, "3") == ["4", "enc1.1"] and inputs_of(unet.graph, "4") == ["up"]
+    crop = load(EX / "merges.net", "crop")
+    assert crop.shape("small") == (8, 60, 60)
+    assert crop.shape("2") == (16, 60, 60) and crop.graph.nodes["2"]["args"] == {"crop": True}
+
+
+def test_naming_worked_example():
+    net = load(EX / "naming.net")
+    unit = lambda p: [f"{p}.conv", f"{p}.bn", f"{p}.2"]  # noqa: E731
+    assert sorted(layer_names(net)) == sorted(
+        ["stem", "1"] + unit("2") + unit("b") + ["seq.0", "seq.1", "5", "6", "d.0", "d.1", "8", "y",
+                                                 "10", "11", "12", "r", "r.x", "r.2",
+                                                 "pair.c", "pair.s", "pair.2", "one.c.0", "one.c.1"]
+        + unit("rep.0") + unit("rep.1") + unit("single"))
+    assert op_of(net, "10") == "add" and inputs_of(net.graph, "10") == ["11", "12"]
+    assert op_of(net, "r") == "add" and inputs_of(net.graph, "r") == ["r.x", "r.2"]
+    assert op_of(net, "8") == "conv" and op_of(net, "y") == "relu"
+    # The comments of the example state the same names.
+    stated = set()
+    for line in (EX / "naming.net").read_text(encoding="utf-8").splitlines():
+        if "#" in line:
+            comment = re.sub(r"\(.*?\)", "", line.split("#", 1)[1])
+            stated |= {w for w in comment.split() if w != "..."}
+    stated |= {"10", "r"}   # named in the parenthetical remarks
+    assert stated <= set(layer_names(net))
+
+
+# ------------------------------------------------------------------ torchvision's names and figures
+
+def bn(p: str) -> list[str]:
+    return [f"{p}.weight", f"{p}.bias", f"{p}.running_mean", f"{p}.running_var", f"{p}.num_batches_tracked"]
+
+
+def state_dict_keys(G) -> list[str]:
+    """The state_dict keys the layers of G would have as PyTorch modules of the same names."""
+    keys = []
+    for n in topo_order(G):
+        op, a = G.nodes[n]["op"], G.nodes[n]["args"]
+        if op in ("conv", "conv_t", "linear"):
+            keys += [f"{n}.weight"] + ([f"{n}.bias"] if a["bias"] else [])
+        elif op == "batchnorm":
+            keys += bn(n) if a["affine"] else bn(n)[2:]
+    return keys
+
+
+def torchvision_resnet(bottleneck: bool, layers: list[int]) -> list[str]:
+    """torchvision.models.resnet.ResNet's keys: _make_layer adds a downsample to a stage's first
+    block when the stride or the channel count changes."""
+    keys = ["conv1.weight", *bn("bn1")]
+    expansion, inplanes = (4 if bottleneck else 1), 64
+    for i, (planes, n) in enumerate(zip((64, 128, 256, 512), layers), 1):
+        stride = 1 if i == 1 else 2
+        for b in range(n):
+            p = f"layer{i}.{b}"
+            for c in range(1, 4 if bottleneck else 3):
+                keys += [f"{p}.conv{c}.weight", *bn(f"{p}.bn{c}")]
+            if b == 0 and (stride != 1 or inplanes != planes * expansion):
+                keys += [f"{p}.downsample.0.weight", *bn(f"{p}.downsample.1")]
+            inplanes = planes * expansion
+    return keys + ["fc.weight", "fc.bias"]
+
+
+def torchvision_vgg(cfg: list) -> list[str]:
+    keys, i = [], 0
+    for v in cfg:
+        if v == "M":
+            i += 1
+        else:
+            keys += [f"features.{i}.weight", f"features.{i}.bias"]
+            i += 2
+    return keys + [f"classifier.{j}.{w}" for j in (0, 3, 6) for w in ("weight", "bias")]
+
+
+def torchvision_densenet(blocks: list[int]) -> list[str]:
+    keys = ["features.conv0.weight", *bn("features.norm0")]
+    for b, n in enumerate(blocks, 1):
+        for i in range(1, n + 1):
+            p = f"features.denseblock{b}.denselayer{i}"
+            keys += [*bn(f"{p}.norm1"), f"{p}.conv1.weight", *bn(f"{p}.norm2"), f"{p}.conv2.weight"]
+        if b != len(blocks):
+            keys += [*bn(f"features.transition{b}.norm"), f"features.transition{b}.conv.weight"]
+    return keys + [*bn("features.norm5"), "classifier.weight", "classifier.bias"]
+
+
+def torchvision_inception(name: str) -> list[str]:
+    convs = ["branch1", "branch2.0", "branch2.1", "branch3.0", "branch3.1", "branch4.1"]
+    return [k for c in convs for k in [f"{name}.{c}.conv.weight", *bn(f"{name}.{c}.bn")]]
+
+
+VGG16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
+VGG11 = [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]
+
+# file, network, torchvision's state_dict keys, torchvision's num_params and GFLOPS ("_ops" in the
+# weights' metadata of torchvision.models).
+TORCHVISION = [
+    ("resnet.net", "resnet18", torchvision_resnet(False, [2, 2, 2, 2]), 11_689_512, 1.814),
+    ("resnet.net", "resnet50", torchvision_resnet(True, [3, 4, 6, 3]), 25_557_032, 4.089),
+    ("resnet.net", "resnet101", torchvision_resnet(True, [3, 4, 23, 3]), 44_549_160, 7.801),
+    ("alexnet.net", "alexnet", [f"{s}.{j}.{w}" for s, idx in (("features", (0, 3, 6, 8, 10)),
+                                                               ("classifier", (1, 4, 6)))
+                                 for j in idx for w in ("weight", "bias")], 61_100_840, 0.714),
+    ("vgg.net", "vgg", torchvision_vgg(VGG16), 138_357_544, 15.47),
+    ("vgg.net", "vgg11", torchvision_vgg(VGG11), 132_863_336, 7.609),
+    ("densenet.net", "densenet121", torchvision_densenet([6, 12, 24, 16]), 7_978_856, 2.834),
+]
+
+
+@pytest.mark.parametrize("file,network,keys,params,gflops", TORCHVISION, ids=[t[1] for t in TORCHVISION])
+def test_torchvision_names_and_figures(file, network, keys, params, gflops):
+    net = load(EX / file, network)
+    assert sorted(state_dict_keys(net.graph)) == sorted(keys)
+    assert net.params == params
+    assert round(net.macs / 1e9, 3) == pytest.approx(gflops, abs=1e-9)
+    assert net.shape(net.graph.graph["outputs"][0]) == (1000,)
+
+
+def test_torchvision_googlenet_inception_names():
+    net = load(EX / "googlenet_inception.net")
+    keys = state_dict_keys(net.graph)
+    assert sorted(keys) == sorted(torchvision_inception("inception3a") + torchvision_inception("inception3b"))
+    assert "inception3a.branch2.1.conv.weight" in keys
+    assert net.shape("inception3a.0") == (256, 28, 28) and op_of(net, "inception3a.0") == "concat"
+    assert net.shape("inception3b.0") == (480, 28, 28)
+    # Weights of inception 3a (its 5x5 branch as in the paper), worked out by hand: 1x1, 3x3
+    # reduce + 3x3, 5x5 reduce + 5x5, pool projection, each conv followed by a batch norm.
+    conv_bn = lambda cin, cout, k: cin * cout * k * k + 2 * cout  # noqa: E731
+    expect = (conv_bn(192, 64, 1) + conv_bn(192, 96, 1) + conv_bn(96, 128, 3) + conv_bn(192, 16, 1)
+              + conv_bn(16, 32, 5) + conv_bn(192, 32, 1))
+    assert net.cost.scope_cost("inception3a").params == expect == 164_064
+
+
+def test_reference_quotes_the_torchvision_names_it_reproduces():
+    for key in ("layer1.0.conv1.weight", "features.0.weight", "inception3a.branch2.1.conv.weight",
+                "features.denseblock1.denselayer1.norm1.weight"):
+        assert f"`{key}`" in LANGUAGE
+    dense = state_dict_keys(load(EX / "densenet.net", "densenet121").graph)
+    assert "features.denseblock1.denselayer1.norm1.weight" in dense
+    assert "features.transition3.conv.weight" in dense
+    resnet = state_dict_keys(load(EX / "resnet.net", "resnet18").graph)
+    assert "layer2.0.downsample.0.weight" in resnet and "layer2.0.downsample.1.running_var" in resnet
+
+
+# ------------------------------------------------------------------ docs/cost.md
+
+def test_cost_worked_example():
+    net = load(EX / "cost_example.net")
+    t = net.cost.totals()
+    # By hand: 16 output channels, 3 input channels, 3x3 kernel, 32x32 positions.
+    elems = 16 * 32 * 32
+    assert t["params"] == 16 * 3 * 3 * 3 + 2 * 16 == 464
+    assert t["buffers"] == 2 * 16 + 1 == 33
+    assert t["macs"] == elems * 27 == 442_368
+    assert t["flops"] == 884_736
+    assert t["ew_ops"] == 2 * elems + elems == 49_152
+    assert t["act_elems"] == 3 * 32 * 32 + 2 * elems == 35_840
+    assert t["act_bytes_forward"] == 143_360 and t["act_bytes_training"] == 286_720
+    assert t["peak_act_elems"] == 2 * elems == 32_768 and t["peak_act_bytes"] == 131_072
+    assert t["param_bytes"] == 1_988
+    for figure in ("442,368", "884,736", "49,152", "35,840", "143,360", "286,720", "32,768", "1,988"):
+        assert figure in COST, figure
+    summary = net.summary().splitlines()
+    for line in fenced(COST, "text")[-1].splitlines():
+        assert line in summary
+
+
+def test_cost_worked_example_with_a_bias():
+    net = netlang.loads((EX / "cost_example.net").read_text(encoding="utf-8")
+                        .replace("bias=false", "bias=true"))
+    conv = net.cost.scope_cost("block1.conv")
+    assert (conv.params, conv.macs, conv.ew_ops) == (448, 442_368, 16_384)
+
+
+def test_cost_example_against_torch():
+    torch = pytest.importorskip("torch")
+    from torch.utils.flop_counter import FlopCounterMode
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1, bias=False), torch.nn.BatchNorm2d(16),
+                                torch.nn.ReLU(inplace=True)).eval()
+    net = load(EX / "cost_example.net")
+    assert sum(p.numel() for p in model.parameters()) == net.params
+    assert sum(b.numel() for b in model.buffers()) == net.cost.buffers
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        out = model(torch.zeros(1, 3, 32, 32))
+    conv_flops = sum(v for k, v in counter.get_flop_counts()["Global"].items() if "convolution" in str(k))
+    assert conv_flops == net.cost.flops
+    assert tuple(out.shape[1:]) == net.shape("block1.2")
+
+
+# ------------------------------------------------------------------ docs/ir.md
+
+def test_ir_pass_example():
+    code = fenced(between(IR, "ir-pass-example"), "python")
+    assert len(code) == 1
+    scope: dict = {"__name__": "ir_example"}
+    exec(compile(code[0], "docs/ir.md", "exec"), scope)
+    net = load(EX / "resnet.net", "resnet18")
+    G = net.graph
+    before = {n: dict(d) for n, d in G.nodes(data=True)}
+    bns = [n for n in G if G.nodes[n]["op"] == "batchnorm"]
+    assert len(bns) == 20
+    H = scope["fold_batchnorm"](G)
+    verify(H)
+    assert {n: d for n, d in G.nodes(data=True)} == before          # the pass is pure
+    assert not [n for n in H if H.nodes[n]["op"] == "batchnorm"]
+    conv = H.nodes["layer1.0.conv1"]
+    assert conv["fused_from"] == ("layer1.0.conv1", "layer1.0.bn1")
+    assert conv["loc"] == before["layer1.0.conv1"]["loc"] and conv["args"]["bias"] is True
+    assert inputs_of(H, "layer1.0.3") == ["layer1.0.conv1"]
+    assert inputs_of(H, "layer2.0.0") == ["layer2.0.conv2", "layer2.0.downsample.0"]
+    cost = netlang.passes.cost.analyse(H)
+    assert cost.macs == net.macs
+    assert cost.params == net.params - sum(G.nodes[n]["shape"][0] for n in bns)
+
+
+def test_ir_doc_states_the_graph_it_shows():
+    G = load(EX / "resnet.net", "resnet18").graph
+    assert inputs_of(G, "layer2.0.0") == ["layer2.0.bn2", "layer2.0.downsample.1"]
+    node = G.nodes["layer1.0.conv1"]
+    assert node["args"] == {"out": 64, "k": (3, 3), "stride": (1, 1), "pad": (1, 1), "bias": False,
+                            "dilation": (1, 1), "groups": 1}
+    assert (node["shape"], node["scope"], node["loc"].line, node["loc"].col) == ((64, 56, 56), "layer1.0", 5, 16)
+    assert G.nodes["layer1.0.0"]["op"] == "add"
+    assert G.graph["params"] == {"block": "basic_block", "layers": [2, 2, 2, 2], "classes": 1000}
+    assert G.graph["scopes"]["layer2.0"]["call"] == "basic_block(128, stride=2)"
+    assert G.graph["scopes"]["layer2"]["call"] == "stage(basic_block, 128, 2, 2)"
+    assert G.graph["scopes"]["layer2"]["kind"] == "seq" and G.graph["scopes"]["layer2.0"]["kind"] == "block"
+    for text in ("basic_block(128, stride=2)", "stage(basic_block, 128, 2, 2)", "layer2.0.downsample.1"):
+        assert text in IR
+    import netlang.passes
+    assert sorted(netlang.passes.PASSES) == sorted(re.findall(r'"([\w-]+)": \w+', IR.split("PASSES = {")[1].split("}")[0]))
