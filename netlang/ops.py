@@ -63,9 +63,11 @@ class OpDef:
     arity: int | None = 1         # None: any number of inputs (merges)
     min_inputs: int = 1
     merge: bool = False
-    # The output may share storage with the input (a view, an in-place activation, or a layer
-    # that is the identity at inference): it adds no activation memory.
+    # The output shares storage with the input (a view, or a layer that is the identity at
+    # inference): it adds no activation memory.
     aliases_input: bool = False
+    # The op can overwrite its input, which saves memory only where nothing else reads it.
+    inplace: bool = False
     doc: str = ""
     param_index: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -241,13 +243,13 @@ register(OpDef("lrn", (Param("size", "int", minimum=1), Param("alpha", "float", 
 
 # ------------------------------------------------------------------ element-wise
 
-def _pointwise(name: str, per_elem: int, aliases: bool = False, doc: str = "") -> None:
+def _pointwise(name: str, per_elem: int, inplace: bool = False, doc: str = "") -> None:
     register(OpDef(name, (), _same, lambda a, ins, out: Cost(ew_ops=per_elem * numel(out)),
-                   aliases_input=aliases, doc=doc))
+                   inplace=inplace, doc=doc))
 
 
-_pointwise("relu", 1, aliases=True, doc="max(x, 0), in place")
-_pointwise("relu6", 1, aliases=True, doc="min(max(x, 0), 6), in place")
+_pointwise("relu", 1, inplace=True, doc="max(x, 0); in place where nothing else reads x")
+_pointwise("relu6", 1, inplace=True, doc="min(max(x, 0), 6); in place where nothing else reads x")
 _pointwise("tanh", 1)
 _pointwise("sigmoid", 1)
 _pointwise("softmax", 3, doc="softmax over channels")

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 import netlang
+from netlang import NetlangError
 from netlang.ir import verify
 from netlang.passes.cost import DTYPE_BYTES, analyse
 
@@ -220,8 +221,25 @@ def test_byte_totals_follow_the_dtype(dtype):
 
 
 def test_unknown_dtype():
-    with pytest.raises(ValueError, match="unknown dtype"):
+    with pytest.raises(NetlangError, match="unknown dtype"):
         analyse(netlang.loads(CHAIN).graph, "float8")
+
+
+def test_inplace_relu_copies_when_its_input_has_another_reader():
+    # Standalone relu after a conv runs in place; in `add { relu, identity }` the identity branch
+    # still reads the block input, so the relu must write a fresh tensor.
+    net = netlang.loads("""
+        network n {
+            input 4x8x8
+            c: conv(4, 3, pad=1)
+            r1: relu
+            add { r2: relu
+                  identity }
+        }
+    """)
+    acts = {layer.name: layer.act_elems for layer in net.cost.layers}
+    assert acts["r1"] == 0            # conv output read only by r1
+    assert acts["r2"] == 4 * 8 * 8    # r1's storage is also read by the identity branch
 
 
 def test_json_rows_match_the_report(r18):

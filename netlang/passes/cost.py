@@ -2,8 +2,9 @@
 scope and in total. The counting convention is stated in netlang/ops.py and docs/cost.md.
 
 Activation memory:
-  act_elems    elements of the tensor a layer materialises (0 where the output aliases the
-               input: in-place activations, views, dropout); the input counts once. Their sum is
+  act_elems    elements of the tensor a layer materialises (0 where the output shares the
+               input's storage: views, dropout and identity at inference, and in-place
+               activations whose input nothing else reads); the input counts once. Their sum is
                the memory of all activations of one forward pass, as the lecture notes count it.
   training     2 x forward: each stored activation plus its gradient, the notes' rule of thumb.
   peak         the most activation memory live at once during inference, executing in the
@@ -16,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 import networkx as nx
 
 from .. import ops
-from ..errors import paused_gc
+from ..errors import NetlangValueError, paused_gc
 from ..ir import inputs_of, topo_order
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "int8": 1}
@@ -180,28 +181,54 @@ CONVENTION = ("macs: multiply-accumulates of conv, conv_t and linear weights (bi
 
 def analyse(G: nx.MultiDiGraph, dtype: str = "float32") -> CostReport:
     if dtype not in DTYPE_BYTES:
-        raise ValueError(f"unknown dtype {dtype}")
+        raise NetlangValueError(f"unknown dtype {dtype!r}", None, hint="dtypes: " + ", ".join(DTYPE_BYTES))
     with paused_gc():
         return _analyse(G, dtype)
 
 
 def _analyse(G: nx.MultiDiGraph, dtype: str) -> CostReport:
     order = topo_order(G)
+    shares = shares_input(G, order)
     layers: list[LayerCost] = []
     for n in order:
         data = G.nodes[n]
         op = ops.OPS[data["op"]]
         in_shapes = [G.nodes[s]["shape"] for s in inputs_of(G, n)]
         c = op.cost(data["args"], in_shapes, data["shape"])
-        act = 0 if op.aliases_input else ops.numel(data["shape"])
+        act = 0 if shares[n] else ops.numel(data["shape"])
         layers.append(LayerCost(n, data["op"], data["shape"], c.params, c.buffers, c.macs, c.ew_ops, act,
                                 data["scope"]))
     input_shape = G.nodes[G.graph["inputs"][0]]["shape"] if G.graph.get("inputs") else ()
-    return CostReport(G.graph.get("name", ""), layers, dtype, _peak(G, order), input_shape,
+    return CostReport(G.graph.get("name", ""), layers, dtype, _peak(G, order, shares), input_shape,
                       list(G.graph.get("outputs", [])), dict(G.graph.get("scopes", {})))
 
 
-def _peak(G: nx.MultiDiGraph, order: list[str]) -> int:
+def shares_input(G: nx.MultiDiGraph, order: list[str]) -> dict[str, bool]:
+    """Which nodes' outputs live in their input's storage.
+
+    Views and inference-time identities always do. An in-place op does only where its input's
+    storage has no other reader: `add { relu \n identity }` must copy, or the identity branch
+    would read the relu's result.
+    """
+    outputs = set(G.graph.get("outputs", []))
+    inputs = set(G.graph.get("inputs", []))
+    shares: dict[str, bool] = {}
+    exclusive: dict[str, bool] = {}     # the node's storage has this node's one reader only
+    for n in order:
+        op = ops.OPS[G.nodes[n]["op"]]
+        ins = inputs_of(G, n)
+        if op.aliases_input and ins:
+            shares[n] = True
+        elif op.inplace and ins:
+            shares[n] = exclusive[ins[0]]
+        else:
+            shares[n] = False
+        single = G.out_degree(n) == 1 and n not in outputs and n not in inputs
+        exclusive[n] = single and (not shares[n] or exclusive[ins[0]])
+    return shares
+
+
+def _peak(G: nx.MultiDiGraph, order: list[str], shares: dict[str, bool]) -> int:
     """Peak live activation elements during inference in `order`."""
     owner: dict[str, str] = {}          # node -> the node whose buffer its output lives in
     size: dict[str, int] = {}
@@ -211,7 +238,7 @@ def _peak(G: nx.MultiDiGraph, order: list[str]) -> int:
     for n in order:
         data = G.nodes[n]
         ins = inputs_of(G, n)
-        if ops.OPS[data["op"]].aliases_input and ins:
+        if shares[n]:
             owner[n] = owner[ins[0]]
         else:
             owner[n] = n
