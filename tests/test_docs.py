@@ -20,6 +20,8 @@ import netlang
 from netlang import elaborate, ops
 from netlang.api import load_module
 from netlang.ir import inputs_of, topo_order, verify
+from netlang.passes import PASSES
+from netlang.passes.cost import analyse
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -430,7 +432,7 @@ def test_ir_pass_example():
     assert conv["loc"] == before["layer1.0.conv1"]["loc"] and conv["args"]["bias"] is True
     assert inputs_of(H, "layer1.0.3") == ["layer1.0.conv1"]
     assert inputs_of(H, "layer2.0.0") == ["layer2.0.conv2", "layer2.0.downsample.0"]
-    cost = netlang.passes.cost.analyse(H)
+    cost = analyse(H)
     assert cost.macs == net.macs
     assert cost.params == net.params - sum(G.nodes[n]["shape"][0] for n in bns)
 
@@ -449,5 +451,16 @@ def test_ir_doc_states_the_graph_it_shows():
     assert G.graph["scopes"]["layer2"]["kind"] == "seq" and G.graph["scopes"]["layer2.0"]["kind"] == "block"
     for text in ("basic_block(128, stride=2)", "stage(basic_block, 128, 2, 2)", "layer2.0.downsample.1"):
         assert text in IR
-    import netlang.passes
-    assert sorted(netlang.passes.PASSES) == sorted(re.findall(r'"([\w-]+)": \w+', IR.split("PASSES = {")[1].split("}")[0]))
+    registry = IR.split("PASSES = {")[1].split("}")[0]
+    assert sorted(PASSES) == sorted(re.findall(r'"([\w-]+)": \w+', registry))
+
+
+def test_cost_in_place_rule():
+    def act(body: str, node: str) -> int:
+        net = netlang.loads(f"network t {{\n    input 4x8x8\n{body}\n}}\n")
+        return next(layer.act_elems for layer in net.cost.layers if layer.name == node)
+
+    assert act("    conv(4, 1)\n    relu", "1") == 0                        # sole reader: in place
+    assert act("    relu", "0") == 4 * 8 * 8                                # the input tensor is kept
+    assert act("    conv(4, 1)\n    add { relu\n          identity }", "2") == 4 * 8 * 8
+    assert act("    conv(4, 1)\n    dropout", "1") == act("    conv(4, 1)\n    flatten", "1") == 0

@@ -3,7 +3,8 @@ NetlangError located inside the text; never another exception.
 
 Inputs: random sequences of the language's tokens (on their own, and inside a network body so
 that elaboration gets to run), and valid programs (the LANGUAGE.md examples and a few small
-networks) with tokens or characters deleted, duplicated, swapped, inserted or replaced.
+networks) with tokens or characters deleted, duplicated, swapped, inserted or replaced, or a
+token repeated up to thousands of times (deep nesting, long numbers, long operator chains).
 
 The example count per strategy is small enough for CI; set NETLANG_FUZZ_EXAMPLES to run longer,
 e.g. `NETLANG_FUZZ_EXAMPLES=5000 .venv/bin/pytest -q tests/test_fuzz.py`.
@@ -14,6 +15,7 @@ import os
 import re
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -79,8 +81,8 @@ FRAGMENTS = (
     "in.width", "a:", "b:", "c1:", "layer{i}:", "{i}:", "x{", "@a", "@b", "@", ".",
     # numbers and shapes
     "0", "1", "2", "3", "7", "16", "0.5", "1e3", "3x32x32", "1x7", "16x8x8", "2x",
-    # strings
-    '"same"', '"nearest"', '"x"', '"', "'",
+    # strings, with escapes good and bad
+    '"same"', '"nearest"', '"x"', '"', "'", '"\\n"', '"\\x"', '"\\N"', '"\\0"', '"é"',
     # punctuation and operators
     "(", ")", "[", "]", "{", "}", "->", ":", ",", "=", "+", "-", "*", "/", "//", "%",
     "==", "!=", "<", ">=",
@@ -171,7 +173,7 @@ def mutated(draw, seeds=SEEDS):
     text = draw(st.sampled_from(seeds))
     for _ in range(draw(st.integers(1, 4))):
         toks = TOKEN.findall(text)
-        op = draw(st.sampled_from(("delete", "duplicate", "swap", "insert", "replace",
+        op = draw(st.sampled_from(("delete", "duplicate", "swap", "insert", "replace", "repeat",
                                    "delete_chars", "duplicate_chars", "insert_char")))
         i = draw(st.integers(0, len(toks) - 1))
         if op == "delete":
@@ -185,6 +187,9 @@ def mutated(draw, seeds=SEEDS):
             toks.insert(i, draw(st.sampled_from(FRAGMENTS)))
         elif op == "replace":
             toks[i] = draw(st.sampled_from(FRAGMENTS))
+        elif op == "repeat":
+            # Pathological sizes: deep nesting, long numbers, long chains of operators.
+            toks.insert(i, toks[i] * draw(st.integers(2, 3000)))
         text = "".join(toks)
         if op.endswith("chars") or op == "insert_char":
             a = draw(st.integers(0, len(text)))
@@ -213,6 +218,59 @@ def test_mutated_small_programs(text):
 
 
 # ------------------------------------------------------------------ inputs found while fuzzing
+
+@pytest.mark.parametrize("text", [
+    "network n {\n    input 3x8x8\n    conv(" + "(" * 3000 + "8" + ")" * 3000 + ", 1)\n}\n",
+    "network n {\n    input 3x8x8\n    " + "add { identity\n" * 500 + "relu" + " }" * 500 + "\n}\n",
+    "network n(x=1) {\n    input 3x8x8\n    conv(" + "1 + " * 3000 + "8, 1)\n}\n",
+], ids=["parentheses", "merges", "sum"])
+def test_deep_nesting_elaborates(text):
+    # The parse tree is built without recursion, and elaboration has room for this much.
+    module = load_text(text, FILE)
+    verify(elaborate(module, "n"))
+
+
+def test_too_deep_nesting_is_a_located_error():
+    text = "network n {\n    input 3x8x8\n    conv(" + "-" * 30000 + "8, 1)\n}\n"
+    module = load_text(text, FILE)
+    with pytest.raises(NetlangError) as info:
+        elaborate(module, "n")
+    assert info.value.kind == "recursion error"
+    assert (info.value.loc.line, info.value.loc.col) == (1, 1)
+
+
+@pytest.mark.parametrize("text, kind, message", [
+    ("network n {\n    input 3x8x8\n    conv(" + "9" * 5000 + ", 1)\n}\n", "value error", "5000 digits"),
+    ("network n {\n    input 3x" + "9" * 5000 + "x8\n    relu\n}\n", "value error", "5000 digits"),
+    ('network n {\n    input 3x8x8\n    upsample(2, mode="\\x")\n}\n', "syntax error", "bad escape"),
+    ("network n {\n    input 3x8x8\n    conv(round(1e308 * 10 - 1e308 * 10), 1)\n}\n", "value error",
+     "round of nan"),
+    ("network n {\n    input 3x8x8\n    conv(int(1e308 // 1e-308), 1)\n}\n", "value error", "int of inf"),
+    ("network n {\n    input 3x8x8\n    for i in range(" + "9" * 90 + ") { relu }\n}\n", "value error",
+     "more than the limit"),
+    ("network n {\n    input 3x8x8\n    let x = 10\n    for i in range(16) {\n        let x = x * x\n    }\n"
+     "    a{x}: relu\n}\n", "value error", "integer overflow"),
+    ('import "' + "a" * 5000 + '"\nnetwork n {\n    input 3x8x8\n    relu\n}\n', "import error", "cannot read"),
+], ids=["long-int", "long-shape", "bad-escape", "round-nan", "int-inf", "huge-range", "int-overflow",
+        "long-import"])
+def test_found_by_fuzzing(text, kind, message):
+    with pytest.raises(NetlangError) as info:
+        check_raises(text)
+    assert info.value.kind == kind and message in info.value.message, info.value.format()
+    assert_located(info.value, text)
+
+
+def check_raises(text: str) -> None:
+    module = load_text(text, FILE)
+    for name in module.networks:
+        elaborate(module, name)
+
+
+def test_escapes_keep_non_ascii_text():
+    module = load_text('network n {\n    input 3x8x8\n    upsample(2, mode="\\u00e9\\té")\n}\n', FILE)
+    with pytest.raises(NetlangError, match="got 'é\\\\té'"):
+        elaborate(module, "n")
+
 
 def test_seeds_are_valid():
     # Mutations start from programs that elaborate, so what they find is the mutation's doing.
