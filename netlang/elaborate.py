@@ -6,8 +6,9 @@ loops and conditionals, places every layer instance in the graph with its shape 
 its dotted module name.
 
 Naming (docs/language.md has the user's version):
-- Each block call opens a scope. A label over an item opens a sequence scope; a sequence whose
-  only item is unlabelled collapses into that item, so `conv1: conv(...)` is simply `conv1`.
+- Each block call opens a scope. A label over a layer, a block call or a merge names that item
+  (`conv1: conv(...)` is simply `conv1`); a label over a pipeline, a repetition or a def call
+  names a sequence whose items are numbered, even when there is only one.
 - Unlabelled items are numbered in source order within their scope, counting every item, as
   nn.Sequential numbers its children.
 - An unlabelled merge is transparent: its branches' items belong to the enclosing scope.
@@ -366,10 +367,11 @@ def _check_params(decl) -> None:
 # ====================================================================== scopes and naming
 
 class Scope:
-    __slots__ = ("kind", "entries", "call", "block", "loc")
+    __slots__ = ("kind", "entries", "call", "block", "loc", "collapse")
 
     def __init__(self, kind: str, call: str | None = None, block: str | None = None, loc: SourceLoc | None = None):
         self.kind = kind
+        self.collapse = True      # a sequence whose only item is unlabelled takes that item's name
         self.entries: list[Entry] = []
         self.call = call
         self.block = block
@@ -613,6 +615,9 @@ class Elaborator:
                 if spec.default is ops.REQUIRED:
                     raise NetlangTypeError(f"{op.name} needs its '{spec.name}' argument", loc, hint=_signature(op))
                 values[spec.name] = _check_arg(op, spec, spec.default, loc)
+        for spec in op.params:
+            if spec.same_as and values[spec.name] is None:
+                values[spec.name] = values[spec.same_as]
         return values, locs
 
     # ------------------------------------------------------------ pipelines
@@ -665,6 +670,7 @@ class Elaborator:
             if isinstance(callee, DefValue):
                 call = self.call_text(callee.name, expr.args, env, cur)
         seq = Scope("seq", call=call, loc=loc)
+        seq.collapse = not self.is_sequence(expr, env, cur)
         key = ".".join(ctx.prefix + (name,))
         if key in ctx.body.refs or key in ctx.body.ref_locs:
             first = ctx.body.ref_locs[key]
@@ -676,6 +682,22 @@ class Elaborator:
             raise NetlangValueError(f"label '{name}' names nothing: its item places no layer", loc)
         ctx.body.refs[key] = out
         return out
+
+    def is_sequence(self, e, env, cur) -> bool:
+        """Whether a label over `e` names a sequence (numbered like nn.Sequential, even when it
+        holds one item): a pipeline, a repetition or a def call. A label over a layer, a block
+        call or a merge names that item itself."""
+        t = type(e)
+        if t is ast.Pipe or (t is ast.BinOp and e.op == "*"):
+            return True
+        if t is ast.Cond:
+            return self.is_sequence(e.then if self.truth(e.test, env, cur) else e.orelse, env, cur)
+        if t in (ast.Call, ast.Name, ast.Index):
+            value = self.eval(e.func if t is ast.Call else e, env, cur)
+            if isinstance(value, Thunk):
+                return self.is_sequence(value.expr, value.env, cur)
+            return isinstance(value, DefValue)
+        return False
 
     def label_text(self, t: ast.Template, env, cur) -> str:
         if t.is_plain:
@@ -1066,6 +1088,9 @@ def _elaborate(module: Module, value: NetworkValue, overrides: dict, input_shape
     G = el.G
     _check_dead(G, outputs)
     names, scopes = _assign_names(root, G)
+    for nid, name in names.items():
+        if name == "input":
+            raise NetlangNameError("'input' names the network's input; choose another label", G.nodes[nid]["loc"])
     names[run.input_node] = "input"
     _check_unique(G, names)
     G = nx.relabel_nodes(G, names, copy=True)
@@ -1124,7 +1149,7 @@ def _assign_names(root: Scope, G) -> tuple[dict, dict]:
         if path:
             info = {"kind": scope.kind, "call": scope.call, "block": scope.block, "loc": scope.loc}
             tops = [e for e in scope.entries if not e.nested]
-            if scope.kind == "seq" and len(tops) == 1 and tops[0].label is None:
+            if scope.kind == "seq" and scope.collapse and len(tops) == 1 and tops[0].label is None:
                 # A label over a single unlabelled item names that item itself.
                 top = tops[0]
                 if isinstance(top.target, Scope):

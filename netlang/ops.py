@@ -44,6 +44,7 @@ class Param:
     minimum: float | None = None  # for int/float/pair: smallest allowed value
     below: float | None = None    # for float: values must be strictly below this
     keyword_only: bool = False
+    same_as: str | None = None    # when omitted, takes this other argument's value (pool stride = k)
 
 
 @dataclass(frozen=True)
@@ -270,7 +271,7 @@ register(OpDef("flatten", (), lambda a, ins: (numel(ins[0]),), lambda a, ins, ou
 def _pool_shape(name):
     def rule(a, ins):
         c, h, w = _fmap(ins[0], name)
-        k, s = a["k"], a["stride"] if a["stride"] is not None else a["k"]
+        k, s = a["k"], a["stride"]
         if a["pad"] == "same":
             if s != (1, 1) or k[0] % 2 == 0 or k[1] % 2 == 0:
                 raise OpError(f'{name}: pad="same" needs stride 1 and an odd kernel', arg="pad", kind="value")
@@ -287,7 +288,8 @@ def _pool_cost(extra):
     return rule
 
 
-_POOL_PARAMS = (Param("k", "pair", minimum=1), Param("stride", "pair", None, minimum=1), Param("pad", "pad", 0),
+_POOL_PARAMS = (Param("k", "pair", minimum=1), Param("stride", "pair", None, minimum=1, same_as="k"),
+                Param("pad", "pad", 0),
                 Param("ceil", "bool", False))
 register(OpDef("maxpool", _POOL_PARAMS, _pool_shape("maxpool"), _pool_cost(-1), doc="max pooling"))
 register(OpDef("avgpool", _POOL_PARAMS + (Param("count_include_pad", "bool", True),), _pool_shape("avgpool"),
@@ -329,13 +331,14 @@ register(OpDef("upsample", (Param("factor", "pair", minimum=1),
 
 def _crop_shape(a, ins):
     c, h, w = _fmap(ins[0], "center_crop")
-    th, tw = a["h"], a["w"] if a["w"] is not None else a["h"]
+    th, tw = a["h"], a["w"]
     if th > h or tw > w:
         raise OpError(f"center_crop: cannot crop {h}x{w} to {th}x{tw}")
     return (c, th, tw)
 
 
-register(OpDef("center_crop", (Param("h", "int", minimum=1), Param("w", "int", None, minimum=1)), _crop_shape,
+register(OpDef("center_crop", (Param("h", "int", minimum=1), Param("w", "int", None, minimum=1, same_as="h")),
+               _crop_shape,
                lambda a, ins, out: Cost(), doc="crop the centre of the map"))
 
 

@@ -22,7 +22,7 @@ def describe_op(op: str, args: dict) -> str:
             s += f", d={pair(args['dilation'])}"
         return s
     if op in ("maxpool", "avgpool"):
-        stride = args["stride"] or args["k"]
+        stride = args["stride"]
         s = f"{op} {pair(args['k'])}"
         if stride != (1, 1):
             s += f"/{stride[0] if stride[0] == stride[1] else pair(stride)}"
@@ -44,7 +44,7 @@ def describe_op(op: str, args: dict) -> str:
     if op == "adaptive_avgpool":
         return f"adaptive_avgpool {pair(args['out'])}"
     if op == "center_crop":
-        return f"center_crop {args['h']}x{args['w'] or args['h']}"
+        return f"center_crop {args['h']}x{args['w']}"
     return op
 
 

@@ -199,7 +199,7 @@ def test_generic_values():
     assert [(op_of(net, n), net.shape(n)[0]) for n in ("2", "3", "4", "5")] == [
         ("conv", 32), ("relu", 32), ("conv", 64), ("relu", 64)]
     one = load(EX / "generic.net", "generic_sigmoid")
-    assert layer_names(one)[:2] == ["body.0", "body.1"]
+    assert layer_names(one)[:2] == ["body.0.0", "body.0.1"]
     assert op_of(one, "3") == op_of(one, "5") == "sigmoid"
 
 
@@ -236,7 +236,7 @@ def test_naming_worked_example():
         ["stem", "1"] + unit("2") + unit("b") + ["seq.0", "seq.1", "5", "6", "d.0", "d.1", "8", "y",
                                                  "10", "11", "12", "r", "r.x", "r.2",
                                                  "pair.c", "pair.s", "pair.2", "one.c.0", "one.c.1"]
-        + unit("rep.0") + unit("rep.1") + unit("single"))
+        + unit("rep.0") + unit("rep.1") + unit("single.0"))
     assert op_of(net, "10") == "add" and inputs_of(net.graph, "10") == ["11", "12"]
     assert op_of(net, "r") == "add" and inputs_of(net.graph, "r") == ["r.x", "r.2"]
     assert op_of(net, "8") == "conv" and op_of(net, "y") == "relu"

@@ -42,6 +42,9 @@ def canon(name: str, **kw) -> dict:
         if p.kind in ("pair", "pad") and isinstance(v, int):
             v = (v, v)
         args[p.name] = v
+    for p in op.params:
+        if p.same_as and args[p.name] is None:
+            args[p.name] = args[p.same_as]
     assert not kw, f"unknown arguments {kw} for {name}"
     return args
 

@@ -11,7 +11,7 @@ versions the committed files came from), never the project's own environment:
 It writes, for each model in MODELS, `<model>.json` (state_dict layout, parameter and buffer
 counts, module names, output shape, and the cost torchvision publishes for its weights), and, for
 the few small models in OUTPUT_MODELS, `outputs/<model>.json`: the logits of the model filled with
-the weights of `fill_value` on the input of `pattern`, both plain formulas that a test can rebuild
+the weights of `fill_value` on the input of `input_image`, both plain formulas that a test can rebuild
 without torchvision. The output is deterministic: running it twice writes the same bytes.
 """
 from __future__ import annotations
@@ -82,12 +82,23 @@ FILL_TEXT = (
     "torch.reshape) to the entry's shape, computed in float64 and cast to float32 (a float32 "
     "entry). The formula of the first matching rule applies."
 )
-INPUT_TEXT = "input = pattern(3 * H * W) reshaped to [1, 3, H, W]"
+INPUT_TEXT = (
+    "input[0, c, h, w] = float32(sin(0.37 * (c + 1) * h + 0.23 * w + 0.11 * h * w + c)), "
+    "c, h, w counted from 0, computed in float64 (a smooth image, unrelated to pattern's lattice)"
+)
 
 
 def pattern(n: int) -> torch.Tensor:
     j = torch.arange(n, dtype=torch.int64)
     return ((j * PATTERN_MUL) % PATTERN_MOD).to(torch.float64) / 504.0 - 1.0
+
+
+def input_image(side: int) -> torch.Tensor:
+    """The float64 input of INPUT_TEXT, shape [1, 3, side, side]."""
+    c = torch.arange(3, dtype=torch.float64).view(3, 1, 1)
+    h = torch.arange(side, dtype=torch.float64).view(1, side, 1)
+    w = torch.arange(side, dtype=torch.float64).view(1, 1, side)
+    return torch.sin(0.37 * (c + 1) * h + 0.23 * w + 0.11 * h * w + c).unsqueeze(0)
 
 
 def fill_value(key: str, shape: tuple[int, ...]) -> torch.Tensor:
@@ -211,7 +222,7 @@ def forward_golden(name: str) -> dict:
         filled[k] = v.to(t.dtype)
         sums.append([k, float(v.to(t.dtype).to(torch.float64).sum())])
     model.load_state_dict(filled, strict=True)
-    x64 = pattern(3 * side * side).reshape(1, 3, side, side)
+    x64 = input_image(side).float().double()     # the float32 input, held in float64
     with torch.no_grad():
         ref = model.double()(x64)                 # the reference: float64 throughout
         got32 = model.float()(x64.float())        # what a float32 CPU run reaches
@@ -233,7 +244,7 @@ def forward_golden(name: str) -> dict:
         "input": INPUT_TEXT,
         "fill": FILL_TEXT,
         "fill_rules": [list(r) for r in FILL_RULES],
-        "input_sum": float(x64.float().double().sum()),
+        "input_sum": float(x64.sum()),
         "reference": "float64 forward of the float32-rounded weights and input, rounded to float32",
         "tolerance": {
             "atol": atol,
