@@ -10,9 +10,9 @@ versions the committed files came from), never the project's own environment:
 
 It writes, for each model in MODELS, `<model>.json` (state_dict layout, parameter and buffer
 counts, module names, output shape, and the cost torchvision publishes for its weights), and, for
-the few small models in OUTPUT_MODELS, `outputs/<model>.json`: the logits of the model filled with
-the weights of `fill_value` on the input of `input_image`, both plain formulas that a test can rebuild
-without torchvision. The output is deterministic: running it twice writes the same bytes.
+the few small models in OUTPUT_MODELS, `outputs/<model>.json`: the logits of the model filled
+with the weights of `fill_value` on the input of `input_image`, both plain formulas that a test can
+rebuild without torchvision. The output is deterministic: running it twice writes the same bytes.
 """
 from __future__ import annotations
 
@@ -64,8 +64,8 @@ OUTPUT_MODELS = {"resnet18": 64, "squeezenet1_1": 64, "googlenet": 64}
 # Every number below is copied into each outputs/*.json, so a test can rebuild the same tensors.
 PATTERN_MUL, PATTERN_MOD = 7919, 1009
 PATTERN_TEXT = (
-    "pattern(n)[j] = float32(((j * 7919) mod 1009) / 504 - 1) for j = 0..n-1, "
-    "computed in int64 then float64, cast to float32 once; values in [-1, 1], mean ~0, variance ~1/3"
+    "pattern(n)[j] = ((j * 7919) mod 1009) / 504 - 1 for j = 0..n-1, the product in int64, the "
+    "division in float64; values in [-1, 1], mean ~0, variance ~1/3"
 )
 FILL_RULES = [
     # (which entries, formula); the first rule that matches a state_dict entry applies.
@@ -229,7 +229,7 @@ def forward_golden(name: str) -> dict:
     ref = ref.flatten()
     err = (got32.double().flatten() - ref).abs()
     scale = float(ref.abs().max())
-    # Tolerance: 50x the float32-vs-float64 error seen here, with a floor of 1e-4 of the logit scale;
+    # Tolerance: 50x the float32-vs-float64 error seen here, at least 1e-4 of the logit scale;
     # float32 runs that sum in another order (another conv algorithm, another library) stay inside.
     atol = max(50 * float(err.max()), 1e-4 * scale)
     atol = float(f"{atol:.1e}")

@@ -1,0 +1,193 @@
+"""The torchvision golden files (tests/golden/torchvision/) are whole and agree with themselves.
+
+They were written by tools/torchvision_golden.py in an environment with torchvision; these checks
+need neither torchvision nor netlang. The parameter counts are summed here from the stored shapes
+and held against the counts torchvision publishes for its weights, and the weight and input
+formulas of outputs/*.json are rebuilt here and held against the sums the generator stored.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+GOLDEN = Path(__file__).parent / "golden" / "torchvision"
+
+MODELS = [
+    "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+    "resnext50_32x4d", "resnext101_32x8d", "wide_resnet50_2",
+    "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
+    "alexnet", "googlenet", "inception_v3",
+    "densenet121", "densenet169", "densenet201", "squeezenet1_0", "squeezenet1_1",
+]
+OUTPUT_MODELS = ["resnet18", "squeezenet1_1", "googlenet"]
+FIELDS = {
+    "model": str, "constructor": str, "torch": str, "torchvision": str, "input_size": list,
+    "output_shape": list, "num_params": int, "num_buffers_elems": int, "buffers": list,
+    "meta": dict, "state_dict": list, "module_names": list,
+}
+BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def load(name: str, sub: str = "") -> dict:
+    return json.loads((GOLDEN / sub / f"{name}.json").read_text())
+
+
+def numel(shape) -> int:
+    return math.prod(shape)
+
+
+def test_exactly_the_expected_files_are_there():
+    assert sorted(p.stem for p in GOLDEN.glob("*.json")) == sorted(MODELS)
+    assert sorted(p.stem for p in (GOLDEN / "outputs").glob("*.json")) == sorted(OUTPUT_MODELS)
+    assert (GOLDEN / "README.md").is_file()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_description_fields_and_counts(name):
+    d = load(name)
+    for field, kind in FIELDS.items():
+        assert isinstance(d.get(field), kind), field
+    assert d["model"] == name
+    assert d["constructor"].startswith(f"torchvision.models.{name}(weights=None")
+    assert d["input_size"] == [3, 299, 299] if name == "inception_v3" else [3, 224, 224]
+    assert d["output_shape"] == [1, 1000]
+
+    keys = [k for k, _, _ in d["state_dict"]]
+    assert len(keys) == len(set(keys)), "state_dict keys repeat"
+    for key, shape, dtype in d["state_dict"]:
+        assert all(isinstance(s, int) and s > 0 for s in shape), key
+        assert dtype == ("int64" if key.endswith("num_batches_tracked") else "float32"), key
+    buffers = set(d["buffers"])
+    assert buffers <= set(keys)
+    # these architectures hold no buffers but batch-norm statistics
+    assert buffers == {k for k in keys if k.endswith(BUFFER_SUFFIXES)}
+    assert d["buffers"] == [k for k in keys if k in buffers], "buffers not in state_dict order"
+
+    params = sum(numel(s) for k, s, _ in d["state_dict"] if k not in buffers)
+    assert params == d["num_params"]
+    assert sum(numel(s) for k, s, _ in d["state_dict"] if k in buffers) == d["num_buffers_elems"]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_module_names_hold_every_state_dict_owner(name):
+    d = load(name)
+    names = [n for n, _ in d["module_names"]]
+    assert len(names) == len(set(names))
+    assert names[0] == "" and all(isinstance(t, str) and t for _, t in d["module_names"])
+    owners = {k.rpartition(".")[0] for k, _, _ in d["state_dict"]}
+    assert owners <= set(names)
+    types = dict(d["module_names"])
+    for k, shape, _ in d["state_dict"]:
+        owner = types[k.rpartition(".")[0]]
+        if k.endswith(".weight") and len(shape) == 4:
+            assert owner == "Conv2d", k
+        elif k.endswith(BUFFER_SUFFIXES):
+            assert owner.startswith("BatchNorm"), k
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_published_cost_is_recorded(name):
+    d = load(name)
+    meta = d["meta"]
+    # torchvision publishes weights, and so GFLOPS (multiply-accumulates), for every model here
+    assert isinstance(meta.get("gflops"), float) and meta["gflops"] > 0
+    assert meta["file_size"] > 0 and meta["file_size_unit"] == "MB"
+    assert meta["weights"].endswith(".IMAGENET1K_V1") or meta["weights"].endswith(".IMAGENET1K_V2")
+    if name == "googlenet":
+        # the published count is that of the released weights, which have no auxiliary heads
+        shapes = {k: s for k, s, _ in d["state_dict"]}
+        plain = d["state_dict_keys_aux_logits_false"]
+        assert set(plain) <= set(shapes)
+        assert {k.split(".")[0] for k in set(shapes) - set(plain)} == {"aux1", "aux2"}
+        buffers = set(d["buffers"])
+        plain_params = sum(numel(shapes[k]) for k in plain if k not in buffers)
+        assert plain_params == d["num_params_aux_logits_false"] == meta["num_params"]
+        assert d["num_params"] > meta["num_params"]
+    else:
+        assert meta["num_params"] == d["num_params"]
+    # a weight variant of the same architecture has the same cost
+    for other in meta.get("other_weights", {}).values():
+        assert other["gflops"] == meta["gflops"] and other["num_params"] == meta["num_params"]
+
+
+def test_published_gflops_are_conv_and_linear_macs():
+    # alexnet at 224: conv and linear layers, from the layer table, summed here
+    convs = [  # (out channels, in channels, kernel, output side)
+        (64, 3, 11, 55), (192, 64, 5, 27), (384, 192, 3, 13), (256, 384, 3, 13), (256, 256, 3, 13)]
+    macs = sum(co * ci * k * k * s * s for co, ci, k, s in convs)
+    macs += 256 * 6 * 6 * 4096 + 4096 * 4096 + 4096 * 1000
+    assert load("alexnet")["meta"]["gflops"] == pytest.approx(macs / 1e9, abs=0.0005)
+
+    # resnet18: the stem, four stages of two basic blocks (a 1x1 projection where a stage starts,
+    # after the first), the classifier; batch norm, relu, pooling and additions count nothing
+    macs = 64 * 3 * 7 * 7 * 112 * 112 + 4 * 64 * 64 * 9 * 56 * 56
+    for c, s in ((128, 28), (256, 14), (512, 7)):
+        macs += (c * c // 2 * 9 + 3 * c * c * 9 + c * c // 2) * s * s
+    macs += 512 * 1000
+    assert load("resnet18")["meta"]["gflops"] == pytest.approx(macs / 1e9, abs=0.0005)
+
+
+# ------------------------------------------------------------------ outputs/
+
+def pattern(n: int, torch):
+    j = torch.arange(n, dtype=torch.int64)
+    return ((j * 7919) % 1009).to(torch.float64) / 504.0 - 1.0
+
+
+def fill_value(key: str, shape, torch):
+    """The float64 tensor the fill rules of outputs/*.json give one state_dict entry."""
+    n = numel(shape)
+    if key.endswith("num_batches_tracked"):
+        return torch.zeros(shape, dtype=torch.float64)
+    if key.endswith("running_mean"):
+        v = 0.1 * pattern(n, torch)
+    elif key.endswith("running_var"):
+        v = 1.25 + 0.25 * pattern(n, torch)
+    elif key.endswith("bias"):
+        v = 0.1 * pattern(n, torch)
+    elif key.endswith("weight") and len(shape) == 1:
+        v = 1.0 + 0.25 * pattern(n, torch)
+    else:
+        v = math.sqrt(6.0 / (n // shape[0])) * pattern(n, torch)
+    return v.reshape(shape)
+
+
+def input_image(side: int, torch):
+    c = torch.arange(3, dtype=torch.float64).view(3, 1, 1)
+    h = torch.arange(side, dtype=torch.float64).view(1, side, 1)
+    w = torch.arange(side, dtype=torch.float64).view(1, 1, side)
+    return torch.sin(0.37 * (c + 1) * h + 0.23 * w + 0.11 * h * w + c).unsqueeze(0)
+
+
+@pytest.mark.parametrize("name", OUTPUT_MODELS)
+def test_output_file_fields(name):
+    g = load(name, "outputs")
+    d = load(name)
+    assert g["model"] == name and g["constructor"] == d["constructor"] and g["mode"] == "eval"
+    assert g["input_shape"][:2] == [1, 3] and g["output_shape"] == [1, 1000]
+    assert len(g["output"]) == numel(g["output_shape"])
+    assert all(isinstance(v, float) and math.isfinite(v) for v in g["output"])
+    # not a degenerate output: the logits spread, so a wrong network cannot match by accident
+    assert g["output_stats"]["std"] > 0.1
+    stats = g["output_stats"]
+    assert max(g["output"]) == stats["max"] and min(g["output"]) == stats["min"]
+    tol = g["tolerance"]
+    assert 0 < tol["atol"] < 1e-2 and 0 < tol["rtol"] <= 1e-3 and tol["why"]
+    assert [k for k, _ in g["fill_sums"]] == [k for k, _, _ in d["state_dict"]]
+    assert (GOLDEN / "outputs" / f"{name}.json").stat().st_size < 200_000
+
+
+@pytest.mark.parametrize("name", OUTPUT_MODELS)
+def test_fill_and_input_formulas_rebuild_the_stored_sums(name):
+    torch = pytest.importorskip("torch")
+    g = load(name, "outputs")
+    shapes = {k: s for k, s, _ in load(name)["state_dict"]}
+    for key, stored in g["fill_sums"]:
+        v = fill_value(key, shapes[key], torch).to(torch.float32).to(torch.float64)
+        assert float(v.sum()) == pytest.approx(stored, rel=1e-9, abs=1e-9), key
+    side = g["input_shape"][2]
+    x = input_image(side, torch).to(torch.float32).to(torch.float64)
+    assert float(x.sum()) == pytest.approx(g["input_sum"], rel=1e-9, abs=1e-9)
