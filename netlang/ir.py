@@ -114,3 +114,18 @@ def verify(G: nx.MultiDiGraph, check_shapes: bool = True) -> None:
                 fail(f"node {n!r}: shape rule fails on its own inputs: {err.message}")
             if tuple(expect) != data["shape"]:
                 fail(f"node {n!r}: recorded shape {data['shape']} but its rule gives {tuple(expect)}")
+
+
+def state_entries(G: nx.MultiDiGraph) -> list[tuple[str, tuple, bool]]:
+    """The state_dict a lowering of G must have: (key, shape, is_buffer), in topological order.
+
+    Keys are `<node name>.<suffix>` with the suffixes and shapes PyTorch's own layers use, so the
+    list can be checked against a checkpoint without torch.
+    """
+    out = []
+    for n in topo_order(G):
+        data = G.nodes[n]
+        in_shapes = [G.nodes[s]["shape"] for s in inputs_of(G, n)]
+        for suffix, shape, buffer in ops.OPS[data["op"]].state(data["args"], in_shapes):
+            out.append((f"{n}.{suffix}", tuple(shape), buffer))
+    return out

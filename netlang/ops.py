@@ -69,11 +69,22 @@ class OpDef:
     aliases_input: bool = False
     # The op can overwrite its input, which saves memory only where nothing else reads it.
     inplace: bool = False
+    # The tensors a layer keeps (its state_dict entries, as PyTorch names and shapes them):
+    # (suffix, shape, is_buffer). Parameter and buffer counts derive from this one rule.
+    state: Callable[[dict, list], list] = lambda a, ins: []
     doc: str = ""
     param_index: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):
         self.param_index.update({p.name: p for p in self.params})
+
+    def costs(self, args: dict, in_shapes: list, out_shape: Shape) -> Cost:
+        """The cost rule's MACs and element-wise ops, with parameters and buffers from `state`."""
+        c = self.cost(args, in_shapes, out_shape)
+        entries = self.state(args, in_shapes)
+        return Cost(params=sum(numel(shape) for _, shape, buf in entries if not buf),
+                    buffers=sum(numel(shape) for _, shape, buf in entries if buf),
+                    macs=c.macs, ew_ops=c.ew_ops)
 
 
 OPS: dict[str, OpDef] = {}
@@ -163,11 +174,16 @@ def _conv_shape(a, ins):
 
 
 def _conv_cost(a, ins, out):
-    cin = ins[0][0]
-    per_out = cin // a["groups"] * a["k"][0] * a["k"][1]
-    weights = a["out"] * per_out
-    bias = a["out"] if a["bias"] else 0
-    return Cost(params=weights + bias, macs=numel(out) * per_out, ew_ops=numel(out) if a["bias"] else 0)
+    per_out = ins[0][0] // a["groups"] * a["k"][0] * a["k"][1]
+    return Cost(macs=numel(out) * per_out, ew_ops=numel(out) if a["bias"] else 0)
+
+
+def _bias(a) -> list:
+    return [("bias", (a["out"],), False)] if a["bias"] else []
+
+
+def _conv_state(a, ins):
+    return [("weight", (a["out"], ins[0][0] // a["groups"]) + tuple(a["k"]), False)] + _bias(a)
 
 
 _CONV_PARAMS = (
@@ -175,7 +191,7 @@ _CONV_PARAMS = (
     Param("pad", "pad", 0), Param("dilation", "pair", 1, minimum=1), Param("groups", "int", 1, minimum=1),
     Param("bias", "bool", True),
 )
-register(OpDef("conv", _CONV_PARAMS, _conv_shape, _conv_cost, doc="2-D convolution"))
+register(OpDef("conv", _CONV_PARAMS, _conv_shape, _conv_cost, state=_conv_state, doc="2-D convolution"))
 
 
 def _conv_t_shape(a, ins):
@@ -197,15 +213,19 @@ def _conv_t_shape(a, ins):
 def _conv_t_cost(a, ins, out):
     cin, h, w = ins[0]
     per_in = a["out"] // a["groups"] * a["k"][0] * a["k"][1]
-    bias = a["out"] if a["bias"] else 0
-    return Cost(params=cin * per_in + bias, macs=h * w * cin * per_in, ew_ops=numel(out) if a["bias"] else 0)
+    return Cost(macs=h * w * cin * per_in, ew_ops=numel(out) if a["bias"] else 0)
+
+
+def _conv_t_state(a, ins):
+    # PyTorch stores a transposed convolution's weight as (in, out / groups, kh, kw).
+    return [("weight", (ins[0][0], a["out"] // a["groups"]) + tuple(a["k"]), False)] + _bias(a)
 
 
 register(OpDef("conv_t", (
     Param("out", "int", minimum=1), Param("k", "pair", minimum=1), Param("stride", "pair", 1, minimum=1),
     Param("pad", "pair", 0, minimum=0), Param("output_pad", "pair", 0, minimum=0),
     Param("groups", "int", 1, minimum=1), Param("bias", "bool", True), Param("dilation", "pair", 1, minimum=1),
-), _conv_t_shape, _conv_t_cost, doc="transposed 2-D convolution"))
+), _conv_t_shape, _conv_t_cost, state=_conv_t_state, doc="transposed 2-D convolution"))
 
 
 def _linear_shape(a, ins):
@@ -215,8 +235,8 @@ def _linear_shape(a, ins):
 
 
 register(OpDef("linear", (Param("out", "int", minimum=1), Param("bias", "bool", True)), _linear_shape,
-               lambda a, ins, out: Cost(params=ins[0][0] * a["out"] + (a["out"] if a["bias"] else 0),
-                                        macs=ins[0][0] * a["out"], ew_ops=a["out"] if a["bias"] else 0),
+               lambda a, ins, out: Cost(macs=ins[0][0] * a["out"], ew_ops=a["out"] if a["bias"] else 0),
+               state=lambda a, ins: [("weight", (a["out"], ins[0][0]), False)] + _bias(a),
                doc="fully connected layer"))
 
 
@@ -226,14 +246,16 @@ def _same(a, ins):
     return ins[0]
 
 
-def _bn_cost(a, ins, out):
-    c = ins[0][0]
-    return Cost(params=2 * c if a["affine"] else 0, buffers=2 * c + 1, ew_ops=2 * numel(out))
+def _bn_state(a, ins):
+    c = (ins[0][0],)
+    affine = [("weight", c, False), ("bias", c, False)] if a["affine"] else []
+    return affine + [("running_mean", c, True), ("running_var", c, True), ("num_batches_tracked", (), True)]
 
 
 register(OpDef("batchnorm", (Param("eps", "float", 1e-5, minimum=0), Param("momentum", "float", 0.1, minimum=0),
                              Param("affine", "bool", True)),
-               _same, _bn_cost, doc="batch normalisation over channels"))
+               _same, lambda a, ins, out: Cost(ew_ops=2 * numel(out)), state=_bn_state,
+               doc="batch normalisation over channels"))
 
 register(OpDef("lrn", (Param("size", "int", minimum=1), Param("alpha", "float", 1e-4), Param("beta", "float", 0.75),
                        Param("k", "float", 1.0)),

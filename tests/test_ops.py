@@ -56,7 +56,7 @@ def rule(name: str, in_shapes, **kw) -> tuple:
 def cost(name: str, in_shapes, **kw) -> ops.Cost:
     args = canon(name, **kw)
     out = tuple(ops.OPS[name].shape(args, list(in_shapes)))
-    return ops.OPS[name].cost(args, list(in_shapes), out)
+    return ops.OPS[name].costs(args, list(in_shapes), out)
 
 
 def torch_shape(fn, *shapes) -> tuple | None:

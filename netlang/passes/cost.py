@@ -194,7 +194,7 @@ def _analyse(G: nx.MultiDiGraph, dtype: str) -> CostReport:
         data = G.nodes[n]
         op = ops.OPS[data["op"]]
         in_shapes = [G.nodes[s]["shape"] for s in inputs_of(G, n)]
-        c = op.cost(data["args"], in_shapes, data["shape"])
+        c = op.costs(data["args"], in_shapes, data["shape"])
         act = 0 if shares[n] else ops.numel(data["shape"])
         layers.append(LayerCost(n, data["op"], data["shape"], c.params, c.buffers, c.macs, c.ew_ops, act,
                                 data["scope"]))
