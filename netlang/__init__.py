@@ -2,8 +2,8 @@
 
 Importing netlang never imports torch or triton; backends load them when asked.
 """
-from .api import Network, load, loads
+from .api import Network, compile, load, loads
 from .errors import NetlangError, SourceLoc
 
-__all__ = ["Network", "NetlangError", "SourceLoc", "load", "loads"]
+__all__ = ["Network", "NetlangError", "SourceLoc", "compile", "load", "loads"]
 __version__ = "0.1.0"

@@ -90,3 +90,25 @@ def loads(text: str, network: str | None = None, input=None, filename: str = "<s
           dtype: str = "float32", **params) -> Network:
     """Like load(), from source text."""
     return analyse_module(load_module(text=text, filename=filename), network, input, passes, dtype, params)
+
+
+BACKENDS = ("torch",)
+
+
+def compile(path: str | Path, backend: str = "torch", network: str | None = None, input=None, **params):
+    """Compile `network` of the .net file at `path` to an executable model.
+
+    backend="torch" returns a torch.nn.Module whose state_dict keys are the IR's names. torch is
+    imported here, not when netlang is imported.
+    """
+    if backend not in BACKENDS:
+        from .errors import NetlangValueError
+        raise NetlangValueError(f"unknown backend {backend!r}", None, hint="backends: " + ", ".join(BACKENDS))
+    net = load(path, network=network, input=input, **params)
+    return lower(net, backend)
+
+
+def lower(net: Network, backend: str = "torch"):
+    """Lower an analysed Network with `backend`."""
+    from backends.pytorch import lower as lower_torch
+    return lower_torch(net.graph)

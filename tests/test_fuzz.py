@@ -95,19 +95,19 @@ token_soup = st.lists(st.tuples(st.sampled_from(FRAGMENTS), st.sampled_from(SEPA
     lambda parts: "".join(a + b for a, b in parts))
 
 
-@fuzz_settings(400)
+@fuzz_settings(1000)
 @given(token_soup)
 def test_random_tokens(text):
     check(text)
 
 
-@fuzz_settings(400)
+@fuzz_settings(1000)
 @given(token_soup)
 def test_random_tokens_in_a_network_body(body):
     check("network n {\n    input 3x16x16\n" + body + "\n}\n")
 
 
-@fuzz_settings(200)
+@fuzz_settings(500)
 @given(st.text(alphabet="nc(){}[]->:@x0123#\n \"=,*+./", max_size=60))
 def test_random_characters(text):
     check(text)
@@ -165,7 +165,8 @@ network h = g(widths=[4, 4], classes=2)
 )
 SEEDS = (EXAMPLES,) + SMALL
 
-TOKEN = re.compile(r"[ \t]+|\n|\w+|->|//|==|!=|<=|>=|\S")
+# Every character belongs to one token, so joining the tokens gives the text back.
+TOKEN = re.compile(r"[ \t]+|\n|\w+|->|//|==|!=|<=|>=|[\s\S]")
 
 
 @st.composite
@@ -205,13 +206,13 @@ def mutated(draw, seeds=SEEDS):
     return text
 
 
-@fuzz_settings(120)
+@fuzz_settings(150)
 @given(mutated(SEEDS[:1]))
 def test_mutated_language_examples(text):
     check(text)
 
 
-@fuzz_settings(300)
+@fuzz_settings(600)
 @given(mutated(SMALL))
 def test_mutated_small_programs(text):
     check(text)
