@@ -91,7 +91,9 @@ def mean_join(xs, p: float, training: bool):
         return torch.stack(xs).mean(0)
     n = len(xs)
     keep = torch.rand(n, device=xs[0].device) >= p
-    keep[torch.randint(n, (1,), device=xs[0].device)] = True   # never drop every input
+    # Where every input was dropped, keep one chosen at random (without a branch, for torch.compile).
+    chosen = torch.arange(n, device=xs[0].device) == torch.randint(n, (1,), device=xs[0].device)
+    keep = keep | (chosen & ~keep.any())
     w = keep.to(xs[0].dtype)
     return (torch.stack(xs) * w.view(n, *([1] * xs[0].dim()))).sum(0) / w.sum()
 
@@ -229,6 +231,18 @@ def _module_ref(name: str) -> str:
     return out
 
 
+# Layers whose output is fresh storage that their backward does not read: a sum may be
+# accumulated into it in place (torchvision's `out += identity`), saving an allocation per
+# residual block, when nothing else reads it.
+_FRESH_OUTPUT = {"conv", "conv_t", "linear", "batchnorm", "add", "concat"}
+
+
+def _adds_in_place(G, n: str) -> bool:
+    first = inputs_of(G, n)[0]
+    return (G.nodes[first]["op"] in _FRESH_OUTPUT and G.out_degree(first) == 1
+            and first not in G.graph["outputs"])
+
+
 def _expr(G, n: str, args: list[str]) -> str:
     data = G.nodes[n]
     op, a = data["op"], data["args"]
@@ -237,6 +251,8 @@ def _expr(G, n: str, args: list[str]) -> str:
             return f"cat_cropped([{', '.join(args)}], {data['shape'][1]}, {data['shape'][2]})"
         return f"torch.cat([{', '.join(args)}], 1)"
     if op == "add":
+        if _adds_in_place(G, n):
+            return args[0] + "".join(f".add_({b})" for b in args[1:])
         return " + ".join(args)
     if op == "mul":
         return " * ".join(args)
@@ -287,6 +303,18 @@ def forward_source(G: nx.MultiDiGraph) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Layers whose backward reads their own output: an in-place activation after them, directly or
+# through views, would overwrite what autograd saved.
+_SAVES_OUTPUT = {"relu", "relu6", "sigmoid", "tanh", "softmax"}
+
+
+def _overwrites_saved_output(G: nx.MultiDiGraph, n: str) -> bool:
+    src = inputs_of(G, n)[0] if G.in_degree(n) else None
+    while src is not None and ops.OPS[G.nodes[src]["op"]].aliases_input:
+        src = inputs_of(G, src)[0]
+    return src is not None and G.nodes[src]["op"] in _SAVES_OUTPUT
+
+
 def lower(G: nx.MultiDiGraph, init: bool = True) -> NetlangModule:
     """Build the nn.Module of an elaborated (and verified) graph."""
     verify(G, check_shapes=False)
@@ -314,7 +342,7 @@ def lower(G: nx.MultiDiGraph, init: bool = True) -> NetlangModule:
         if make is None:
             continue
         in_shapes = [G.nodes[s]["shape"] for s in inputs_of(G, n)]
-        layer = make(data["args"], in_shapes, shares[n])
+        layer = make(data["args"], in_shapes, shares[n] and not _overwrites_saved_output(G, n))
         container(n).add_module(n.rpartition(".")[2], layer)
     if init:
         init_weights(module)

@@ -361,7 +361,7 @@ def _crop_shape(a, ins):
 
 register(OpDef("center_crop", (Param("h", "int", minimum=1), Param("w", "int", None, minimum=1, same_as="h")),
                _crop_shape,
-               lambda a, ins, out: Cost(), doc="crop the centre of the map"))
+               lambda a, ins, out: Cost(), aliases_input=True, doc="crop the centre of the map"))
 
 
 # ------------------------------------------------------------------ merges
