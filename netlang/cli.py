@@ -97,7 +97,7 @@ def cmd_zoo(args) -> int:
     from pathlib import Path
 
     from .elaborate import bundled_architectures
-    from .summary import human, human_bytes, zoo_table
+    from .summary import zoo_table
     folder = Path(args.folder) if args.folder else bundled_architectures()
     if folder is None or not folder.is_dir():
         raise NetlangValueError(f"no such folder: {args.folder}", None)

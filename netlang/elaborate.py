@@ -585,31 +585,12 @@ class Elaborator:
     def bind_op(self, op: ops.OpDef, arg_exprs, env, cur, loc) -> tuple[dict, dict]:
         values: dict = {}
         locs: dict = {}
-        positional = [a for a in arg_exprs if a.name is None]
-        if len(positional) > len(op.params):
-            extra = positional[len(op.params)]
-            raise NetlangTypeError(f"{op.name} takes at most {len(op.params)} positional arguments, got "
-                                   f"{len(positional)}", extra.loc, hint=_signature(op))
-        seen_kw = False
-        i = 0
-        for a in arg_exprs:
-            if a.name is None:
-                if seen_kw:
-                    raise NetlangTypeError("a positional argument follows a keyword argument", a.loc)
-                spec = op.params[i]
-                i += 1
-            else:
-                seen_kw = True
-                spec = op.param_index.get(a.name)
-                if spec is None:
-                    close = difflib.get_close_matches(a.name, list(op.param_index), n=1)
-                    hint = f"did you mean '{close[0]}'? " if close else ""
-                    raise NetlangTypeError(f"{op.name} has no parameter '{a.name}'", a.loc,
-                                           hint=hint + _signature(op))
-                if spec.name in values:
-                    raise NetlangTypeError(f"{op.name}: '{a.name}' is given twice", a.loc)
-            values[spec.name] = _check_arg(op, spec, self.eval(a.value, env, cur), a.value.loc)
-            locs[spec.name] = a.loc
+        matched = match_args(op.name, [p.name for p in op.params], arg_exprs, _signature(op),
+                             f"{op.name} takes at most {len(op.params)} positional arguments")
+        for name, a in matched:
+            spec = op.param_index[name]
+            values[name] = _check_arg(op, spec, self.eval(a.value, env, cur), a.value.loc)
+            locs[name] = a.loc
         for spec in op.params:
             if spec.name not in values:
                 if spec.default is ops.REQUIRED:
@@ -771,38 +752,17 @@ class Elaborator:
 
     def bind_params(self, what: str, params, arg_exprs, env, cur, loc, target_env: Env) -> list:
         """Bind call arguments to declared parameters in target_env; return them for the call text."""
-        given: dict[str, Any] = {}
-        shown = []
-        by_name = {p.name: p for p in params}
-        positional = [a for a in arg_exprs if a.name is None]
-        if len(positional) > len(params):
-            raise NetlangTypeError(f"{what} takes {len(params)} arguments, got {len(positional)}",
-                                   positional[len(params)].loc, hint=_param_sig(what, params))
-        seen_kw = False
-        for i, a in enumerate(arg_exprs):
-            if a.name is None:
-                if seen_kw:
-                    raise NetlangTypeError("a positional argument follows a keyword argument", a.loc)
-                name = params[i].name
-            else:
-                seen_kw = True
-                if a.name not in by_name:
-                    close = difflib.get_close_matches(a.name, list(by_name), n=1)
-                    hint = (f"did you mean '{close[0]}'? " if close else "") + _param_sig(what, params)
-                    raise NetlangTypeError(f"{what} has no parameter '{a.name}'", a.loc, hint=hint)
-                name = a.name
-                if name in given:
-                    raise NetlangTypeError(f"{what}: '{name}' is given twice", a.loc)
-            given[name] = self.eval(a.value, env, cur)
-            shown.append((a.name, given[name]))
+        sig = _param_sig(what, params)
+        matched = match_args(what, [p.name for p in params], arg_exprs, sig, f"{what} takes {len(params)} arguments")
+        given = {name: self.eval(a.value, env, cur) for name, a in matched}
         for p in params:
             if p.name in given:
                 target_env.vars[p.name] = given[p.name]
             elif p.default is not None:
                 target_env.vars[p.name] = self.eval(p.default, target_env, cur)
             else:
-                raise NetlangTypeError(f"{what} needs its '{p.name}' argument", loc, hint=_param_sig(what, params))
-        return shown
+                raise NetlangTypeError(f"{what} needs its '{p.name}' argument", loc, hint=sig)
+        return [(a.name, given[name]) for name, a in matched]
 
     def call_text(self, name, arg_exprs, env, cur) -> str:
         parts = []
@@ -945,6 +905,31 @@ def _check_arg(op: ops.OpDef, spec: ops.Param, v, loc):
                 raise NetlangValueError(f"{what} = {x} is absurdly large", loc)
         return v2
     raise AssertionError(f"unknown parameter kind {k}")
+
+
+def match_args(what: str, names: list[str], arg_exprs, signature: str, too_many: str) -> list[tuple[str, ast.Arg]]:
+    """Match a call's arguments to parameter names, positional first, as Python does."""
+    positional = [a for a in arg_exprs if a.name is None]
+    if len(positional) > len(names):
+        raise NetlangTypeError(f"{too_many}, got {len(positional)}", positional[len(names)].loc, hint=signature)
+    matched: list[tuple[str, ast.Arg]] = []
+    seen: set[str] = set()
+    for a in arg_exprs:
+        if a.name is None:
+            if seen:
+                raise NetlangTypeError("a positional argument follows a keyword argument", a.loc)
+            name = names[len(matched)]
+        else:
+            if a.name not in names:
+                close = difflib.get_close_matches(a.name, names, n=1)
+                hint = (f"did you mean '{close[0]}'? " if close else "") + signature
+                raise NetlangTypeError(f"{what} has no parameter '{a.name}'", a.loc, hint=hint)
+            name = a.name
+            if name in seen or name in (n for n, _ in matched):
+                raise NetlangTypeError(f"{what}: '{name}' is given twice", a.loc)
+            seen.add(name)
+        matched.append((name, a))
+    return matched
 
 
 def _signature(op: ops.OpDef) -> str:

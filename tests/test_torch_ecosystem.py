@@ -119,16 +119,18 @@ def features(G) -> set:
 
 
 def signature(G) -> tuple:
-    """Equal for two networks exactly when they lower to the same module (a generic network with
-    its default arguments and the instance that spells them out)."""
+    """Everything of the IR that the lowering reads, and nothing else (not the network's name or
+    location): two networks with the same signature lower to the same module, as a generic
+    network with its default arguments and the instance that spells them out do."""
     nodes = tuple((n, d["op"], repr(sorted(d["args"].items())), tuple(d["shape"]))
                   for n, d in sorted(G.nodes(data=True)))
-    return nodes, tuple(sorted((u, v, k) for u, v, k in G.edges(keys=True))), tuple(G.graph["outputs"])
+    edges = tuple(sorted((u, v, k) for u, v, k in G.edges(keys=True)))       # k: the argument position
+    return nodes, edges, tuple(G.graph["inputs"]), tuple(G.graph["outputs"]), repr(G.graph.get("scopes"))
 
 
 def zoo() -> list[dict]:
-    """Every network of every .net file under architectures/ (shared block files declare none),
-    the networks with the same IR as an earlier one folded into it."""
+    """Every network of every .net file under architectures/ (shared block files declare none);
+    a network with the same signature as an earlier one is folded into that one's entry."""
     found, by_signature = [], {}
     for path in sorted(ARCH.rglob("*.net")):
         for name in load_module(path).networks:
@@ -500,6 +502,8 @@ def ddp_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
 
 
 def run_replicas(tmp_path: Path) -> list[dict]:
+    # One thread per replica (two replicas on two cores); gloo on the loopback interface, so it
+    # never has to resolve the machine's host name.
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo",
                PYTHONPATH=os.pathsep.join([str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
     init_file = tmp_path / "rendezvous"
@@ -535,6 +539,7 @@ def run_replicas(tmp_path: Path) -> list[dict]:
     return [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
 
 
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch build has no torch.distributed")
 def test_ddp_compiled_training_keeps_replicas_identical(tmp_path):
     results = run_replicas(tmp_path)
     r0, r1 = results
