@@ -21,13 +21,8 @@ F = torch.nn.functional
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Thousands of tiny ops: intra-op threads only add start-up cost, and on a busy machine
-    # their spin-waits make the grids a hundred times slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def one_thread(torch_one_thread):
+    pass
 
 
 # ---------------------------------------------------------------------------- helpers

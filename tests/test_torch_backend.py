@@ -39,12 +39,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even k
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Many tiny forwards: intra-op threads only add start-up cost on a two-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def one_thread(torch_one_thread):
+    pass
 
 
 # ---------------------------------------------------------------------------- helpers

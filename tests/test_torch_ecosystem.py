@@ -38,6 +38,8 @@ from backends.pytorch import lower  # noqa: E402
 from netlang import ops  # noqa: E402
 from netlang.api import load_module  # noqa: E402
 from netlang.errors import NetlangError  # noqa: E402
+from netlang.ir import topo_order  # noqa: E402
+from netlang.passes.cost import shares_input  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCH = ROOT / "architectures"
@@ -49,13 +51,8 @@ TOL = dict(rtol=1e-5, atol=1e-6)
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Dynamo's tracing is single-threaded and the tensors are tiny: more threads only contend
-    # with the other pytest worker on a two-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def one_thread(torch_one_thread):
+    pass
 
 
 # ---------------------------------------------------------------------------- the zoo
@@ -98,14 +95,17 @@ def small_input(path: Path, name: str, declared: tuple) -> tuple:
 
 
 def features(G) -> set:
-    """What tracing a network in training mode can meet: its ops, the flags and modes that pick
-    another code path in the lowering (ceil, crop, bias, affine, "same" padding, upsampling
-    mode...), dropping joins and auxiliary outputs. Channel counts and sizes are not features:
+    """What tracing a network in training mode can meet: its ops, in-place activations, the flags
+    and modes that pick another code path in the lowering (ceil, crop, bias, affine, "same"
+    padding, upsampling mode...), dropping joins and auxiliary outputs. Channel counts and sizes are not features:
     they do not change the code Dynamo traces."""
     found = set()
-    for _, data in G.nodes(data=True):
+    shares = shares_input(G, topo_order(G))
+    for n, data in G.nodes(data=True):
         op, args = data["op"], data["args"]
         found.add(op)
+        if ops.OPS[op].inplace:
+            found.add(f"{op} {'in place' if shares[n] else 'out of place'}")
         for key, value in args.items():
             if isinstance(value, (bool, str)):
                 found.add(f"{op}.{key}={value}")
@@ -245,6 +245,8 @@ network all_ops(classes=5) {
     bn1: batchnorm
     relu
     lrn(3)
+    add { relu
+          identity }
     add { conv(8, 3, pad="same", dilation=2, groups=2, bias=false) -> relu6 -> drop_path(0.2)
           scale(0.5) }
     mul { identity
@@ -274,6 +276,7 @@ def test_every_op_compiles_fullgraph(mode):
     net = netlang.loads(ALL_OPS)
     used = {data["op"] for _, data in net.graph.nodes(data=True)}
     assert used == set(ops.OPS), f"add {sorted(set(ops.OPS) - used)} to ALL_OPS"
+    assert {"relu in place", "relu out of place", "mean.drop", "concat.crop=True"} <= features(net.graph)
     torch.manual_seed(0)
     model = lower(net.graph)
     x = torch.randn(BATCH, 3, 16, 16)
