@@ -34,8 +34,9 @@ class IRError(AssertionError):
 
 def inputs_of(G: nx.MultiDiGraph, node: str) -> list[str]:
     """The inputs of `node` in argument order."""
-    edges = sorted(G.in_edges(node, keys=True), key=lambda e: e[2])
-    return [src for src, _, _ in edges]
+    # The edge key is the input position (see the contract above).
+    pairs = sorted((k, src) for src, keys in G._pred[node].items() for k in keys)
+    return [src for _, src in pairs]
 
 
 def topo_order(G: nx.MultiDiGraph) -> list[str]:
