@@ -19,7 +19,7 @@ import pytest
 import netlang
 from netlang import elaborate, ops
 from netlang.api import load_module
-from netlang.ir import inputs_of, topo_order, verify
+from netlang.ir import inputs_of, topo_order, verify, state_entries
 from netlang.passes import PASSES
 from netlang.passes.cost import analyse
 
@@ -257,15 +257,8 @@ def bn(p: str) -> list[str]:
 
 
 def state_dict_keys(G) -> list[str]:
-    """The state_dict keys the layers of G would have as PyTorch modules of the same names."""
-    keys = []
-    for n in topo_order(G):
-        op, a = G.nodes[n]["op"], G.nodes[n]["args"]
-        if op in ("conv", "conv_t", "linear"):
-            keys += [f"{n}.weight"] + ([f"{n}.bias"] if a["bias"] else [])
-        elif op == "batchnorm":
-            keys += bn(n) if a["affine"] else bn(n)[2:]
-    return keys
+    """The state_dict keys the IR promises (netlang.ir.state_entries), in order."""
+    return [key for key, _, _ in state_entries(G)]
 
 
 def torchvision_resnet(bottleneck: bool, layers: list[int]) -> list[str]:

@@ -11,7 +11,7 @@ import pytest
 
 import netlang
 from netlang.errors import NetlangError, NetlangNameError, NetlangRecursionError
-from netlang.ir import inputs_of, topo_order, verify
+from netlang.ir import inputs_of, topo_order, verify, state_entries
 
 DATA = Path(__file__).parent / "data"
 RESNET = DATA / "resnet.net"
@@ -44,16 +44,8 @@ def names(n: netlang.Network) -> list[str]:
 
 
 def state_dict_keys(G) -> list[str]:
-    """The state_dict keys the layers of G would have as PyTorch modules of the same names."""
-    keys = []
-    for n in topo_order(G):
-        op, a = G.nodes[n]["op"], G.nodes[n]["args"]
-        if op in ("conv", "conv_t", "linear"):
-            keys += [f"{n}.weight"] + ([f"{n}.bias"] if a["bias"] else [])
-        elif op == "batchnorm":
-            keys += ([f"{n}.weight", f"{n}.bias"] if a["affine"] else [])
-            keys += [f"{n}.running_mean", f"{n}.running_var", f"{n}.num_batches_tracked"]
-    return keys
+    """The state_dict keys the IR promises (netlang.ir.state_entries), in order."""
+    return [key for key, _, _ in state_entries(G)]
 
 
 # ---------------------------------------------------------------------------- labels and numbering
