@@ -38,6 +38,21 @@ class Network:
         from .summary import table
         return table(self.cost, self.graph, depth)
 
+    def to_dot(self, **opts) -> str:
+        """Graphviz DOT text of the diagram; opts: depth, expand, color, rankdir (docs/render.md)."""
+        from .render import to_dot
+        return to_dot(self, **opts)
+
+    def render(self, path: str | Path, **opts) -> Path:
+        """Draw the network into `path` (.svg, .png, .pdf or .dot); opts as for to_dot()."""
+        from .render import render
+        return render(self, path, **opts)
+
+    def _repr_svg_(self):
+        # A notebook shows an analysed network as its diagram (None, with a warning, without dot).
+        from .render import repr_svg
+        return repr_svg(self)
+
 
 def choose_network(module: Module, name: str | None) -> str:
     if name is not None:

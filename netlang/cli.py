@@ -58,8 +58,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("zoo", help="check every network of a folder of .net files and print their cost table")
     p.add_argument("folder", nargs="?", help="folder of .net files (default: the bundled architectures)")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table (docs/zoo.md)")
+    p.add_argument("--render", metavar="OUTDIR", help="also draw every network into OUTDIR (docs/render.md)")
+    p.add_argument("--format", default="svg", choices=("svg", "png", "pdf", "dot"), help="format for --render")
     p.set_defaults(run=cmd_zoo)
+
+    p = sub.add_parser("render", help="draw a network as a Graphviz diagram (docs/render.md)")
+    _add_common(p)
+    p.add_argument("-o", "--output", required=True, metavar="OUT.{svg,png,pdf,dot}",
+                   help="the file to write; its suffix picks the format; '-' prints DOT")
+    p.add_argument("--depth", "-d", type=_render_depth, default="auto", metavar="N|full",
+                   help="draw scopes of N or more name parts as single boxes (default: the deepest that stays readable)")
+    p.add_argument("--expand", action="store_true",
+                   help="draw every repeated block and every batchnorm/activation on its own")
+    p.add_argument("--color", choices=("params", "macs", "memory"), help="shade boxes by this cost, with a legend")
+    p.add_argument("--rankdir", choices=("TB", "LR"), default="TB", help="top to bottom (default) or left to right")
+    p.set_defaults(run=cmd_render)
     return ap
+
+
+def _render_depth(text: str):
+    if text in ("auto", "full"):
+        return None if text == "full" else "auto"
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, 'full' or 'auto', got {text!r}")
+    return int(text)
 
 
 def cmd_check(args) -> int:
@@ -101,6 +123,9 @@ def cmd_zoo(args) -> int:
     folder = Path(args.folder) if args.folder else bundled_architectures()
     if folder is None or not folder.is_dir():
         raise NetlangValueError(f"no such folder: {args.folder}", None)
+    if args.render and args.format != "dot":
+        from .render import dot_program
+        dot_program()                     # fail before the work when Graphviz is missing
     rows, failures = [], 0
     for path in sorted(folder.glob("*.net")):
         try:
@@ -112,9 +137,28 @@ def cmd_zoo(args) -> int:
             failures += 1
             print(err.format(), file=sys.stderr)
     print(zoo_table(rows, markdown=args.markdown))
+    if args.render:
+        from .render import render_all
+        paths = render_all(rows, args.render, args.format)
+        print(f"drew {len(paths)} networks into {args.render}", file=sys.stderr)
     if failures:
         print(f"{failures} file(s) failed", file=sys.stderr)
     return 1 if failures else 0
+
+
+def cmd_render(args) -> int:
+    from .render import dot_program, format_of, render, to_dot
+    fmt = "dot" if args.output == "-" else format_of(args.output)
+    if fmt != "dot":
+        dot_program()                     # fail before the work when Graphviz is missing
+    module = load_module(args.file)
+    net = analyse_module(module, args.network, args.input, params=dict(args.params))
+    opts = dict(depth=args.depth, expand=args.expand, color=args.color, rankdir=args.rankdir)
+    if args.output == "-":
+        sys.stdout.write(to_dot(net, **opts))
+    else:
+        render(net, args.output, fmt, **opts)
+    return 0
 
 
 def main(argv=None) -> int:
