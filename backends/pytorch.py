@@ -25,6 +25,8 @@ from netlang import ops
 from netlang.ir import inputs_of, topo_order, verify
 from netlang.passes.cost import shares_input
 
+from ._graph import adds_in_place as _adds_in_place, check_module_names, overwrites_saved_output as _overwrites_saved_output
+
 
 # ====================================================================== layers netlang adds
 
@@ -231,18 +233,6 @@ def _module_ref(name: str) -> str:
     return out
 
 
-# Layers whose output is fresh storage that their backward does not read: a sum may be
-# accumulated into it in place (torchvision's `out += identity`), saving an allocation per
-# residual block, when nothing else reads it.
-_FRESH_OUTPUT = {"conv", "conv_t", "linear", "batchnorm", "add", "concat"}
-
-
-def _adds_in_place(G, n: str) -> bool:
-    first = inputs_of(G, n)[0]
-    return (G.nodes[first]["op"] in _FRESH_OUTPUT and G.out_degree(first) == 1
-            and first not in G.graph["outputs"])
-
-
 def _expr(G, n: str, args: list[str]) -> str:
     data = G.nodes[n]
     op, a = data["op"], data["args"]
@@ -303,21 +293,10 @@ def forward_source(G: nx.MultiDiGraph) -> str:
     return "\n".join(lines) + "\n"
 
 
-# Layers whose backward reads their own output: an in-place activation after them, directly or
-# through views, would overwrite what autograd saved.
-_SAVES_OUTPUT = {"relu", "relu6", "sigmoid", "tanh", "softmax"}
-
-
-def _overwrites_saved_output(G: nx.MultiDiGraph, n: str) -> bool:
-    src = inputs_of(G, n)[0] if G.in_degree(n) else None
-    while src is not None and ops.OPS[G.nodes[src]["op"]].aliases_input:
-        src = inputs_of(G, src)[0]
-    return src is not None and G.nodes[src]["op"] in _SAVES_OUTPUT
-
-
 def lower(G: nx.MultiDiGraph, init: bool = True) -> NetlangModule:
     """Build the nn.Module of an elaborated (and verified) graph."""
     verify(G, check_shapes=False)
+    check_module_names(G)
     shares = shares_input(G, topo_order(G))
     module = NetlangModule(G.graph["name"], forward_source(G), tuple(G.graph["outputs"]),
                            tuple(G.nodes[G.graph["inputs"][0]]["shape"]))
@@ -363,5 +342,11 @@ def init_weights(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-__all__ = ["LOWER", "NetlangModule", "Scope", "DropPath", "Scale", "CenterCrop", "lower", "forward_source",
+__all__ = ["generate_source", "LOWER", "NetlangModule", "Scope", "DropPath", "Scale", "CenterCrop", "lower", "forward_source",
            "init_weights"]
+
+
+def generate_source(G: nx.MultiDiGraph, header: str | None = None) -> str:
+    """The network of G as a standalone Python file (see backends.torch_source)."""
+    from .torch_source import generate_source as gen
+    return gen(G, header)

@@ -367,10 +367,12 @@ def _check_params(decl) -> None:
 # ====================================================================== scopes and naming
 
 class Scope:
-    __slots__ = ("kind", "entries", "call", "block", "loc", "collapse")
+    __slots__ = ("kind", "entries", "call", "block", "loc", "collapse", "args")
 
-    def __init__(self, kind: str, call: str | None = None, block: str | None = None, loc: SourceLoc | None = None):
+    def __init__(self, kind: str, call: str | None = None, block: str | None = None, loc: SourceLoc | None = None,
+                 args: dict | None = None):
         self.kind = kind
+        self.args = args          # a block call's parameters after defaults, as plain data
         self.collapse = True      # a sequence whose only item is unlabelled takes that item's name
         self.entries: list[Entry] = []
         self.call = call
@@ -784,7 +786,8 @@ class Elaborator:
             benv = Env(bv.env)
             shown = self.bind_params(f"block {decl.name}", decl.params, arg_exprs, env, cur, loc, benv)
             call = f"{decl.name}(" + ", ".join(f"{k}={fmt_value(v)}" if k else fmt_value(v) for k, v in shown) + ")"
-            scope = Scope("block", call=call, block=decl.name, loc=loc)
+            scope = Scope("block", call=call, block=decl.name, loc=loc,
+                          args={p.name: plain(benv.vars[p.name]) for p in decl.params})
             ctx.place(scope, None, loc)
             if not decl.body:
                 raise NetlangValueError(f"block {decl.name} has an empty body", decl.loc)
@@ -1132,7 +1135,7 @@ def _assign_names(root: Scope, G) -> tuple[dict, dict]:
 
     def visit(scope: Scope, path: str):
         if path:
-            info = {"kind": scope.kind, "call": scope.call, "block": scope.block, "loc": scope.loc}
+            info = {"kind": scope.kind, "call": scope.call, "block": scope.block, "loc": scope.loc, "args": scope.args}
             tops = [e for e in scope.entries if not e.nested]
             if scope.kind == "seq" and scope.collapse and len(tops) == 1 and tops[0].label is None:
                 # A label over a single unlabelled item names that item itself.
