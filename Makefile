@@ -1,5 +1,6 @@
 # Two commands do all set-up on a fresh machine:
-#   make demo   checks every network of the zoo and prints its cost table
+#   make demo   checks every network of the zoo, prints its cost table and draws every network
+#               into diagrams/ (SVG; DOT source where Graphviz's dot is missing)
 #   make test   runs the test suite
 PY ?= python3
 VENV := .venv
@@ -14,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/netlang zoo architectures
+	$(BIN)/netlang zoo architectures --render diagrams --format $$(command -v dot >/dev/null && echo svg || echo dot)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 tests
@@ -23,4 +24,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/frontend.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) build dist *.egg-info diagrams

@@ -125,7 +125,7 @@ def cmd_zoo(args) -> int:
     from pathlib import Path
 
     from .elaborate import bundled_architectures
-    from .summary import zoo_table
+    from .summary import source_of, zoo_table
     folder = Path(args.folder) if args.folder else bundled_architectures()
     if folder is None or not folder.is_dir():
         raise NetlangValueError(f"no such folder: {args.folder}", None)
@@ -136,20 +136,36 @@ def cmd_zoo(args) -> int:
     for path in sorted(folder.glob("*.net")):
         try:
             module = load_module(path)
+            source = source_of(path.read_text())
             for name in module.networks:
                 net = analyse_module(module, name)
-                rows.append((path.name, net))
+                rows.append((path.name, net, source))
         except NetlangError as err:
             failures += 1
             print(err.format(), file=sys.stderr)
+    if args.markdown:
+        print(ZOO_PREAMBLE.format(command=f"netlang zoo {args.folder or ''} --markdown".replace("  ", " ")))
     print(zoo_table(rows, markdown=args.markdown))
     if args.render:
         from .render import render_all
-        paths = render_all(rows, args.render, args.format)
+        paths = render_all([(f, n) for f, n, _ in rows], args.render, args.format)
         print(f"drew {len(paths)} networks into {args.render}", file=sys.stderr)
     if failures:
         print(f"{failures} file(s) failed", file=sys.stderr)
     return 1 if failures else 0
+
+
+ZOO_PREAMBLE = """# The zoo
+
+Every network of `architectures/`, analysed by netlang: this page is the output of
+`{command}` (a test checks that it is current). Counting convention
+([cost.md](cost.md)): Params are trainable weights and biases (batchnorm's running statistics
+are buffers, not counted); MACs are the multiply-accumulates of convolutions and linear layers
+for one image (FLOPs = 2 x MACs; torchvision's "GFLOPS" are these MACs); Activations is the
+memory of every layer output of one forward pass in fp32. Auxiliary classifiers count in all
+three. Where a figure differs from the one printed in the paper or the lecture notes, see
+[seed-figures.md](seed-figures.md) and the tests named there.
+"""
 
 
 def cmd_render(args) -> int:

@@ -98,16 +98,39 @@ def table(report: CostReport, graph, depth: int | None = None) -> str:
     return "\n".join(out)
 
 
+def source_of(text: str) -> str:
+    """The paper a .net file cites: its header's first paragraph up to the parenthesis that
+    closes the first one, e.g. "Wide Residual Networks (Zagoruyko, Komodakis, BMVC 2016)"."""
+    para = []
+    for line in text.splitlines():
+        if not line.startswith("#") or not line[1:].strip():
+            break
+        para.append(line[1:].strip())
+    words = " ".join(para)
+    depth = 0
+    for i, ch in enumerate(words):
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                return words[:i + 1]
+    return words
+
+
 def zoo_table(rows, markdown: bool = False) -> str:
-    """One line per network: file, name, input, layers, params, MACs, activation memory."""
+    """One line per network: name, file, input, layers, params, MACs, activation memory, outputs,
+    and, for Markdown, the source paper. rows: (file name, Network, source)."""
     headers = ("Network", "File", "Input", "Layers", "Params", "MACs", "Activations (fwd, fp32)", "Outputs")
     body = []
-    for filename, net in rows:
+    for filename, net, _ in rows:
         t = net.cost.totals()
         outs = ", ".join(f"{o} {fmt_shape(net.graph.nodes[o]['shape'])}" for o in net.cost.outputs)
         body.append((net.name, filename, fmt_shape(net.cost.input_shape), str(t["layers"]), f"{t['params']:,}",
                      human(t["macs"]), human_bytes(t["act_bytes_forward"]), outs))
     if markdown:
+        headers += ("Source",)
+        body = [r + (src.replace("|", "\\|"),) for r, (_, _, src) in zip(body, rows)]
         out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
         out += ["| " + " | ".join(r) + " |" for r in body]
         return "\n".join(out)

@@ -457,3 +457,27 @@ def test_cost_in_place_rule():
     assert act("    relu", "0") == 4 * 8 * 8                                # the input tensor is kept
     assert act("    conv(4, 1)\n    add { relu\n          identity }", "2") == 4 * 8 * 8
     assert act("    conv(4, 1)\n    dropout", "1") == act("    conv(4, 1)\n    flatten", "1") == 0
+
+
+def test_zoo_page_is_the_output_of_its_command(monkeypatch):
+    from netlang.cli import main
+    monkeypatch.chdir(ROOT)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["zoo", "architectures", "--markdown"]) == 0
+    assert (ROOT / "docs" / "zoo.md").read_text() == out.getvalue(), \
+        "docs/zoo.md is stale: run `netlang zoo architectures --markdown > docs/zoo.md`"
+    # Every network of every zoo file has its row, with the paper its file cites.
+    rows = [line for line in out.getvalue().splitlines() if line.startswith("| ") and not line.startswith("| Network")]
+    names = [r.split(" | ")[0][2:] for r in rows]
+    expected = [n for p in sorted((ROOT / "architectures").glob("*.net")) for n in load_module(p).networks]
+    assert names == expected
+    cites = re.compile(r"\(.*\b(19|20)\d\d\b[^|]*\) \|$")
+    assert all(cites.search(r) for r in rows), [r for r in rows if not cites.search(r)]
+
+
+def test_source_of_reads_the_cited_paper():
+    from netlang.summary import source_of
+    assert source_of("# A (B, C 2015), Table 1, with\n# names.\n#\n# more") == "A (B, C 2015)"
+    assert source_of('# X (Y, "Z (W)\n# V", ICLR 2017) for CIFAR.\n') == 'X (Y, "Z (W) V", ICLR 2017)'
+    assert source_of("network n {}") == ""
