@@ -12,6 +12,7 @@ output, only in training; in eval forward returns the main output alone and skip
 """
 from __future__ import annotations
 
+import contextlib
 import keyword
 import re
 from typing import Callable
@@ -315,31 +316,47 @@ def lower(G: nx.MultiDiGraph, init: bool = True) -> NetlangModule:
             node = child
         return node
 
-    for n in topo_order(G):
-        data = G.nodes[n]
-        make = LOWER[data["op"]]
-        if make is None:
-            continue
-        in_shapes = [G.nodes[s]["shape"] for s in inputs_of(G, n)]
-        layer = make(data["args"], in_shapes, shares[n] and not _overwrites_saved_output(G, n))
-        container(n).add_module(n.rpartition(".")[2], layer)
+    # With init, layers are made on the meta device (no memory, no default initialisation),
+    # then given memory once and initialised once, in registration order: PyTorch's own
+    # constructors would fill every weight with its default initialisation first, only for
+    # init_weights to draw it again.
+    with torch.device("meta") if init else contextlib.nullcontext():
+        for n in topo_order(G):
+            data = G.nodes[n]
+            make = LOWER[data["op"]]
+            if make is None:
+                continue
+            in_shapes = [G.nodes[s]["shape"] for s in inputs_of(G, n)]
+            layer = make(data["args"], in_shapes, shares[n] and not _overwrites_saved_output(G, n))
+            container(n).add_module(n.rpartition(".")[2], layer)
     if init:
-        init_weights(module)
+        module.to_empty(device="cpu")
+        init_weights(module, fresh=True)
     return module
 
 
-def init_weights(module: nn.Module) -> None:
+def init_weights(module: nn.Module, fresh: bool = False) -> None:
     """torchvision's conventions (as in its ResNet): Kaiming-normal convolutions (fan_out, relu)
     with zero bias, batchnorm weight 1 and bias 0, linear layers as PyTorch initialises them.
-    Deterministic under torch.manual_seed: layers are visited in registration order."""
+    Deterministic under torch.manual_seed: layers are visited in registration order.
+
+    fresh: the module's memory is uninitialised (built on the meta device): every layer with
+    state is initialised here, batchnorm's running statistics and linear layers included."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)) and m.affine:
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
+            if fresh:
+                m.reset_parameters()            # running statistics, and weight 1 / bias 0
+            elif m.affine:
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        elif fresh and isinstance(m, nn.Linear):
+            m.reset_parameters()
+        elif fresh and (m._parameters or m._buffers):
+            raise TypeError(f"init_weights does not know how to initialise {type(m).__name__}")
 
 
 __all__ = ["generate_source", "LOWER", "NetlangModule", "Scope", "DropPath", "Scale", "CenterCrop", "lower", "forward_source",
