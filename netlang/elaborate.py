@@ -7,8 +7,10 @@ its dotted module name.
 
 Naming (docs/language.md has the user's version):
 - Each block call opens a scope. A label over a layer, a block call or a merge names that item
-  (`conv1: conv(...)` is simply `conv1`); a label over a pipeline, a repetition or a def call
-  names a sequence whose items are numbered, even when there is only one.
+  (`conv1: conv(...)` is simply `conv1`), and so does a label over a def whose body is one
+  built-in layer (`pool1: pool` with `def pool = maxpool(2)` is `pool1`); a label over a
+  pipeline, a repetition or another def call names a sequence whose items are numbered, even
+  when there is only one.
 - Unlabelled items are numbered in source order within their scope, counting every item, as
   nn.Sequential numbers its children.
 - An unlabelled merge is transparent: its branches' items belong to the enclosing scope.
@@ -669,7 +671,8 @@ class Elaborator:
     def is_sequence(self, e, env, cur) -> bool:
         """Whether a label over `e` names a sequence (numbered like nn.Sequential, even when it
         holds one item): a pipeline, a repetition or a def call. A label over a layer, a block
-        call or a merge names that item itself."""
+        call, a merge or a def whose body is one built-in layer (`def pool = maxpool(2)`) names
+        that item itself."""
         t = type(e)
         if t is ast.Pipe or (t is ast.BinOp and e.op == "*"):
             return True
@@ -679,8 +682,21 @@ class Elaborator:
             value = self.eval(e.func if t is ast.Call else e, env, cur)
             if isinstance(value, Thunk):
                 return self.is_sequence(value.expr, value.env, cur)
-            return isinstance(value, DefValue)
+            return isinstance(value, DefValue) and not self.is_one_layer(value, cur)
         return False
+
+    def is_one_layer(self, dv: DefValue, cur) -> bool:
+        """A def whose body is a single built-in layer (not a parameter, pipe or call of a def)."""
+        items = dv.decl.body.items if type(dv.decl.body) is ast.Pipe else (dv.decl.body,)
+        if len(items) != 1 or type(items[0]) not in (ast.Call, ast.Name):
+            return False
+        func = items[0].func if type(items[0]) is ast.Call else items[0]
+        if type(func) is not ast.Name or func.id in {p.name for p in dv.decl.params}:
+            return False
+        try:
+            return isinstance(self.eval(func, dv.env, cur), OpValue)
+        except NetlangError:
+            return False
 
     def label_text(self, t: ast.Template, env, cur) -> str:
         if t.is_plain:

@@ -236,7 +236,8 @@ def test_naming_worked_example():
         ["stem", "1"] + unit("2") + unit("b") + ["seq.0", "seq.1", "5", "6", "d.0", "d.1", "8", "y",
                                                  "10", "11", "12", "r", "r.x", "r.2",
                                                  "pair.c", "pair.s", "pair.2", "one.c.0", "one.c.1"]
-        + unit("rep.0") + unit("rep.1") + unit("single.0"))
+        + unit("rep.0") + unit("rep.1") + unit("single.0") + ["p"])
+    assert op_of(net, "p") == "maxpool"
     assert op_of(net, "10") == "add" and inputs_of(net.graph, "10") == ["11", "12"]
     assert op_of(net, "r") == "add" and inputs_of(net.graph, "r") == ["r.x", "r.2"]
     assert op_of(net, "8") == "conv" and op_of(net, "y") == "relu"
