@@ -907,13 +907,15 @@ def _check_arg(op: ops.OpDef, spec: ops.Param, v, loc):
     if k in ("pair", "pad"):
         if k == "pad" and v == "same":
             return "same"
+        if k == "pad" and v == "valid":
+            return (0, 0)
         if isint:
             v2 = (v, v)
         elif isinstance(v, (tuple, list)) and len(v) == 2 and all(isinstance(x, int) and not isinstance(x, bool)
                                                                   for x in v):
             v2 = tuple(v)
         else:
-            extra = ' or "same"' if k == "pad" else ""
+            extra = ', "same" or "valid"' if k == "pad" else ""
             raise NetlangTypeError(f"{what} must be an int or a pair like 1x7{extra}, got {type_name(v)} "
                                    f"{fmt_value(v)}", loc)
         minimum = spec.minimum if spec.minimum is not None else 0

@@ -446,3 +446,14 @@ def test_duplicate_label_and_unknown_reference_are_located():
 def test_two_layers_with_one_name_is_an_error():
     with pytest.raises(NetlangError, match="would both be named"):
         net("    conv(4, 1)\n    {0}: conv(4, 1)")
+
+
+def test_pad_valid_is_no_padding():
+    # "valid" is the papers' "V": the same layer as pad=0, in the IR's canonical form.
+    src = "network t {\n    input 3x9x9\n    a: conv(4, 3, stride=2, pad=\"valid\")\n    b: maxpool(3, pad=\"valid\")\n}\n"
+    net = netlang.loads(src)
+    ref = netlang.loads(src.replace('pad="valid"', "pad=0"))
+    for n in ("a", "b"):
+        assert net.graph.nodes[n]["args"] == ref.graph.nodes[n]["args"]
+        assert net.graph.nodes[n]["args"]["pad"] == (0, 0)
+    assert net.graph.nodes["a"]["shape"] == (4, 4, 4) and net.graph.nodes["b"]["shape"] == (4, 1, 1)
