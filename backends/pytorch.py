@@ -12,7 +12,7 @@ output, only in training; in eval forward returns the main output alone and skip
 """
 from __future__ import annotations
 
-import contextlib
+import contextvars
 import keyword
 import re
 from typing import Callable
@@ -144,13 +144,32 @@ def _batchnorm(a, ins):
     return cls(ins[0][0], eps=a["eps"], momentum=a["momentum"], affine=a["affine"])
 
 
+# lower() with init draws every convolution's weights once, in init_weights: PyTorch's
+# constructors would first fill them with their default initialisation (a third of a ResNet's
+# build time), only for it to be drawn again. A convolution is therefore made as a subclass whose
+# reset_parameters does nothing and then becomes the plain nn.Conv2d it is; its memory is
+# uninitialised until init_weights fills it. (The meta device would do the same, but its first
+# use in a process imports PyTorch's meta kernels, which costs more than it saves.)
+_DEFER_CONV_INIT: contextvars.ContextVar[bool] = contextvars.ContextVar("netlang_defer_conv_init", default=False)
+_UNINITIALISED = {cls: type(cls.__name__, (cls,), {"reset_parameters": lambda self: None})
+                  for cls in (nn.Conv2d, nn.ConvTranspose2d)}
+
+
+def _conv(cls, *args):
+    if not _DEFER_CONV_INIT.get():
+        return cls(*args)
+    m = _UNINITIALISED[cls](*args)
+    m.__class__ = cls
+    return m
+
+
 # op name -> (args, input shapes, in place allowed) -> nn.Module, or None for merges, which
 # forward computes inline.
 LOWER: dict[str, Callable] = {
-    "conv": lambda a, ins, ip: nn.Conv2d(ins[0][0], a["out"], a["k"], a["stride"], _pad(a["pad"]), a["dilation"],
-                                         a["groups"], a["bias"]),
-    "conv_t": lambda a, ins, ip: nn.ConvTranspose2d(ins[0][0], a["out"], a["k"], a["stride"], a["pad"],
-                                                    a["output_pad"], a["groups"], a["bias"], a["dilation"]),
+    "conv": lambda a, ins, ip: _conv(nn.Conv2d, ins[0][0], a["out"], a["k"], a["stride"], _pad(a["pad"]),
+                                     a["dilation"], a["groups"], a["bias"]),
+    "conv_t": lambda a, ins, ip: _conv(nn.ConvTranspose2d, ins[0][0], a["out"], a["k"], a["stride"], a["pad"],
+                                       a["output_pad"], a["groups"], a["bias"], a["dilation"]),
     "linear": lambda a, ins, ip: nn.Linear(ins[0][0], a["out"], a["bias"]),
     "batchnorm": lambda a, ins, ip: _batchnorm(a, ins),
     "lrn": lambda a, ins, ip: nn.LocalResponseNorm(a["size"], a["alpha"], a["beta"], a["k"]),
@@ -316,11 +335,8 @@ def lower(G: nx.MultiDiGraph, init: bool = True) -> NetlangModule:
             node = child
         return node
 
-    # With init, layers are made on the meta device (no memory, no default initialisation),
-    # then given memory once and initialised once, in registration order: PyTorch's own
-    # constructors would fill every weight with its default initialisation first, only for
-    # init_weights to draw it again.
-    with torch.device("meta") if init else contextlib.nullcontext():
+    token = _DEFER_CONV_INIT.set(init)
+    try:
         for n in topo_order(G):
             data = G.nodes[n]
             make = LOWER[data["op"]]
@@ -329,34 +345,25 @@ def lower(G: nx.MultiDiGraph, init: bool = True) -> NetlangModule:
             in_shapes = [G.nodes[s]["shape"] for s in inputs_of(G, n)]
             layer = make(data["args"], in_shapes, shares[n] and not _overwrites_saved_output(G, n))
             container(n).add_module(n.rpartition(".")[2], layer)
+    finally:
+        _DEFER_CONV_INIT.reset(token)
     if init:
-        module.to_empty(device="cpu")
-        init_weights(module, fresh=True)
+        init_weights(module)
     return module
 
 
-def init_weights(module: nn.Module, fresh: bool = False) -> None:
+def init_weights(module: nn.Module) -> None:
     """torchvision's conventions (as in its ResNet): Kaiming-normal convolutions (fan_out, relu)
     with zero bias, batchnorm weight 1 and bias 0, linear layers as PyTorch initialises them.
-    Deterministic under torch.manual_seed: layers are visited in registration order.
-
-    fresh: the module's memory is uninitialised (built on the meta device): every layer with
-    state is initialised here, batchnorm's running statistics and linear layers included."""
+    Deterministic under torch.manual_seed: layers are visited in registration order."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
-            if fresh:
-                m.reset_parameters()            # running statistics, and weight 1 / bias 0
-            elif m.affine:
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-        elif fresh and isinstance(m, nn.Linear):
-            m.reset_parameters()
-        elif fresh and (m._parameters or m._buffers):
-            raise TypeError(f"init_weights does not know how to initialise {type(m).__name__}")
+        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)) and m.affine:
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
 
 
 __all__ = ["generate_source", "LOWER", "NetlangModule", "Scope", "DropPath", "Scale", "CenterCrop", "lower", "forward_source",

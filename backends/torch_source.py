@@ -64,11 +64,6 @@ class Deferred:
         return id(self)
 
 
-@dataclass(frozen=True)
-class Name:
-    text: str              # already valid Python (a parameter name or `width * 4`)
-
-
 @dataclass
 class Slot:
     """A template position whose value differs between the calls of a class."""
@@ -84,18 +79,13 @@ def _norm(v):
 
 
 def _lit(v) -> str:
-    v = _norm(v)
-    if isinstance(v, float) and v == int(v) and abs(v) < 1e15:
-        return repr(v)
-    return repr(v)
+    return repr(_norm(v))
 
 
 def render(e, indent: str = "", room: int = LINE) -> str:
     """Python source for an expression; calls too long for one line put one argument per line."""
     if isinstance(e, Lit):
         return _lit(e.value)
-    if isinstance(e, Name):
-        return e.text
     if isinstance(e, Slot):
         return e.name
     if isinstance(e, Deferred):
@@ -199,7 +189,7 @@ def module_expr(op: str, a: dict, ins: list, inplace: bool) -> Call:
     raise KeyError(f"no torch source for op {op!r}")
 
 
-def functional(op: str, a: dict, x: str, inplace: bool, shape) -> str | None:
+def functional(op: str, a: dict, x: str, inplace: bool) -> str | None:
     """An unlabelled layer without state, as a call in forward; None where it needs a module."""
     ip = ", inplace=True" if inplace else ""
     if op == "relu":
@@ -480,7 +470,7 @@ class Generator:
 
     def _functional(self, n: str, x: str):
         data = self.G.nodes[n]
-        return functional(data["op"], data["args"], x, self.inplace(n), data["shape"])
+        return functional(data["op"], data["args"], x, self.inplace(n))
 
     # ------------------------------------------------------------------ forward
     def items(self, u: Unit) -> list:
@@ -653,7 +643,6 @@ def _name_slots(k: Klass, in_channels: list) -> None:
     used_params: list[str] = []
     named: dict[tuple, str] = {}
     taken = {c for c, _ in cands}
-    positional = []
     for s in k.slots:
         vals = [v.value if isinstance(v, Lit) else None for v in s.values]
         plain = [_norm(v) for v in vals]

@@ -4,7 +4,6 @@ in-memory module: loaded with its state_dict it gives the same outputs, in eval 
 import ast
 import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -262,11 +261,14 @@ def test_generated_module_is_initialised_reproducibly_as_torchvision_does(tmp_pa
 
 
 def test_in_memory_build_initialises_every_tensor_once():
-    # Built on the meta device, then given memory: nothing may be left uninitialised.
+    # Convolutions skip PyTorch's default initialisation: nothing may be left uninitialised, and
+    # every layer is the plain PyTorch class.
     torch.manual_seed(0)
     a = netlang.compile(ARCH / "googlenet.net", network="googlenet_torchvision")
     torch.manual_seed(0)
     b = netlang.compile(ARCH / "googlenet.net", network="googlenet_torchvision")
+    assert {type(m).__module__.split(".")[0] for m in a.modules()} <= {"torch", "backends"}
+    assert type(a.conv1.conv) is torch.nn.Conv2d
     for (key, t), u in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(t, u), key
         assert t.device.type == "cpu"
