@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextvars
 import keyword
 import re
+from collections import OrderedDict
 from typing import Callable
 
 import networkx as nx
@@ -117,6 +118,10 @@ class Scope(nn.Module):
         return "Sequence" if self.kind == "seq" else "Scope"
 
     def __getitem__(self, idx):
+        if isinstance(idx, slice):
+            # As nn.Sequential slices: a new nn.Sequential sharing the selected layers (that runs
+            # them one after the other, as `features[:10]` is used to cut a feature extractor).
+            return nn.Sequential(OrderedDict(list(self._modules.items())[idx]))
         key = str(idx if idx >= 0 else len(self) + idx) if isinstance(idx, int) else idx
         return self._modules[key]
 

@@ -291,3 +291,11 @@ def test_topo_order_is_deterministic_and_respects_inputs(small):
         assert all(pos[s] < pos[n] for s in inputs_of(small, n))
     # branches in source order: the concat's inputs are its first and second branch
     assert inputs_of(small, "side") == ["side.1", "side.2"]
+
+
+def test_block_scopes_record_their_arguments_after_defaults():
+    net = netlang.load(Path(__file__).resolve().parents[1] / "architectures" / "resnet.net", network="resnet50")
+    scopes = net.graph.graph["scopes"]
+    assert scopes["layer2.0"]["args"] == {"width": 128, "stride": 2, "groups": 1, "base_width": 64}
+    assert scopes["layer2.1"]["args"] == {"width": 128, "stride": 1, "groups": 1, "base_width": 64}
+    assert scopes["layer2"]["args"] is None and scopes["layer2.0.downsample"]["args"] is None

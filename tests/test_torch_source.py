@@ -283,3 +283,17 @@ def test_in_memory_build_initialises_every_tensor_once():
             assert t.abs().max() <= 1 / fan_in ** 0.5       # linear biases: PyTorch's default
         else:
             assert torch.isfinite(t).all() and t.abs().max() < 10
+
+
+def test_scopes_slice_like_nn_sequential():
+    model = netlang.compile(ARCH / "vgg.net", network="vgg16", input=(3, 32, 32)).eval()
+    head = model.features[:5]
+    assert isinstance(head, torch.nn.Sequential) and list(head._modules) == ["0", "1", "2", "3", "4"]
+    assert head[0] is model.features[0]
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        y = x
+        for i in range(5):
+            y = model.features[i](y)
+        assert torch.equal(head(x), y)
+    assert list(model.features[-3:]._modules) == ["28", "29", "30"]
