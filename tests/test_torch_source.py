@@ -200,7 +200,9 @@ def test_labels_that_nn_module_owns_are_a_located_error(label):
 
 
 def test_the_list_of_module_attributes_covers_the_installed_torch():
-    assert set(dir(torch.nn.Module())) <= MODULE_ATTRIBUTES
+    # Names starting with "__" are refused by rule (torch._dynamo patches such names onto
+    # nn.Module at run time); every other attribute is listed.
+    assert {a for a in dir(torch.nn.Module()) if not a.startswith("__")} <= MODULE_ATTRIBUTES
 
 
 def test_cli_writes_the_file_with_a_header(tmp_path, capsys):
