@@ -54,8 +54,14 @@ class Call:
 
 @dataclass(frozen=True)
 class Deferred:
-    """A child built by a call of its own class (a recursive block): rendered when needed."""
+    """A child built by a call of its own class (a recursive block): made when first rendered
+    (its class's constructor arguments are known only once the class is templated)."""
     make: object
+
+    def value(self):
+        if "_made" not in self.__dict__:
+            object.__setattr__(self, "_made", self.make())
+        return self.__dict__["_made"]
 
     def __eq__(self, other):
         return self is other
@@ -82,28 +88,51 @@ def _lit(v) -> str:
     return repr(_norm(v))
 
 
-def render(e, indent: str = "", room: int = LINE) -> str:
-    """Python source for an expression; calls too long for one line put one argument per line."""
+def _resolve(e):
+    return e.value() if isinstance(e, Deferred) else e
+
+
+def _ordered(e: Call) -> tuple:
+    """e's arguments as written: positional ones first, then keywords, those that build
+    modules last (where a long one can open on the call's line)."""
+    kws = sorted(e.args[e.positional:], key=lambda kv: isinstance(_resolve(kv[1]), Call))
+    return e.args[:e.positional] + tuple(kws)
+
+
+def flat(e, memo: dict) -> str:
+    """e on one line (each subexpression rendered once: nested recursive blocks stay linear)."""
+    e = _resolve(e)
     if isinstance(e, Lit):
         return _lit(e.value)
     if isinstance(e, Slot):
         return e.name
-    if isinstance(e, Deferred):
-        return render(e.make(), indent, room)
-    kw = lambda j, k: "" if j < e.positional else f"{k}="
-    parts = [kw(j, k) + render(v, indent + "    ", room - 4) for j, (k, v) in enumerate(e.args)]
-    flat = f"{e.head}({', '.join(parts)})"
-    if len(flat) + len(indent) <= room and "\n" not in flat:
-        return flat
+    if id(e) not in memo:
+        args = _ordered(e)
+        memo[id(e)] = f"{e.head}(" + ", ".join(("" if j < e.positional else f"{k}=") + flat(v, memo)
+                                                for j, (k, v) in enumerate(args)) + ")"
+    return memo[id(e)]
+
+
+def render(e, indent: str = "", room: int = LINE, memo: dict | None = None) -> str:
+    """Python source for an expression; calls too long for one line put one argument per line."""
+    memo = {} if memo is None else memo
+    e = _resolve(e)
+    one_line = flat(e, memo)
+    if not isinstance(e, Call) or len(one_line) + len(indent) <= room:
+        return one_line
+    args = _ordered(e)
+    kw = lambda j, k: "" if j < e.positional else f"{k}="  # noqa: E731
     inner = indent + "    "
-    last_k, last_v = e.args[-1] if e.args else (None, None)
-    if isinstance(last_v, (Call, Deferred)) and len(e.args) > 1:
+    last_k, last_v = args[-1] if args else (None, None)
+    last_v = _resolve(last_v)
+    if isinstance(last_v, Call) and len(args) > 1:
         # Short arguments, then a last one too long for a line of its own, opening on this line.
-        lead = f"{e.head}(" + "".join(p + ", " for p in parts[:-1]) + kw(len(e.args) - 1, last_k)
-        nested = isinstance(last_v, Call) and any(isinstance(v, (Call, Deferred)) for _, v in last_v.args)
-        if "\n" not in lead and len(indent) + len(lead) < room - 10 and nested:
-            return lead + render(last_v, indent, LINE - len(lead)) + ")"
-    parts = [kw(j, k) + render(v, inner, LINE - len(inner)) for j, (k, v) in enumerate(e.args)]
+        lead = f"{e.head}(" + "".join(kw(j, k) + flat(v, memo) + ", " for j, (k, v) in enumerate(args[:-1])) \
+            + kw(len(args) - 1, last_k)
+        nested = any(isinstance(_resolve(v), Call) for _, v in last_v.args)
+        if len(indent) + len(lead) < room - 10 and nested:
+            return lead + render(last_v, indent, LINE - len(lead), memo) + ")"
+    parts = [kw(j, k) + render(v, inner, LINE - len(inner), memo) for j, (k, v) in enumerate(args)]
     return f"{e.head}(\n" + "".join(f"{inner}{p},\n" for p in parts) + f"{indent})"
 
 
@@ -357,6 +386,7 @@ class Unit:
     kind: str                          # "root", "block", "seq", "merge"
     block: str | None
     args: dict
+    given: tuple | None = None                     # the block parameters the call passed
     children: list = field(default_factory=list)   # direct children: node ids or scope paths
     callable: bool = True
     ext_input: str | None = None       # the one node outside it that it reads
@@ -375,6 +405,7 @@ class Klass:
     template: list = field(default_factory=list)   # (attr name, expr with Slots)
     slots: list = field(default_factory=list)      # the constructor's parameters, as Slots
     n_positional: int = 0                          # leading slots named after block parameters
+    defaults: dict = field(default_factory=dict)   # parameter -> the block's default, where calls left it out
 
 
 class Generator:
@@ -397,7 +428,7 @@ class Generator:
         self.units[""] = root
         for path in sorted(self.scopes, key=lambda p: p.count(".")):
             info = self.scopes[path]
-            self.units[path] = Unit(path, info["kind"], info.get("block"), info.get("args") or {})
+            self.units[path] = Unit(path, info["kind"], info.get("block"), info.get("args") or {}, info.get("given"))
         members: dict[str, set] = {p: set() for p in self.units}
         for n in self.order:
             if G.nodes[n]["op"] == "input":
@@ -620,11 +651,13 @@ def _unify(exprs: list, slots: list, hint: str):
     return s
 
 
-def _drop_defaults(e):
+def _drop_defaults(e, classes: dict):
+    """e without the keyword arguments equal to their defaults: PyTorch's, or those of a
+    generated class (`classes`: class name -> {parameter: default})."""
     if not isinstance(e, Call):
         return e
-    dflt = DEFAULTS.get(e.head, {})
-    args = tuple((k, _drop_defaults(v)) for j, (k, v) in enumerate(e.args)
+    dflt = classes.get(e.head) or DEFAULTS.get(e.head, {})
+    args = tuple((k, _drop_defaults(v, classes)) for j, (k, v) in enumerate(e.args)
                  if j < e.positional or not (k in dflt and isinstance(v, Lit) and _norm(v.value) == dflt[k]
                                              and type(_norm(v.value)) is type(dflt[k])))
     return Call(e.head, args, e.positional)
@@ -677,17 +710,24 @@ def _name_slots(k: Klass, in_channels: list) -> None:
     # then the other slots.
     params = [c for c, _ in cands[-1:] + cands[:-1] if c in used_params] if in_channels is not None \
         else [c for c, _ in cands if c in used_params]
-    k.params = params
-    ctor = []
+    # A block parameter that some calls leave out takes, in the constructor, the value those
+    # calls got: the block's default (`stride=1`), left out of the calls that use it.
     for p in params:
-        vals = dict(cands)[p]
-        ctor.append(Slot([Lit(v) for v in vals], p))
+        if p == "in_channels":
+            continue
+        left_out = {repr(u.args.get(p)) for u in k.units if u.given is not None and p not in u.given}
+        if len(left_out) == 1:
+            k.defaults[p] = next(u.args.get(p) for u in k.units if u.given is not None and p not in u.given)
+    required = [p for p in params if p not in k.defaults]
+    ctor = [Slot([Lit(v) for v in dict(cands)[p]], p) for p in required]
     seen = set(params)
     for s in k.slots:
         if not getattr(s, "derived", False) and s.name not in seen:
             seen.add(s.name)
             ctor.append(s)
-    k.n_positional = len(params)
+    ctor += [Slot([Lit(v) for v in dict(cands)[p]], p) for p in params if p in k.defaults]
+    k.params = params
+    k.n_positional = len(required)
     k.slots = ctor
 
 
@@ -731,6 +771,7 @@ def generate_source(G: nx.MultiDiGraph, header: str | None = None) -> str:
     # Template each class once all units are assigned, children before parents.
     done: set = set()
     ordered: list[Klass] = []
+    class_defaults: dict = {}
 
     def template(k: Klass):
         if k.name in done:
@@ -749,7 +790,7 @@ def generate_source(G: nx.MultiDiGraph, header: str | None = None) -> str:
         k.template = []
         for j, (attr, _) in enumerate(per_unit[0]):
             exprs = [row[j][1] for row in per_unit]
-            k.template.append((attr, _drop_defaults(_unify(exprs, slots, attr))))
+            k.template.append((attr, _drop_defaults(_unify(exprs, slots, attr), class_defaults)))
         k.slots = slots
         ins = None
         if k.units[0].path and all(u.ext_input for u in k.units):
@@ -757,6 +798,7 @@ def generate_source(G: nx.MultiDiGraph, header: str | None = None) -> str:
             if all(len(s) == 3 for s in shapes):
                 ins = [s[0] for s in shapes]
         _name_slots(k, ins)
+        class_defaults[k.name] = k.defaults
         ordered.append(k)
 
     for k in sorted(classes.values(), key=lambda k: -len(k.units[0].path.split(".")) if k.units[0].path else 1):
@@ -799,7 +841,8 @@ def _class_source(gen: Generator, k: Klass) -> str:
         doc = f"the layers labelled {u0.path.rpartition('.')[2]}"
     lines.append(f"    # {comment(doc)}")
     lines.append("")
-    params = ", ".join(["self"] + [s.name for s in k.slots])
+    params = ", ".join(["self"] + [s.name + (f"={_lit(k.defaults[s.name])}" if s.name in k.defaults else "")
+                                   for s in k.slots])
     lines.append(f"    def __init__({params}):")
     lines.append("        super().__init__()")
     for attr, e in k.template:

@@ -369,12 +369,13 @@ def _check_params(decl) -> None:
 # ====================================================================== scopes and naming
 
 class Scope:
-    __slots__ = ("kind", "entries", "call", "block", "loc", "collapse", "args")
+    __slots__ = ("kind", "entries", "call", "block", "loc", "collapse", "args", "given")
 
     def __init__(self, kind: str, call: str | None = None, block: str | None = None, loc: SourceLoc | None = None,
-                 args: dict | None = None):
+                 args: dict | None = None, given: tuple | None = None):
         self.kind = kind
         self.args = args          # a block call's parameters after defaults, as plain data
+        self.given = given        # the parameters the call passed (the others took their defaults)
         self.collapse = True      # a sequence whose only item is unlabelled takes that item's name
         self.entries: list[Entry] = []
         self.call = call
@@ -780,7 +781,7 @@ class Elaborator:
                 target_env.vars[p.name] = self.eval(p.default, target_env, cur)
             else:
                 raise NetlangTypeError(f"{what} needs its '{p.name}' argument", loc, hint=sig)
-        return [(a.name, given[name]) for name, a in matched]
+        return [(name, a.name, given[name]) for name, a in matched]
 
     def call_text(self, name, arg_exprs, env, cur) -> str:
         parts = []
@@ -801,9 +802,10 @@ class Elaborator:
         try:
             benv = Env(bv.env)
             shown = self.bind_params(f"block {decl.name}", decl.params, arg_exprs, env, cur, loc, benv)
-            call = f"{decl.name}(" + ", ".join(f"{k}={fmt_value(v)}" if k else fmt_value(v) for k, v in shown) + ")"
+            call = f"{decl.name}(" + ", ".join(f"{k}={fmt_value(v)}" if k else fmt_value(v) for _, k, v in shown) + ")"
             scope = Scope("block", call=call, block=decl.name, loc=loc,
-                          args={p.name: plain(benv.vars[p.name]) for p in decl.params})
+                          args={p.name: plain(benv.vars[p.name]) for p in decl.params},
+                          given=tuple(name for name, _, _ in shown))
             ctx.place(scope, None, loc)
             if not decl.body:
                 raise NetlangValueError(f"block {decl.name} has an empty body", decl.loc)
@@ -1153,7 +1155,8 @@ def _assign_names(root: Scope, G) -> tuple[dict, dict]:
 
     def visit(scope: Scope, path: str):
         if path:
-            info = {"kind": scope.kind, "call": scope.call, "block": scope.block, "loc": scope.loc, "args": scope.args}
+            info = {"kind": scope.kind, "call": scope.call, "block": scope.block, "loc": scope.loc, "args": scope.args,
+                    "given": scope.given}
             tops = [e for e in scope.entries if not e.nested]
             if scope.kind == "seq" and scope.collapse and len(tops) == 1 and tops[0].label is None:
                 # A label over a single unlabelled item names that item itself.

@@ -12,7 +12,7 @@ node attrs op      name of an op in netlang.ops.OPS
            fused_from (optional) tuple of the names a pass merged into this node
 edges      (src, dst, key=i) with attr pos=i: src is the i-th input of dst
 graph      name, file, inputs (node ids), outputs (node ids; the first is the main output),
-           params (the network's resolved parameters), scopes: {path: {kind, call, block, loc, args}}
+           params (the network's resolved parameters), scopes: {path: {kind, call, block, loc, args, given}}
            where kind is "block", "seq" or "merge".
 
 Everything in the graph is plain data (numbers, strings, tuples, dicts), so it prints, pickles

@@ -299,3 +299,5 @@ def test_block_scopes_record_their_arguments_after_defaults():
     assert scopes["layer2.0"]["args"] == {"width": 128, "stride": 2, "groups": 1, "base_width": 64}
     assert scopes["layer2.1"]["args"] == {"width": 128, "stride": 1, "groups": 1, "base_width": 64}
     assert scopes["layer2"]["args"] is None and scopes["layer2.0.downsample"]["args"] is None
+    # stage() calls block(width, stride=stride) and then block(width): what each call passed.
+    assert scopes["layer2.0"]["given"] == ("width", "stride") and scopes["layer2.1"]["given"] == ("width",)

@@ -45,7 +45,8 @@ def network_class(mod):
 # children that differ between calls (resnet's downsample), auxiliary outputs (googlenet),
 # recursion and dropping joins (fractalnet), cropped concatenation (unet_tiny), drop_path
 # (stochastic depth), scaled residuals (Inception-ResNet), dense concatenation, LRN and grouped
-# convolutions (AlexNet as published), ceil-mode pools and nested sequences (squeezenet).
+# convolutions (AlexNet as published), ceil-mode pools and nested sequences (squeezenet), deep
+# recursion (ResNeXt's Figure 3(a) as 32 nested adds).
 CASES = [
     ("resnet.net", "resnet18", (3, 32, 32)),
     ("googlenet.net", "googlenet", (3, 224, 224)),
@@ -56,6 +57,9 @@ CASES = [
     ("densenet.net", "densenet121", (3, 32, 32)),
     ("alexnet.net", "alexnet_paper", (3, 75, 75)),
     ("squeezenet.net", "squeezenet1_1", (3, 64, 64)),
+    # A block calling itself 31 deep, each call a class instance built by its caller (rendering
+    # it once was exponential in the depth).
+    ("resnext.net", "resnext_form_a", (256, 4, 4)),
 ]
 
 
@@ -134,7 +138,11 @@ def test_one_class_per_block_definition_reused_for_every_call():
     assert len(re.findall(r"^\s+Bottleneck\(\d", text, re.M)) == 16
     assert text.count("downsample=nn.Sequential(") == 4 and text.count("downsample=nn.Identity()") == 12
     # Arguments that follow the block's parameters are written with them.
-    assert "def __init__(self, in_channels, width, stride, downsample):" in text
+    assert "def __init__(self, in_channels, width, downsample, stride=1):" in text
+    # A parameter the .net calls leave out takes the block's default in the class, and the
+    # calls that use the default leave it out too.
+    assert "Bottleneck(256, 128, stride=2, downsample=nn.Sequential(" in text
+    assert "Bottleneck(512, 128, downsample=nn.Identity())" in text
     assert "self.conv3 = nn.Conv2d(width, width * 4, 1, bias=False)" in text
     assert "self.conv2 = nn.Conv2d(width, width, 3, stride=stride, padding=1, bias=False)" in text
 
@@ -143,6 +151,8 @@ def test_one_class_per_block_definition_reused_for_every_call():
     assert sorted(b for b in classes.values() if b) == ["aux_head", "basic_conv", "inception"]
     assert len(re.findall(r"= Inception\(\d", text)) == 9
     assert "self.inception3a = Inception(192, 64, 96, 128, 16, 32, 32)" in text
+    assert "def __init__(self, in_channels, c, k, stride=1, pad=0):" in text
+    assert "BasicConv(c3r, c3, 3, pad=1)" in text and "self.conv1 = BasicConv(3, 64, 7, stride=2, pad=3)" in text
 
 
 def test_forward_reads_like_hand_written_code():
