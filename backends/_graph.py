@@ -2,6 +2,8 @@
 torch needed)."""
 from __future__ import annotations
 
+import keyword
+
 import networkx as nx
 
 from netlang import ops
@@ -72,3 +74,45 @@ def check_module_names(G: nx.MultiDiGraph) -> None:
                 raise NetlangNameError(
                     f"'{part}' cannot name a PyTorch module: nn.Module already has an attribute '{part}'",
                     data["loc"], hint=f"choose another label; the layer's state_dict keys would start with '{n}.'")
+
+
+def pool_pad(a: dict) -> tuple:
+    """A pool's padding as a pair: pad="same" (stride 1, odd kernel, by the shape rule) is k // 2."""
+    return (a["k"][0] // 2, a["k"][1] // 2) if a["pad"] == "same" else tuple(a["pad"])
+
+
+def is_attr(name: str) -> bool:
+    """Can `name` be written as `obj.name`?"""
+    return name.isidentifier() and name.isascii() and not keyword.iskeyword(name)
+
+
+def attr_ref(base: str, rel: str) -> str:
+    """Python source reaching the dotted module path `rel` from `base`: attribute access where the
+    part is an identifier, getattr for digits and keywords (torch.compile traces both)."""
+    out = base
+    for part in rel.split("."):
+        out = f"{out}.{part}" if is_attr(part) else f"getattr({out}, {part!r})"
+    return out
+
+
+def merge_expr(G: nx.MultiDiGraph, n: str, args: list[str]) -> tuple[str, str | None]:
+    """A merge node as an inline expression over its inputs' variables, and the helper function
+    the expression calls (cat_cropped, mean_join) or None. Both torch backends write forward with
+    it, so the in-memory module and the generated file compute the same thing."""
+    data = G.nodes[n]
+    op, a = data["op"], data["args"]
+    if op == "concat":
+        if a["crop"]:
+            return f"cat_cropped([{', '.join(args)}], {data['shape'][1]}, {data['shape'][2]})", "cat_cropped"
+        return f"torch.cat([{', '.join(args)}], 1)", None
+    if op == "add":
+        if adds_in_place(G, n):
+            return args[0] + "".join(f".add_({b})" for b in args[1:]), None
+        return " + ".join(args), None
+    if op == "mul":
+        return " * ".join(args), None
+    if op == "mean":
+        if a["drop"]:
+            return f"mean_join([{', '.join(args)}], {a['drop']!r}, self.training)", "mean_join"
+        return f"({' + '.join(args)}) / {len(args)}", None
+    raise KeyError(f"{op!r} is not a merge")

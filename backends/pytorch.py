@@ -27,7 +27,8 @@ from netlang import ops
 from netlang.ir import inputs_of, topo_order, verify
 from netlang.passes.cost import shares_input
 
-from ._graph import adds_in_place as _adds_in_place, check_module_names, overwrites_saved_output as _overwrites_saved_output
+from ._graph import attr_ref, check_module_names, merge_expr, pool_pad
+from ._graph import overwrites_saved_output as _overwrites_saved_output
 
 
 # ====================================================================== layers netlang adds
@@ -138,12 +139,6 @@ def _pad(p):
     return p if p == "same" else tuple(p)
 
 
-def _pool_pad(a):
-    if a["pad"] == "same":      # the shape rule allows it only at stride 1 with odd kernels
-        return (a["k"][0] // 2, a["k"][1] // 2)
-    return tuple(a["pad"])
-
-
 def _batchnorm(a, ins):
     cls = nn.BatchNorm2d if len(ins[0]) == 3 else nn.BatchNorm1d
     return cls(ins[0][0], eps=a["eps"], momentum=a["momentum"], affine=a["affine"])
@@ -188,8 +183,8 @@ LOWER: dict[str, Callable] = {
     "dropout": lambda a, ins, ip: nn.Dropout(a["p"]),
     "drop_path": lambda a, ins, ip: DropPath(a["p"]),
     "flatten": lambda a, ins, ip: nn.Flatten(1),
-    "maxpool": lambda a, ins, ip: nn.MaxPool2d(a["k"], a["stride"], _pool_pad(a), ceil_mode=a["ceil"]),
-    "avgpool": lambda a, ins, ip: nn.AvgPool2d(a["k"], a["stride"], _pool_pad(a), ceil_mode=a["ceil"],
+    "maxpool": lambda a, ins, ip: nn.MaxPool2d(a["k"], a["stride"], pool_pad(a), ceil_mode=a["ceil"]),
+    "avgpool": lambda a, ins, ip: nn.AvgPool2d(a["k"], a["stride"], pool_pad(a), ceil_mode=a["ceil"],
                                               count_include_pad=a["count_include_pad"]),
     "global_avgpool": lambda a, ins, ip: nn.AdaptiveAvgPool2d((1, 1)),
     "adaptive_avgpool": lambda a, ins, ip: nn.AdaptiveAvgPool2d(a["out"]),
@@ -250,32 +245,10 @@ def _ident(name: str, taken: set) -> str:
     return ident
 
 
-def _module_ref(name: str) -> str:
-    # Digit children are reached with getattr, which torch.compile traces without a break.
-    out = "self"
-    for part in name.split("."):
-        out = f"{out}.{part}" if part.isidentifier() and not keyword.iskeyword(part) else f"getattr({out}, {part!r})"
-    return out
-
-
 def _expr(G, n: str, args: list[str]) -> str:
-    data = G.nodes[n]
-    op, a = data["op"], data["args"]
-    if op == "concat":
-        if a["crop"]:
-            return f"cat_cropped([{', '.join(args)}], {data['shape'][1]}, {data['shape'][2]})"
-        return f"torch.cat([{', '.join(args)}], 1)"
-    if op == "add":
-        if _adds_in_place(G, n):
-            return args[0] + "".join(f".add_({b})" for b in args[1:])
-        return " + ".join(args)
-    if op == "mul":
-        return " * ".join(args)
-    if op == "mean":
-        if a["drop"]:
-            return f"mean_join([{', '.join(args)}], {a['drop']!r}, self.training)"
-        return f"({' + '.join(args)}) / {len(args)}"
-    return f"{_module_ref(n)}({args[0]})"
+    if G.nodes[n]["op"] in ops.MERGES:
+        return merge_expr(G, n, args)[0]
+    return f"{attr_ref('self', n)}({args[0]})"
 
 
 def forward_source(G: nx.MultiDiGraph) -> str:

@@ -33,7 +33,7 @@ from netlang import ops
 from netlang.ir import inputs_of, topo_order, verify
 from netlang.passes.cost import shares_input
 
-from ._graph import adds_in_place, check_module_names, overwrites_saved_output
+from ._graph import attr_ref, check_module_names, is_attr, merge_expr, overwrites_saved_output, pool_pad
 
 LINE = 100
 
@@ -164,10 +164,6 @@ POSITIONAL = {
 }
 
 
-def _pool_pad(a):
-    return (a["k"][0] // 2, a["k"][1] // 2) if a["pad"] == "same" else a["pad"]
-
-
 def module_expr(op: str, a: dict, ins: list, inplace: bool) -> Call:
     """The nn.Module that backends.pytorch.LOWER builds for the op, as an expression."""
     def c(head, *pos, **kw):
@@ -203,9 +199,9 @@ def module_expr(op: str, a: dict, ins: list, inplace: bool) -> Call:
     if op == "flatten":
         return c("nn.Flatten", 1)
     if op == "maxpool":
-        return c("nn.MaxPool2d", a["k"], stride=a["stride"], padding=_pool_pad(a), ceil_mode=a["ceil"])
+        return c("nn.MaxPool2d", a["k"], stride=a["stride"], padding=pool_pad(a), ceil_mode=a["ceil"])
     if op == "avgpool":
-        return c("nn.AvgPool2d", a["k"], stride=a["stride"], padding=_pool_pad(a), ceil_mode=a["ceil"],
+        return c("nn.AvgPool2d", a["k"], stride=a["stride"], padding=pool_pad(a), ceil_mode=a["ceil"],
                  count_include_pad=a["count_include_pad"])
     if op == "global_avgpool":
         return c("nn.AdaptiveAvgPool2d", (1, 1))
@@ -239,7 +235,7 @@ def functional(op: str, a: dict, x: str, inplace: bool) -> str | None:
         return f"F.dropout({x}, {a['p']!r}, self.training)"
     if op == "maxpool":
         ceil = ", ceil_mode=True" if a["ceil"] else ""
-        return f"F.max_pool2d({x}, {_lit(a['k'])}, {_lit(a['stride'])}, {_lit(_pool_pad(a))}{ceil})"
+        return f"F.max_pool2d({x}, {_lit(a['k'])}, {_lit(a['stride'])}, {_lit(pool_pad(a))}{ceil})"
     if op == "adaptive_avgpool":
         return f"F.adaptive_avg_pool2d({x}, {_lit(a['out'])})"
     if op == "upsample":
@@ -250,7 +246,7 @@ def functional(op: str, a: dict, x: str, inplace: bool) -> str | None:
         return f"{x} * {a['s']!r}"
     if op == "avgpool":
         extra = (", ceil_mode=True" if a["ceil"] else "") + ("" if a["count_include_pad"] else ", count_include_pad=False")
-        return f"F.avg_pool2d({x}, {_lit(a['k'])}, {_lit(a['stride'])}, {_lit(_pool_pad(a))}{extra})"
+        return f"F.avg_pool2d({x}, {_lit(a['k'])}, {_lit(a['stride'])}, {_lit(pool_pad(a))}{extra})"
     return None
 
 
@@ -336,17 +332,6 @@ RESERVED = {"self", "x", "torch", "nn", "F", "super", "getattr", *HELPERS}
 
 # ====================================================================== identifiers
 
-def is_attr(name: str) -> bool:
-    return name.isidentifier() and name.isascii() and not keyword.iskeyword(name)
-
-
-def attr_ref(base: str, rel: str) -> str:
-    out = base
-    for part in rel.split("."):
-        out = f"{out}.{part}" if is_attr(part) else f"getattr({out}, {part!r})"
-    return out
-
-
 def class_name(text: str, taken: set) -> str:
     words = [w for w in re.split(r"[^A-Za-z0-9]+", text) if w]
     base = "".join(w[:1].upper() + w[1:] for w in words) or "Module"
@@ -361,16 +346,23 @@ def class_name(text: str, taken: set) -> str:
     return name
 
 
-def var_name(rel: str, op: str, taken: set) -> str:
-    last = rel.rpartition(".")[2]
-    base = re.sub(r"\W", "_", last) if is_attr(last) and last.isascii() else f"{op}{re.sub(r'[^0-9A-Za-z_]', '_', last)}"
+def unique_ident(text: str, taken: set, prefix: str) -> str:
+    """An identifier made from text, not a keyword, a name the file uses or one in `taken`
+    (which it joins): `prefix_` in front where text is not one, `_2`, `_3`... after a repeat."""
+    base = re.sub(r"[^0-9A-Za-z_]", "_", text)
     if not base.isidentifier() or keyword.iskeyword(base) or base in RESERVED:
-        base = f"v_{base}"
+        base = f"{prefix}_{base}"
     name, i = base, 2
     while name in taken:
         name, i = f"{base}_{i}", i + 1
     taken.add(name)
     return name
+
+
+def var_name(rel: str, op: str, taken: set) -> str:
+    """A local variable for the value of the item `rel`: its label, or op and number (`relu3`)."""
+    last = rel.rpartition(".")[2]
+    return unique_ident(last if is_attr(last) else f"{op}{last}", taken, "v")
 
 
 def comment(text: str) -> str:
@@ -476,7 +468,7 @@ class Generator:
                     return False
                 prev = c.exposed
             else:
-                if self.G.nodes[child]["op"] in ("concat", "add", "mean", "mul") or inputs_of(self.G, child) != [prev]:
+                if self.G.nodes[child]["op"] in ops.MERGES or inputs_of(self.G, child) != [prev]:
                     return False
                 prev = child
         return prev == u.exposed
@@ -485,7 +477,7 @@ class Generator:
         """Does this leaf become a module attribute (rather than inline code in forward)?"""
         data = self.G.nodes[n]
         op = data["op"]
-        if op in ("concat", "add", "mean", "mul"):
+        if op in ops.MERGES:
             return False
         if n in self.in_sequential:
             return True
@@ -552,7 +544,7 @@ class Generator:
                 rel = i[len(u.path) + 1:] if u.path else i
                 expr = self.item_expr(i, rel, args)
                 first = ins[0] if ins else None
-                merge = i not in self.units and G.nodes[i]["op"] in ("concat", "add", "mean", "mul")
+                merge = i not in self.units and G.nodes[i]["op"] in ops.MERGES
                 # A chain reuses its variable; a branch off a shared value and a join get names.
                 if expr in args:                # an identity: the same value under its input's name
                     var[out_of[i]] = expr
@@ -591,24 +583,11 @@ class Generator:
         G = self.G
         if i in self.units or self.is_module(i):
             return f"{attr_ref('self', rel)}({args[0]})"
-        data = G.nodes[i]
-        op, a = data["op"], data["args"]
-        if op == "concat":
-            if a["crop"]:
-                self.used.add("cat_cropped")
-                return f"cat_cropped([{', '.join(args)}], {data['shape'][1]}, {data['shape'][2]})"
-            return f"torch.cat([{', '.join(args)}], 1)"
-        if op == "add":
-            if adds_in_place(G, i):
-                return args[0] + "".join(f".add_({b})" for b in args[1:])
-            return " + ".join(args)
-        if op == "mul":
-            return " * ".join(args)
-        if op == "mean":
-            if a["drop"]:
-                self.used.add("mean_join")
-                return f"mean_join([{', '.join(args)}], {a['drop']!r}, self.training)"
-            return f"({' + '.join(args)}) / {len(args)}"
+        if G.nodes[i]["op"] in ops.MERGES:
+            expr, helper = merge_expr(G, i, args)
+            if helper:
+                self.used.add(helper)
+            return expr
         return self._functional(i, args[0])
 
     # ------------------------------------------------------------------ construction
@@ -680,7 +659,7 @@ def _name_slots(k: Klass, in_channels: list) -> None:
         vals = [v.value if isinstance(v, Lit) else None for v in s.values]
         plain = [_norm(v) for v in vals]
         if any(v is None for v in vals) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in plain):
-            s.name = _fresh(s.name, taken)
+            s.name = unique_ident(s.name or "arg", taken, "arg")
             continue
         text = None
         for cname, cv in cands:
@@ -705,7 +684,7 @@ def _name_slots(k: Klass, in_channels: list) -> None:
                 s.name = named[key]
                 s.derived = True
             else:
-                s.name = named[key] = _fresh(s.name, taken)
+                s.name = named[key] = unique_ident(s.name or "arg", taken, "arg")
     # Constructor parameters: the input width and the block's parameters that slots follow,
     # then the other slots.
     params = [c for c, _ in cands[-1:] + cands[:-1] if c in used_params] if in_channels is not None \
@@ -731,15 +710,6 @@ def _name_slots(k: Klass, in_channels: list) -> None:
     k.slots = ctor
 
 
-def _fresh(hint: str, taken: set) -> str:
-    base = re.sub(r"\W", "_", hint or "arg")
-    if not base.isidentifier() or keyword.iskeyword(base) or base in RESERVED:
-        base = f"arg_{base}"
-    name, i = base, 2
-    while name in taken:
-        name, i = f"{base}_{i}", i + 1
-    taken.add(name)
-    return name
 
 
 def generate_source(G: nx.MultiDiGraph, header: str | None = None) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,17 +21,9 @@ sys.path.insert(0, str(ROOT))
 
 from netlang.api import analyse_module, load_module  # noqa: E402
 from netlang.render import run_dot, to_dot  # noqa: E402
+from frontend import best  # noqa: E402  (benchmarks/ is the script's folder)
 
 ALWAYS = ("resnet50", "googlenet", "inception_v4", "densenet121")
-
-
-def best(fn, repeat: int) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return min(times), out
 
 
 def zoo():
