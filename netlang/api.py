@@ -1,7 +1,7 @@
 """The Python API: load and analyse a network."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import networkx as nx
@@ -18,6 +18,8 @@ class Network:
     graph: nx.MultiDiGraph
     cost: CostReport
     module: Module
+    # the network parameters given when it was loaded (-p NAME=VALUE), as values or source text
+    overrides: dict = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -88,7 +90,7 @@ def analyse_module(module: Module, network: str | None = None, input=None, passe
     name = choose_network(module, network)
     G = elaborate(module, name, params or {}, input)
     G = run_pipeline(G, passes)
-    return Network(G, analyse(G, dtype), module)
+    return Network(G, analyse(G, dtype), module, dict(params or {}))
 
 
 def load(path: str | Path, network: str | None = None, input=None, passes=(), dtype: str = "float32",
@@ -123,7 +125,7 @@ def compile(path: str | Path, backend: str = "torch", network: str | None = None
     return lower(net, backend)
 
 
-def lower(net: Network, backend: str = "torch"):
-    """Lower an analysed Network with `backend`."""
+def lower(net: Network, backend: str = "torch", init: bool = True):
+    """Lower an analysed Network with `backend` (torch: the generated source, executed)."""
     from backends.pytorch import lower as lower_torch
-    return lower_torch(net.graph)
+    return lower_torch(net, init=init)

@@ -1,0 +1,638 @@
+"""From one network to one file: write every class the network's calls need (writer.py), decide
+which calls share a class, name the classes, and lay the file out."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from netlang import ast
+from netlang.elaborate import BlockValue, Elaborator, Env, NetworkValue
+
+from .code import UNKNOWN, Lines, Restart, UseSequential
+from .helpers import helper_source
+from .names import NeedsConcrete, class_name, comment, py_ident
+from .writer import Lazy, NotAChain, Writer, is_gtime
+
+LINE = 100
+
+
+class _Eval(Elaborator):
+    """netlang's evaluator, with the current value's shape standing for the current node."""
+
+    def in_attr(self, e, cur):
+        if cur is None:
+            raise NeedsConcrete("in")
+        if e.attr == "shape":
+            return tuple(cur)
+        if e.attr == "channels":
+            return cur[0]
+        if e.attr not in ("height", "width") or len(cur) != 3:
+            raise NeedsConcrete(f"in.{e.attr}")
+        return cur[1] if e.attr == "height" else cur[2]
+
+
+@dataclass
+class Draft:
+    """One class, as written for one call of its block (or for the network)."""
+    kind: str                       # "block" | "network"
+    name: str                       # the block's (or network's) netlang name
+    decl: object
+    form: str = "graph"             # "graph": explicit forward; "seq": an nn.Sequential
+    params: list = field(default_factory=list)   # [python name, ast.Param, default source]
+    init: Lines = field(default_factory=Lines)
+    fwd: Lines = field(default_factory=Lines)
+    refs: list = field(default_factory=list)
+    out: object = None
+    outputs: object = None
+    in_name: str = "in_channels"
+    in_shape: tuple | None = None
+    resolved: dict = field(default_factory=dict)
+    returns_fresh: bool = False
+    groups: list = field(default_factory=list)
+    locals: set = field(default_factory=set)
+    needs: list = field(default_factory=list)    # drafts it builds through a parameter (`block(...)`)
+    key: str = ""
+    cls: str = ""
+
+
+class GlobalRestart(Exception):
+    def __init__(self, nodes):
+        super().__init__("global restart")
+        self.nodes = set(nodes)
+
+
+class Gen:
+    """Writes the classes of one network."""
+
+    def __init__(self, module, network: str, overrides: dict, G):
+        self.module, self.network, self.overrides, self.G = module, network, dict(overrides), G
+        self.input_shape_of_network = tuple(G.nodes[G.graph["inputs"][0]]["shape"])
+        self.global_nodes: set = set()
+        self.ref_labels = _referenced_labels(module)
+
+    def reset(self):
+        self.el = _Eval(self.network)
+        self.drafts: dict = {}
+        self.order: list = []
+        self.helpers: set = {"init_weights", "check_input"}
+        self.senv_of: dict = {}
+        self.tokens = 0
+
+    # ------------------------------------------------------------------ entry
+    def run(self):
+        for _ in range(20):
+            self.reset()
+            try:
+                net = self._run()
+                self.settle(net)
+                return net
+            except GlobalRestart as r:
+                new = {id(n) for n in r.nodes}
+                if not new - self.global_nodes:
+                    raise RuntimeError("netlang internal error: class references do not settle") from None
+                self.global_nodes |= new
+        raise RuntimeError("netlang internal error: class references do not settle")
+
+    def _run(self) -> Draft:
+        value = self.module.env.vars.get(self.network)
+        if value is None:
+            value = self.module.env.lookup(self.network)
+        decl = value.decl
+        inst_args = ()
+        if isinstance(decl, ast.NetworkInst):
+            target = value.env.vars.get(decl.target) or value.env.lookup(decl.target)
+            inst_args = decl.args
+            body_decl, body_env = target.decl, target.env
+        else:
+            body_decl, body_env = decl, value.env
+        cenv = Env(body_env)
+        preset = [a for a in inst_args if a.name not in self.overrides]
+        self.el.bind_params(f"network {body_decl.name}", body_decl.params, preset, value.env, None, decl.loc, cenv)
+        for k, v in self.overrides.items():
+            if isinstance(v, str):
+                from netlang.parser import parse_expr
+                v = self.el.eval(parse_expr(v, f"<-p {k}>"), self.module.env, None)
+            cenv.vars[k] = v
+        self.net_decl, self.body_decl = decl, body_decl
+        self.net_values = {p.name: cenv.vars[p.name] for p in body_decl.params}
+        d = self.write_class("network", body_decl, cenv, None)
+        self.order.append(d)
+        return d
+
+    def write_class(self, kind, decl, cenv: Env, in_shape, concrete: bool = True) -> Draft:
+        """Write the class of `decl` for one call, again and again until nothing more needs
+        resolving."""
+        nodes: set = set(self.global_nodes)
+        keys: set = set()
+        forms = ["graph"]
+        for _ in range(200):
+            form = forms[-1]
+            d = Draft(kind, decl.name, decl, form="seq" if form == "seq" else "graph", in_shape=in_shape)
+            w = Writer(self, d, nodes, keys, form, concrete)
+            try:
+                w.body_class(decl, cenv if concrete else _unknown_env(cenv, decl), in_shape)
+                if form == "graph" and kind == "block" and w.facts_chain and w.facts_numbered:
+                    raise UseSequential()
+                finish(d, w)
+                return d
+            except Restart as r:
+                new = {id(n) for n in r.nodes}
+                if not (new - nodes or r.keys - keys):
+                    raise RuntimeError(f"netlang internal error: no progress writing {decl.name} ({r})") from None
+                nodes |= new
+                keys |= r.keys
+            except UseSequential:
+                forms.append("seq")
+            except NotAChain:
+                if form != "seq":
+                    raise
+                forms.append("graph!")
+        raise RuntimeError(f"netlang internal error: writing class {decl.name} does not settle")
+
+    def block_draft(self, bv: BlockValue, benv: Env, in_shape) -> Draft:
+        key = (id(bv.decl), _value_key({p.name: benv.vars[p.name] for p in bv.decl.params}), in_shape)
+        d = self.drafts.get(key)
+        if d is None:
+            d = self.write_class("block", bv.decl, benv, in_shape)
+            self.drafts[key] = d
+            self.order.append(d)
+        return d
+
+    # ------------------------------------------------------------------ classes
+    def settle(self, net: Draft) -> None:
+        """Decide which drafts are one class (same source, same classes referred to), write the
+        classes that are only referred to, and name every class."""
+        # Blocks referred to only by name (a default argument, a branch not taken) get a class
+        # written without a call.
+        for _ in range(50):
+            by_block = {}
+            for d in self.order:
+                if d.kind == "block":
+                    by_block.setdefault(d.name, []).append(d)
+            missing = {r.block for d in self.order for r in live_refs(d) if not r.drafts and r.block not in by_block}
+            if not missing:
+                break
+            for name in sorted(missing):
+                bv = self.module.env.lookup(name) if _known(self.module.env, name) else _find_block(self.order, name)
+                try:
+                    d = self.write_class("block", bv.decl, Env(bv.env), None, concrete=False)
+                except NeedsConcrete:
+                    nodes = {r.node for o in self.order for r in live_refs(o) if r.block == name and r.node is not None}
+                    if not nodes:
+                        raise RuntimeError(f"netlang internal error: cannot write a class for block {name}") from None
+                    raise GlobalRestart(nodes) from None
+                self.drafts[("generic", name)] = d
+                self.order.append(d)
+        # Partition: same source first, then split where the classes referred to differ.
+        cls = {}
+        groups: dict = {}
+        for d in self.order:
+            cls[id(d)] = groups.setdefault((d.kind, d.name, d.key), len(groups))
+        by_block: dict = {}
+        for d in self.order:
+            if d.kind == "block":
+                by_block.setdefault(d.name, []).append(d)
+        while True:
+            sig = {}
+            for d in self.order:
+                parts = [cls[id(d)]]
+                for r in live_refs(d):
+                    cands = r.drafts or by_block.get(r.block, [])
+                    parts.append(frozenset(cls[id(c)] for c in cands))
+                sig[id(d)] = tuple(parts)
+            ids: dict = {}
+            new = {id(d): ids.setdefault(sig[id(d)], len(ids)) for d in self.order}
+            if len(ids) == len(set(cls.values())):
+                break
+            cls = new
+        # A reference must stand for one class.
+        ambiguous = set()
+        for d in self.order:
+            for r in live_refs(d):
+                cands = r.drafts or by_block.get(r.block, [])
+                if len({cls[id(c)] for c in cands}) > 1:
+                    if r.node is None:
+                        raise RuntimeError(f"netlang internal error: block {r.block} has several classes "
+                                           "and a reference to it cannot choose")
+                    ambiguous.add(r.node)
+        if ambiguous:
+            raise GlobalRestart(ambiguous)
+        # Names: the network's class after the network, blocks after themselves, variants numbered.
+        taken = set()
+        for d in self.order:
+            taken |= d.locals
+        self.classes: dict = {}
+        first_of: dict = {}
+        for d in [net] + [d for d in self.order if d is not net]:
+            c = cls[id(d)]
+            if c not in first_of:
+                first_of[c] = d
+                d.cls = class_name(d.name, taken)
+            d.cls = first_of[c].cls
+        self.cls_of = cls
+        self.first_of = first_of
+        self.by_block = by_block
+
+    def class_for(self, r) -> str:
+        cands = r.drafts or self.by_block.get(r.block, [])
+        return self.first_of[self.cls_of[id(cands[0])]].cls
+
+
+def live_refs(d: Draft):
+    """The class references that made it into the draft's final source."""
+    text = d.key_text
+    return [r for i, r in enumerate(d.refs) if f"\x00R{i}\x00" in text]
+
+
+def _known(env, name):
+    try:
+        return isinstance(env.lookup(name), BlockValue)
+    except KeyError:
+        return False
+
+
+def _find_block(drafts, name):
+    raise RuntimeError(f"netlang internal error: block {name} not found")
+
+
+def _unknown_env(cenv: Env, decl) -> Env:
+    env = Env(cenv.parent if cenv.parent is not None else cenv)
+    for p in decl.params:
+        env.vars[p.name] = cenv.vars.get(p.name, UNKNOWN)
+    return env
+
+
+def _value_key(values: dict) -> str:
+    def k(v):
+        if isinstance(v, (bool, int, float, str)):
+            return type(v).__name__ + repr(v)
+        if isinstance(v, (list, tuple)):
+            return type(v).__name__ + "(" + ",".join(k(x) for x in v) + ")"
+        inner = getattr(v, "decl", None) or getattr(v, "expr", None) or getattr(v, "op", None) or v
+        return f"<{type(v).__name__}:{id(inner)}:{id(getattr(v, 'env', None))}>"
+    return ";".join(f"{n}={k(v)}" for n, v in values.items())
+
+
+def _referenced_labels(module) -> set:
+    """Every label path a reference or an output statement anywhere in the program names: such
+    a label's value keeps a variable of its own wherever it is placed."""
+    found: set = set()
+    seen: set = set()
+
+    def walk(node):
+        if id(node) in seen:
+            return
+        seen.add(id(node))
+        if isinstance(node, ast.Ref):
+            found.add(".".join(node.path))
+        if isinstance(node, (list, tuple)):
+            for x in node:
+                walk(x)
+        elif isinstance(node, ast.Node):
+            for f in node.__dataclass_fields__:
+                v = getattr(node, f)
+                if isinstance(v, (ast.Node, list, tuple)):
+                    walk(v)
+    env = module.env
+    while env is not None:
+        for v in env.vars.values():
+            decl = getattr(v, "decl", None)
+            if isinstance(decl, ast.Node):
+                walk(decl)
+        env = env.parent
+    return found
+
+
+# ====================================================================== finishing a draft
+
+def finish(d: Draft, w) -> None:
+    """Decide what was left open (stored attributes, mirrored lets, carried tokens) and the
+    draft's source with class references as block names: its identity."""
+    d.init = _settle_lines(d.init)
+    d.fwd = _settle_lines(d.fwd)
+    # attributes forward reads
+    taken = set(w.child_names) | {"out_channels", "training"}
+    from .names import MODULE_ATTRIBUTES, is_attr
+    subst = dict(w.subst)
+    for b, token in w.stores.values():
+        base = b.py.code if is_attr(b.py.code) else "v"
+        name = base
+        while name in taken or name in MODULE_ATTRIBUTES or name.startswith("_"):
+            name += "_"
+        taken.add(name)
+        subst[token] = name
+    d.subst = subst
+    d.init = _drop_dead_lets(_apply(d.init, subst), w)
+    d.fwd = _drop_dead_lets(_apply(d.fwd, subst), w)
+    d.locals = set(w.locals_i) | set(w.locals_f)
+    d.writer_outputs = w.outputs
+    d.key_text = "\n".join(["sig:" + ",".join(f"{p[0]}={p[2]}" for p in d.params), d.in_name, d.form,
+                            "init:", d.init.flat(), "fwd:", d.fwd.flat(),
+                            "out:" + (d.out.chan.code if d.out is not None else ""),
+                            "outs:" + ",".join(str(o.var) for o in (w.outputs or ()))])
+    d.key = re.sub(r"\x00R(\d+)\x00", lambda m: f"<{d.refs[int(m.group(1))].block}>", d.key_text)
+    d.key = _apply_text(d.key, subst)
+
+
+def _drop_dead_lets(lines: Lines, w) -> Lines:
+    """Lets nothing after them reads (computed for forward only, or for a branch's size)."""
+    names = set(getattr(w, "_let_names", {}).values())
+    if not names:
+        return lines
+    items = lines.items
+    for _ in range(10):
+        text = "\n".join(t for _, t in items)
+        dead = set()
+        for n in names:
+            pat = re.compile(rf"(?<![\w.'\"]){re.escape(n)}\b")
+            assigns = [i for i, (_, t) in enumerate(items) if t.startswith(f"{n} = ")]
+            if assigns and len(pat.findall(text)) == len(assigns):
+                dead.add(n)
+        if not dead:
+            break
+        keep = []
+        for i, (ind, t) in enumerate(items):
+            if any(t.startswith(f"{n} = ") for n in dead):
+                while keep and keep[-1][1].startswith("# in.") and keep[-1][0] == ind:
+                    keep.pop()
+                continue
+            keep.append([ind, t])
+        items = keep
+    out = Lines()
+    out.items = items
+    return out
+
+
+def _settle_lines(lines: Lines) -> Lines:
+    out = Lines()
+    for ind, t in lines.items:
+        if isinstance(t, Lazy):
+            got = t.fn()
+            for line in ([got] if isinstance(got, str) else got):
+                if line:
+                    out.add(line, ind)
+        elif t != "":
+            out.add(t, ind)
+    return out
+
+
+def _apply_text(text: str, subst: dict) -> str:
+    for _ in range(50):
+        new = re.sub(r"\x00[ACV][^\x00]*\x00", lambda m: subst.get(m.group(0), m.group(0)), text)
+        if new == text:
+            return new
+        text = new
+    return text
+
+
+def _apply(lines: Lines, subst: dict) -> Lines:
+    out = Lines()
+    for ind, t in lines.items:
+        out.add(_apply_text(t, subst), ind)
+    return out
+
+
+# ====================================================================== the file
+
+def render_file(gen: Gen, net: Draft, header: str) -> tuple[str, str]:
+    """The source, and the expression that builds the network (`resnet18()`)."""
+    order = _dependency_order(gen, net)
+    body = []
+    for d in order:
+        body.append(render_class(gen, d))
+    entry, factory = _entry(gen, net)
+    parts = [header, "import torch\nimport torch.nn.functional as F\nfrom torch import nn"]
+    parts += helper_source(gen.helpers)
+    parts += body
+    if factory:
+        parts.append(factory)
+    return "\n\n\n".join(parts) + "\n", entry
+
+
+def _dependency_order(gen: Gen, net: Draft) -> list:
+    seen: dict = {}
+    out = []
+
+    def visit(d):
+        c = gen.cls_of[id(d)]
+        if c in seen:
+            return
+        seen[c] = True
+        rep = gen.first_of[c]
+        for r in live_refs(rep):
+            cands = r.drafts or gen.by_block.get(r.block, [])
+            visit(gen.first_of[gen.cls_of[id(cands[0])]])
+        for n in rep.needs:
+            visit(n)
+        out.append(rep)
+    visit(net)
+    for d in gen.order:
+        if gen.cls_of[id(d)] not in seen:
+            # classes only the constructor's other arguments would use (a default block)
+            visit(d)
+    # the network's class last
+    out.remove(gen.first_of[gen.cls_of[id(net)]])
+    out.append(gen.first_of[gen.cls_of[id(net)]])
+    return out
+
+
+def _refs_to_names(gen: Gen, d: Draft, text: str) -> str:
+    return re.sub(r"\x00R(\d+)\x00", lambda m: gen.class_for(d.refs[int(m.group(1))]), text)
+
+
+def render_class(gen: Gen, d: Draft) -> str:
+    base = "nn.Sequential" if d.form == "seq" else "nn.Module"
+    out = [f"class {d.cls}({base}):"]
+    out.append(f'    """{_docstring(gen, d)}"""')
+    out.append("")
+    sig = ["self"] + ([d.in_name] if d.kind == "block" else [])
+    for name, p, default in d.params:
+        sig.append(name if default is None else f"{name}={default}")
+    out += _wrap_def("    def __init__(", sig, "):", 4)
+    out.append("        super().__init__()")
+    out += d.init.render(2)
+    if d.kind == "block":
+        out.append(f"        self.out_channels = {d.out.chan.code}")
+    else:
+        out.append("        init_weights(self)")
+    fwd = _forward(gen, d)
+    if fwd:
+        out.append("")
+        out += fwd
+    return _refs_to_names(gen, d, "\n".join(out))
+
+
+def _docstring(gen: Gen, d: Draft) -> str:
+    decl = d.decl
+    params = ", ".join(p.name for p in decl.params)
+    where = f"{_short(decl.loc.file)}:{decl.loc.line}"
+    kind = "block" if d.kind == "block" else "network"
+    text = f"{kind} {decl.name}({params}) ({where})"
+    if d.resolved:
+        fixed = ", ".join(f"{k}={_show(v)}" for k, v in d.resolved.items())
+        text += f"; fixed for this network: {fixed}"
+    return comment(text).replace('"""', "'''").replace("\\", "/")
+
+
+def _show(v) -> str:
+    from netlang.elaborate import fmt_value
+    return fmt_value(v)
+
+
+def _short(path: str) -> str:
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return p.name
+
+
+def _wrap_def(head: str, parts: list, tail: str, indent: int) -> list[str]:
+    line = head + ", ".join(parts) + tail
+    if len(line) <= LINE:
+        return [line]
+    lines, cur = [], head
+    pad = " " * len(head)
+    for i, p in enumerate(parts):
+        piece = p + ("," if i < len(parts) - 1 else tail)
+        if len(cur) + len(piece) + 1 > LINE and cur.strip() not in ("", head.strip()):
+            lines.append(cur.rstrip())
+            cur = pad
+        cur += piece + " "
+    lines.append(cur.rstrip())
+    return lines
+
+
+def _forward(gen: Gen, d: Draft) -> list[str]:
+    if d.form == "seq":
+        if d.kind == "network":
+            return ["    def forward(self, x):",
+                    f"        check_input(self, x, {_shape_lit(gen.input_shape_of_network)})",
+                    "        return super().forward(x)"]
+        return []
+    lines = ["    def forward(self, x):"]
+    if d.kind == "network":
+        lines.append(f"        check_input(self, x, {_shape_lit(gen.input_shape_of_network)})")
+    outputs = d.writer_outputs
+    main = outputs[0] if outputs else d.out
+    if outputs and len(outputs) > 1:
+        lines += _with_aux(d, main, outputs)
+        return lines
+    lines += d.fwd.render(2)
+    lines.append(f"        return {main.var}")
+    return lines
+
+
+def _shape_lit(shape) -> str:
+    return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+
+
+_NAME = re.compile(r"[A-Za-z_]\w*")
+
+
+def _with_aux(d: Draft, main, outputs) -> list[str]:
+    """The network's forward when it has auxiliary outputs: the statements only they need run
+    in training only."""
+    items = d.fwd.items
+    groups = [g for g in d.groups if g[1] > g[0]]
+    covered = set()
+    for a, b in groups:
+        covered.update(range(a, b))
+    # lines outside any group (should not happen) count as needed
+    need = {main.var}
+    keep = [True] * len(groups)
+    for gi in range(len(groups) - 1, -1, -1):
+        a, b = groups[gi]
+        defs, uses, compound = set(), set(), False
+        for ind, t in items[a:b]:
+            if t.startswith(("for ", "if ", "else", "elif ")):
+                compound = True
+                uses |= set(_NAME.findall(t))
+                continue
+            lhs, _, rhs = t.partition(" = ") if " = " in t else t.partition(" += ")
+            defs.add(lhs.strip())
+            uses |= set(_NAME.findall(rhs))
+            if " += " in t:
+                uses.add(lhs.strip())
+        needed = bool(defs & need)
+        keep[gi] = needed
+        if needed:
+            if not compound:
+                need -= defs
+            need |= uses
+    out = []
+    i = 0
+    training_block = []
+    flush_at = []
+    for gi, (a, b) in enumerate(groups):
+        while i < a:
+            out.append(items[i])
+            i += 1
+        if keep[gi]:
+            if training_block:
+                flush_at.append(training_block)
+                out.append(("train", training_block))
+                training_block = []
+            for it in items[a:b]:
+                out.append(it)
+        else:
+            training_block += items[a:b]
+        i = b
+    while i < len(items):
+        out.append(items[i])
+        i += 1
+    if training_block:
+        out.append(("train", training_block))
+    lines = []
+    for it in out:
+        if it[0] == "train":
+            lines.append("        if self.training:")
+            lines += [" " * (4 * (3 + ind)) + t for ind, t in it[1]]
+        else:
+            lines.append(" " * (4 * (2 + it[0])) + it[1])
+    rest = ", ".join(o.var for o in outputs)
+    lines.append("        if self.training:")
+    lines.append(f"            return {rest}")
+    lines.append(f"        return {main.var}")
+    return lines
+
+
+def _entry(gen: Gen, net: Draft) -> tuple[str, str]:
+    """The call that builds the network, and (for an instance or overridden parameters) the
+    function the file gives for it."""
+    args = []
+    for name, p, default in net.params:
+        v = gen.net_values[p.name]
+        code = _value_code(gen, v)
+        if default is None or code != default:
+            args.append(f"{name}={code}")
+    decl = gen.net_decl
+    if not args and not isinstance(decl, ast.NetworkInst):
+        return f"{net.cls}()", ""
+    taken = {d.cls for d in gen.order} | set().union(*(d.locals for d in gen.order))
+    fname = py_ident(gen.network, taken, "make")
+    call = f"{net.cls}({', '.join(args)})"
+    doc = f"network {gen.network}"
+    if isinstance(decl, ast.NetworkInst):
+        doc += f" = {decl.target}(...)"
+    text = f"def {fname}():\n    \"\"\"{comment(doc)}\"\"\"\n    return {call}"
+    if len(text.splitlines()[-1]) > LINE:
+        inner = ",\n        ".join(args)
+        text = f"def {fname}():\n    \"\"\"{comment(doc)}\"\"\"\n    return {net.cls}(\n        {inner},\n    )"
+    return f"{fname}()", text
+
+
+def _value_code(gen: Gen, v) -> str:
+    from .names import lit
+    if isinstance(v, BlockValue):
+        ds = gen.by_block.get(v.decl.name, [])
+        if not ds:
+            raise RuntimeError(f"netlang internal error: no class for block {v.decl.name}")
+        return gen.first_of[gen.cls_of[id(ds[0])]].cls
+    if isinstance(v, list):
+        return "[" + ", ".join(_value_code(gen, x) for x in v) + "]"
+    if isinstance(v, tuple):
+        inner = [_value_code(gen, x) for x in v]
+        return "(" + ", ".join(inner) + ("," if len(inner) == 1 else "") + ")"
+    return lit(v)

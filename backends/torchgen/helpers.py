@@ -1,0 +1,139 @@
+"""Functions and small layers the generated file defines when it uses them (it imports only torch)."""
+
+HELPERS = {
+    "same_value": '''
+def same_value(a, b):
+    """netlang's ==: a boolean never equals a number."""
+    return isinstance(a, bool) == isinstance(b, bool) and a == b
+''',
+    "drop_path": '''
+def drop_path(x, p, training):
+    """Stochastic depth: in training, zero a sample's whole branch with probability p and scale
+    the survivors by 1 / (1 - p); the identity in eval."""
+    if not training or p == 0.0:
+        return x
+    keep = 1.0 - p
+    mask = torch.empty((x.shape[0],) + (1,) * (x.dim() - 1), dtype=x.dtype, device=x.device).bernoulli_(keep)
+    return x * mask / keep
+''',
+    "DropPath": '''
+class DropPath(nn.Module):
+    def __init__(self, p):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        return drop_path(x, self.p, self.training)
+
+    def extra_repr(self):
+        return f"p={self.p}"
+''',
+    "Scale": '''
+class Scale(nn.Module):
+    """Multiply by a constant (scaled residual branches)."""
+
+    def __init__(self, s):
+        super().__init__()
+        self.s = s
+
+    def forward(self, x):
+        return x * self.s
+
+    def extra_repr(self):
+        return f"s={self.s}"
+''',
+    "center_crop": '''
+def center_crop(x, h, w):
+    top = (x.shape[-2] - h) // 2
+    left = (x.shape[-1] - w) // 2
+    return x[..., top:top + h, left:left + w]
+''',
+    "CenterCrop": '''
+class CenterCrop(nn.Module):
+    def __init__(self, h, w=None):
+        super().__init__()
+        self.h, self.w = h, h if w is None else w
+
+    def forward(self, x):
+        return center_crop(x, self.h, self.w)
+
+    def extra_repr(self):
+        return f"h={self.h}, w={self.w}"
+''',
+    "cat_cropped": '''
+def cat_cropped(xs):
+    """concat(crop=true): centre-crop every input to the smallest height and width among them,
+    then join them along channels."""
+    h, w = min(x.shape[-2] for x in xs), min(x.shape[-1] for x in xs)
+    return torch.cat([center_crop(x, h, w) for x in xs], 1)
+''',
+    "mean_join": '''
+def mean_join(xs, p, training):
+    """The mean of the inputs; in training each is dropped with probability p (for the whole
+    batch), and at least one is always kept."""
+    if not training or p == 0.0:
+        return torch.stack(xs).mean(0)
+    n = len(xs)
+    keep = torch.rand(n, device=xs[0].device) >= p
+    # Where every input was dropped, keep one chosen at random (without a branch, for torch.compile).
+    chosen = torch.arange(n, device=xs[0].device) == torch.randint(n, (1,), device=xs[0].device)
+    keep = keep | (chosen & ~keep.any())
+    w = keep.to(xs[0].dtype)
+    return (torch.stack(xs) * w.view(n, *([1] * xs[0].dim()))).sum(0) / w.sum()
+''',
+    "init_weights": '''
+def init_weights(module):
+    """Kaiming-normal convolutions (fan_out, relu) with zero bias, batchnorm weight 1 and bias 0,
+    linear layers as PyTorch initialises them."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)) and m.affine:
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+''',
+    "check_input": '''
+def check_input(model, x, shape):
+    """Raise a ValueError naming the layer that cannot take x, where x is not of the declared
+    shape (each new size is tried once, on the meta device)."""
+    size = tuple(x.shape[1:])
+    if size == shape or torch.compiler.is_compiling() or model.__dict__.get("_checking"):
+        return
+    if x.dim() != len(shape) + 1:
+        raise ValueError(f"{type(model).__name__} takes a batch of {'x'.join(map(str, shape))} inputs, "
+                         f"got a tensor of shape {tuple(x.shape)}")
+    accepted = model.__dict__.setdefault("_accepted_sizes", set())
+    if size in accepted:
+        return
+    names = {id(m): n for n, m in model.named_modules() if n}
+    entered = []
+    hook = torch.nn.modules.module.register_module_forward_pre_hook(lambda m, args: entered.append(names.get(id(m))))
+    model.__dict__["_checking"] = True
+    try:
+        state = {k: torch.empty_like(v, device="meta") for k, v in model.state_dict().items()}
+        with torch.no_grad():
+            torch.func.functional_call(model, state, (torch.empty((1,) + size, device="meta"),))
+    except Exception as err:
+        layer = next((n for n in reversed(entered) if n), None)
+        where = f"layer {layer}" if layer else "its first layer"
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{type(model).__name__}: an input of {'x'.join(map(str, size))} does not fit "
+                         f"{where} (declared input {'x'.join(map(str, shape))}): {reason}") from None
+    finally:
+        hook.remove()
+        model.__dict__["_checking"] = False
+    accepted.add(size)
+''',
+}
+
+# A helper needs these others too.
+NEEDS = {"DropPath": ["drop_path"], "CenterCrop": ["center_crop"], "cat_cropped": ["center_crop"]}
+
+
+def helper_source(used: set) -> list[str]:
+    want = set(used)
+    for h in list(want):
+        want.update(NEEDS.get(h, ()))
+    return [HELPERS[h].strip("\n") for h in HELPERS if h in want]

@@ -1,0 +1,1466 @@
+"""The walk that writes one class: a block's (or the network's) statements, translated into the
+lines of its __init__ and its forward, while the same statements are evaluated for the call at hand.
+
+Every item is placed as netlang.elaborate places it (same numbering, labels, scopes), so the module
+paths the source builds are the IR's names. What the walk cannot keep general it resolves, and
+says why by raising Restart: the class is then written again with that conditional, loop or
+variable fixed (backends/torchgen/assemble.py drives this).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from netlang import ast, ops
+from netlang.elaborate import BlockValue, DefValue, Env, FuncValue, NetworkValue, OpValue, Thunk, match_args
+from netlang.errors import NetlangError
+
+from . import layers
+from .code import (P_ADD, P_AND, P_ATOM, P_CMP, P_IF, P_MUL, P_NOT, P_OR, P_POSTFIX, P_UNARY, UNKNOWN, Binding,
+                   Lines, NotAChain, Py, Ref, Resolve, Restart, SEnv, Val)
+from .names import NeedsConcrete, is_attr, lit, py_ident
+
+GTIME = (OpValue, DefValue, Thunk, NetworkValue, FuncValue)
+
+FRESH = {"conv", "conv_t", "linear", "batchnorm", "add", "concat", "mul", "mean"}
+SAVES_OUTPUT = {"relu", "relu6", "sigmoid", "tanh", "softmax"}
+VIEW_OPS = {"identity", "flatten", "dropout", "drop_path", "center_crop"}
+
+
+def is_gtime(v) -> bool:
+    """A value the source cannot hold as a Python value: a layer, a def, a pipeline (they are
+    expanded where they are placed). A block is a class, so it can."""
+    if isinstance(v, GTIME):
+        return True
+    if isinstance(v, (list, tuple)):
+        return any(is_gtime(x) for x in v)
+    return False
+
+
+def _has_unknown(v) -> bool:
+    if v is UNKNOWN:
+        return True
+    if isinstance(v, (list, tuple)):
+        return any(_has_unknown(x) for x in v)
+    return False
+
+
+class GTimeValue(Exception):
+    """An expression's value is a layer, def or pipeline: not a Python value."""
+
+
+@dataclass(frozen=True)
+class St:
+    """Where the walk is."""
+    cur: Val | None
+    scope: "Scope"
+    env: SEnv
+    body: dict                  # label path -> Val, the labels @references can see
+    prefix: tuple = ()          # labels from the body's root down to here
+    nested: bool = False        # inside a merge branch
+    loops: tuple = ()           # the loops forward mirrors, innermost last
+    top: bool = True            # at the top level of the class body (not inside a loop or if)
+    inside: tuple = ()          # the conditionals and loops written as such around here
+    branch_end: bool = False    # the item ends a merge branch (its output gets its label's name)
+
+
+class Scope:
+    """A naming scope being written: the class body, or a label inside it."""
+
+    def __init__(self, form: str, access: str, path: tuple = (), parent=None):
+        self.form = form            # "graph": an nn.Module with attributes; "seq": an nn.Sequential
+        self.access = access        # the container as Python source ("self", "self.layer1")
+        self.path = path            # its names below the class (for the IR's names)
+        self.count = 0              # entries placed so far
+        self.dynamic = None         # the node that made the count depend on the parameters
+        self.tops: list = []        # labels of its top-level entries (None: numbered)
+        self.parent = parent
+        self.make = None            # a callable that writes the container's creation, once
+        self.items: list = []       # for "seq": ("append", code) / ("add", name, code) / ("stmt",)
+        self.first = True           # nothing placed in it yet (an nn.Sequential's first item reads outside)
+
+    def place(self, label: str | None, nested: bool) -> int:
+        idx = self.count
+        self.count += 1
+        if not nested:
+            self.tops.append(label)
+        return idx
+
+
+class Lazy:
+    """A line (or part) decided once the class is written: a stored attribute, a mirrored let."""
+
+    def __init__(self, fn, key: str):
+        self.fn, self.key = fn, key
+
+    def __str__(self):
+        return self.key
+
+
+class _Core:
+    def __init__(self, gen, draft, rnodes: set, rkeys: set, form: str, concrete: bool = True):
+        self.gen, self.d = gen, draft
+        self.rnodes, self.rkeys = rnodes, rkeys
+        self.form = form            # the body's form: "graph" | "seq" | "graph!" (a chain kept explicit)
+        self.concrete = concrete
+        self.init, self.fwd = draft.init, draft.fwd
+        self.ii = 0                 # indentation of the next __init__ line
+        self.fi = 0                 # ... of forward
+        self.locals_i: set = set()  # names taken in __init__
+        self.locals_f: set = set()  # names taken in forward
+        self.pins: dict = {}        # forward variables that must not be overwritten -> count
+        self.stores: dict = {}      # binding id -> (binding, attr token)
+        self.attr_names: dict = {}  # attr token -> final name
+        self.notes: list = []       # comments for the next __init__ line
+        self.facts_chain = True     # the body's dataflow is a chain
+        self.facts_numbered = False  # it places numbered modules
+        self.child_names: set = set()
+        self.overwritten: set = set()  # loop tokens a round assigned to
+        self.subst: dict = {}       # token -> its text, once decided
+        self.chain_vars: set = set()  # forward variables that carry the chain (x, out, ...)
+        self.outputs = None
+
+    # ================================================================== lines
+    def iline(self, text) -> None:
+        for n in self.notes:
+            self.init.add(f"# {n}", self.ii)
+        self.notes = []
+        self.init.add(text, self.ii)
+
+    def fline(self, text) -> None:
+        self.fwd.add(text, self.fi)
+
+    def note(self, text: str) -> None:
+        from .names import comment
+        c = comment(text)
+        if c not in self.notes:
+            self.notes.append(c)
+
+    # ================================================================== names and values
+    def ref(self, block: str, drafts=(), node=None) -> str:
+        self.d.refs.append(Ref(block, list(drafts), node))
+        return f"\x00R{len(self.d.refs) - 1}\x00"
+
+    def lookup(self, name: str, env: SEnv) -> Binding:
+        b = env.find(name)
+        if b is not None and not env.foreign:
+            return b
+        cenv = env.cenv
+        try:
+            v = cenv.lookup(name)
+        except KeyError:
+            raise NeedsConcrete(f"unknown name {name}") from None
+        if env.foreign and b is None:
+            # a pipeline made in another class: its names are that call's constants
+            return Binding(None if is_gtime(v) else self.const_py(v), v)
+        if b is not None:
+            return Binding(None if is_gtime(v) else self.const_py(v), v)
+        if isinstance(v, BlockValue):
+            return Binding(Py(self.ref(v.decl.name)), v)
+        if is_gtime(v):
+            return Binding(None, v)
+        return Binding(self.const_py(v), v)
+
+    def const_py(self, v) -> Py:
+        """A concrete value as Python source (a block as its class)."""
+        if v is UNKNOWN or _has_unknown(v):
+            raise NeedsConcrete("an unknown value")
+        if isinstance(v, BlockValue):
+            return Py(self.ref(v.decl.name))
+        if isinstance(v, list):
+            return Py("[" + ", ".join(self.const_py(x).code for x in v) + "]")
+        if isinstance(v, tuple) and any(isinstance(x, (BlockValue, list, tuple)) for x in v):
+            inner = [self.const_py(x).code for x in v]
+            return Py("(" + ", ".join(inner) + ("," if len(inner) == 1 else "") + ")")
+        if is_gtime(v):
+            raise GTimeValue()
+        return Py(lit(v), prec=P_UNARY if isinstance(v, (int, float)) and v < 0 else P_ATOM)
+
+    def shape_of(self, st):
+        return st.cur.shape if st.cur is not None else None
+
+    def cval(self, e, st):
+        """e's concrete value, or UNKNOWN."""
+        if self._unknown_in(e, st):
+            return UNKNOWN
+        try:
+            return self.gen.el.eval(e, st.env.cenv, self.shape_of(st))
+        except NeedsConcrete:
+            return UNKNOWN
+        except NetlangError:
+            if self.concrete:
+                raise
+            return UNKNOWN
+
+    def _unknown_in(self, e, st) -> bool:
+        cenv, shape = st.env.cenv, self.shape_of(st)
+
+        def look(name):
+            try:
+                return cenv.lookup(name)
+            except KeyError:
+                return UNKNOWN
+
+        def walk(e) -> bool:
+            t = type(e)
+            if t is ast.Name:
+                return _has_unknown(look(e.id))
+            if t is ast.InAttr:
+                return shape is None
+            if t in (ast.ListExpr, ast.TupleExpr):
+                return any(walk(x) for x in e.items)
+            if t is ast.BinOp:
+                return walk(e.left) or walk(e.right)
+            if t is ast.Unary:
+                return walk(e.operand)
+            if t is ast.Cond:
+                return walk(e.test) or walk(e.then) or walk(e.orelse)
+            if t is ast.Index:
+                return walk(e.obj) or walk(e.index)
+            if t is ast.Call:
+                if walk(e.func):
+                    return True
+                f = e.func
+                fv = look(f.id) if type(f) is ast.Name else None
+                if isinstance(fv, FuncValue):
+                    return any(walk(a.value) for a in e.args)
+                return False
+            return False
+        return walk(e)
+
+    def access(self, b: Binding, st: St, mode: str) -> Py:
+        """How code in `mode` ("init" or forward's "fwd"/"crop") reads binding b."""
+        if mode == "init" or not b.py.deps:
+            return b.py
+        kind = b.key[0] if b.key else None
+        if kind == "param" or (kind == "let" and not b.local):
+            return Py(f"self.{self.store(b)}", b.py.deps)
+        if kind == "loop":
+            if any(id(s) == b.key[1] for s in st.loops):
+                return b.py
+            raise Restart(nodes={b.key[2]}, why="a loop variable forward needs outside the loop")
+        if kind == "let":
+            return Py(self.mirror(b), b.py.deps)
+        if kind == "arg":
+            return self.expr(b.expr, b.env, mode)
+        return b.py
+
+    def store(self, b: Binding) -> str:
+        """An attribute holding b's value for forward (`self.stride = stride`)."""
+        if id(b) not in self.stores:
+            token = f"\x00A{len(self.stores)}\x00"
+            self.stores[id(b)] = (b, token)
+        return self.stores[id(b)][1]
+
+    def mirror(self, b: Binding) -> str:
+        """A let bound inside a loop or conditional: forward computes it again where it is."""
+        b.fwd = b.fwd or "needed"
+        return b.py.code
+
+    # ------------------------------------------------------------------ expressions
+    def expr(self, e, st: St, mode: str = "init") -> Py:
+        """An I-time value expression as Python (GTimeValue where it is a layer or pipeline);
+        parts that depend on nothing are written as their values."""
+        py = self._expr(e, st, mode)
+        if not py.deps and type(e) in (ast.BinOp, ast.Index, ast.Call, ast.Cond, ast.Unary) \
+                and not (mode != "init" and "shape[" in py.code):
+            v = self.cval(e, st)
+            if v is not UNKNOWN and not is_gtime(v) and isinstance(v, (bool, int, float, str, tuple, list)):
+                try:
+                    return self.const_py(v)
+                except (NeedsConcrete, GTimeValue):
+                    pass
+        return py
+
+    def _expr(self, e, st: St, mode: str = "init") -> Py:
+        t = type(e)
+        if t is ast.Const:
+            return self.const_py(e.value)
+        if t is ast.Name:
+            b = self.lookup(e.id, st.env)
+            if b.py is None:
+                raise GTimeValue()
+            return self.access(b, st, mode)
+        if t in (ast.ListExpr, ast.TupleExpr):
+            items = [self.expr(x, st, mode) for x in e.items]
+            deps = frozenset().union(*(i.deps for i in items)) if items else frozenset()
+            inner = ", ".join(i.code for i in items)
+            if t is ast.ListExpr:
+                return Py(f"[{inner}]", deps)
+            return Py(f"({inner},)" if len(items) == 1 else f"({inner})", deps)
+        if t is ast.BinOp:
+            return self.binop(e, st, mode)
+        if t is ast.Unary:
+            a = self.expr(e.operand, st, mode)
+            if e.op == "not":
+                return Py(f"not {a.at(P_NOT)}", a.deps, P_NOT)
+            return Py(f"{e.op}{a.at(P_UNARY)}", a.deps, P_UNARY)
+        if t is ast.Cond:
+            c = self.expr(e.test, st, mode)
+            if not c.deps:
+                vc = self.cval(e.test, st)
+                if vc is not UNKNOWN:
+                    return self.expr(e.then if self.gen.el.truth_value(vc, e.test) else e.orelse, st, mode)
+            a, b = self.expr(e.then, st, mode), self.expr(e.orelse, st, mode)
+            return Py(f"{a.at(P_OR)} if {c.at(P_OR)} else {b.at(P_IF)}", a.deps | b.deps | c.deps, P_IF)
+        if t is ast.Index:
+            o, i = self.expr(e.obj, st, mode), self.expr(e.index, st, mode)
+            return Py(f"{o.at(P_POSTFIX)}[{i.code}]", o.deps | i.deps, P_POSTFIX)
+        if t is ast.InAttr:
+            return self.in_attr(e, st, mode)
+        if t is ast.Call and type(e.func) is ast.Name:
+            fb = self.lookup(e.func.id, st.env)
+            if isinstance(fb.value, FuncValue):
+                args = [self.expr(a.value, st, mode) for a in e.args]
+                deps = frozenset().union(*(a.deps for a in args)) if args else frozenset()
+                inner = ", ".join(a.code for a in args)
+                name = fb.value.name
+                if name == "range":
+                    return Py(f"list(range({inner}))", deps, P_POSTFIX)
+                if name == "sum" and len(args) > 1:
+                    return Py(f"sum(({inner}))", deps, P_POSTFIX)
+                return Py(f"{name}({inner})", deps, P_POSTFIX)
+        raise GTimeValue()
+
+    def binop(self, e, st, mode) -> Py:
+        a, b = self.expr(e.left, st, mode), self.expr(e.right, st, mode)
+        deps = a.deps | b.deps
+        op = e.op
+        if op in ("and", "or"):
+            prec = P_AND if op == "and" else P_OR
+            if not a.deps:
+                va = self.cval(e.left, st)
+                if va is not UNKNOWN and isinstance(va, bool):
+                    # `true and x` is x, `false and x` is false (and likewise for or)
+                    return b if (va if op == "and" else not va) else a
+            return Py(f"{a.at(prec)} {op} {b.at(prec + 1)}", deps, prec)
+        if op in ("==", "!="):
+            va, vb = self.cval(e.left, st), self.cval(e.right, st)
+            plain = (va is not UNKNOWN and vb is not UNKNOWN
+                     and isinstance(va, bool) == isinstance(vb, bool))
+            if not plain:
+                # netlang: a boolean never equals a number (Python's True == 1)
+                self.gen.helpers.add("same_value")
+                code = f"same_value({a.code}, {b.code})"
+                return Py(code if op == "==" else f"not {code}", deps, P_POSTFIX if op == "==" else P_NOT)
+            return Py(f"{a.at(P_CMP + 1)} {op} {b.at(P_CMP + 1)}", deps, P_CMP)
+        if op in ("<", "<=", ">", ">="):
+            return Py(f"{a.at(P_CMP + 1)} {op} {b.at(P_CMP + 1)}", deps, P_CMP)
+        prec = P_ADD if op in ("+", "-") else P_MUL
+        return Py(f"{a.at(prec)} {op} {b.at(prec + 1)}", deps, prec)
+
+    def in_attr(self, e, st, mode) -> Py:
+        cur = st.cur
+        if e.attr == "channels":
+            if mode == "init" or cur.var is None:
+                return cur.chan
+            return Py(f"{cur.var}.shape[1]", frozenset(), P_POSTFIX)
+        if mode == "crop" and cur.var is not None:
+            if e.attr == "shape":
+                return Py(f"tuple({cur.var}.shape[1:])", frozenset(), P_POSTFIX)
+            return Py(f"{cur.var}.shape[{2 if e.attr == 'height' else 3}]", frozenset(), P_POSTFIX)
+        shape = cur.shape
+        if shape is None:
+            raise NeedsConcrete("the input's size")
+        where = self.where()
+        if e.attr == "shape":
+            rest = ", ".join(str(d) for d in shape[1:])
+            self.note(f"in.shape is {'x'.join(map(str, shape))} here{where}")
+            return Py(f"({cur.chan.code}, {rest})" if rest else f"({cur.chan.code},)", cur.chan.deps)
+        if len(shape) != 3:
+            raise NeedsConcrete("in.height of a vector")
+        v = shape[1] if e.attr == "height" else shape[2]
+        self.note(f"in.{e.attr} is {v} here{where}")
+        return Py(str(v))
+
+    def where(self) -> str:
+        shape = self.gen.input_shape_of_network
+        return f" (for a {'x'.join(map(str, shape))} input)" if shape else ""
+
+    def value(self, e, st) -> Binding:
+        """A value expression: its Python form (None for a layer, def or pipeline) and its
+        concrete value."""
+        v = self.cval(e, st)
+        if v is not UNKNOWN and is_gtime(v):
+            self.resolve_choice(e, st)
+            return Binding(None, v)
+        try:
+            py = self.expr(e, st)
+        except GTimeValue:
+            if v is UNKNOWN:
+                raise NeedsConcrete("a pipeline value here") from None
+            self.resolve_choice(e, st)
+            return Binding(None, v)
+        return Binding(py, v)
+
+    def resolve_choice(self, e, st) -> None:
+        """A layer, def or pipeline chosen by a condition or an index: the condition's variables
+        become constants of this class."""
+        deps: set = set()
+
+        def walk(e):
+            t = type(e)
+            if t is ast.Cond:
+                deps.update(self.expr_deps(e.test, st))
+                walk(e.then)
+                walk(e.orelse)
+            elif t is ast.Index:
+                deps.update(self.expr_deps(e.index, st))
+                walk(e.obj)
+            elif t in (ast.ListExpr, ast.TupleExpr):
+                for x in e.items:
+                    walk(x)
+            elif t is ast.BinOp and e.op in ("and", "or"):
+                deps.update(self.expr_deps(e, st))
+        walk(e)
+        if deps:
+            raise Restart(keys=deps, why="a choice between layers")
+
+    def expr_deps(self, e, st) -> frozenset:
+        try:
+            return self.expr(e, st).deps
+        except GTimeValue:
+            return frozenset()
+
+    def truth(self, e, st) -> bool:
+        v = self.cval(e, st)
+        if v is UNKNOWN:
+            raise NeedsConcrete("a condition")
+        return self.gen.el.truth_value(v, e)
+
+    # ================================================================== the class body
+    def bind_params(self, decl, cenv: Env, env: SEnv) -> None:
+        """The class's constructor parameters: each parameter of the block or network, unless
+        its value is decided here (a layer, def or pipeline, or resolved)."""
+        d = self.d
+        taken = self.locals_i
+        params = list(decl.params)
+        for p in params:
+            v = cenv.vars.get(p.name, UNKNOWN)
+            key = ("param", p.name)
+            if is_gtime(v) or key in self.rkeys:
+                if _has_unknown(v):
+                    raise NeedsConcrete(f"parameter {p.name}")
+                d.resolved[p.name] = v
+                env.vars[p.name] = Binding(None if is_gtime(v) else self.const_py(v), v, key)
+                continue
+            name = py_ident(p.name, taken, "p")
+            env.vars[p.name] = Binding(Py(name, frozenset({key})), v, key)
+            d.params.append([name, p, None])
+        d.in_name = py_ident("in_channels" if "in_channels" not in {p.name for p in params} else "c_in", taken)
+
+    def write_defaults(self, decl, st: St) -> None:
+        """Python defaults: literals stay in the signature, others are computed in __init__."""
+        for entry in self.d.params:
+            name, p, _ = entry
+            if p.default is None:
+                continue
+            code = self.literal_default(p.default, st)
+            if code is not None:
+                entry[2] = code
+                continue
+            entry[2] = "None"
+            b = self.value(p.default, st)
+            if b.py is None:
+                raise Restart(keys={("param", p.name)}, why="a default that is a layer")
+            self.iline(f"if {name} is None:")
+            self.init.add(f"{name} = {b.py.code}", self.ii + 1)
+
+    def literal_default(self, e, st):
+        t = type(e)
+        if t is ast.Const:
+            return lit(e.value)
+        if t is ast.Unary and e.op == "-" and type(e.operand) is ast.Const and isinstance(e.operand.value, (int, float)):
+            return f"-{lit(e.operand.value)}"
+        if t in (ast.ListExpr, ast.TupleExpr):
+            parts = [self.literal_default(x, st) for x in e.items]
+            if any(p is None for p in parts):
+                return None
+            inner = ", ".join(parts)
+            if t is ast.ListExpr:
+                return f"[{inner}]"
+            return f"({inner},)" if len(parts) == 1 else f"({inner})"
+        if t is ast.Name:
+            b = self.lookup(e.id, SEnv(st.env.cenv.parent if st.env.cenv.parent else st.env.cenv))
+            if isinstance(b.value, BlockValue):
+                return b.py.code
+        return None
+
+    # ================================================================== the walk
+    def body_class(self, decl, cenv: Env, in_shape, in_rank: int = 3) -> None:
+        d = self.d
+        env = SEnv(cenv)
+        self.gen.senv_of[id(cenv)] = (self, env)
+        self.bind_params(decl, cenv, env)
+        scope = Scope("seq" if self.form == "seq" else "graph", "self")
+        self.locals_f.add("x")
+        self.chain_vars.add("x")
+        if d.kind == "block":
+            rank = len(in_shape) if in_shape else in_rank
+            key = ("in",)
+            chan = self.const_py(in_shape[0]) if key in self.rkeys and in_shape else Py(d.in_name, frozenset({key}))
+            cur = Val("x" if scope.form == "graph" else None, chan, rank, in_shape)
+        else:
+            cur = None
+        st = St(cur, scope, env, {})
+        self.write_defaults(decl, st)
+        self.init.add(Lazy(self.param_stores, "<stores>"), self.ii)
+        self.root = scope
+        st = self.stmts(decl.body, st)
+        d.out = st.cur
+        d.outputs = getattr(self, "outputs", None)
+        d.returns_fresh = bool(st.cur and st.cur.fresh and st.cur.var != "x")
+
+    def param_stores(self) -> list[str]:
+        out = []
+        for b, token in self.stores.values():
+            if b.key and b.key[0] == "param":
+                out.append(f"self.{token} = {b.py.code}")
+        return out
+
+    def stmts(self, stmts, st: St) -> St:
+        for s in stmts:
+            t = type(s)
+            mark = self.group_start(st)
+            if t is ast.Let:
+                st = self.stmt_let(s, st)
+            elif t is ast.If:
+                st = self.stmt_if(s, st)
+            elif t is ast.For:
+                st = self.stmt_for(s, st)
+            elif t is ast.InputStmt:
+                st = self.stmt_input(s, st)
+            elif t is ast.OutputStmt:
+                self.stmt_output(s, st)
+            else:
+                st = replace(st, cur=self.emit(s, st))
+            self.group_end(mark, st)
+        return st
+
+    # forward lines per top-level statement of a network, for the auxiliary heads
+    def group_start(self, st):
+        return len(self.fwd) if (st.top and self.d.kind == "network") else None
+
+    def group_end(self, mark, st):
+        if mark is not None:
+            self.d.groups.append((mark, len(self.fwd)))
+
+    # ------------------------------------------------------------------ statements
+    def stmt_let(self, s: ast.Let, st: St) -> St:
+        b = self.value(s.value, st)
+        st.env.cenv.vars[s.name] = b.value
+        key = ("let", id(s))
+        if b.py is None:
+            if st.inside:
+                raise Restart(nodes={st.inside[-1]}, why="a let of a layer inside a conditional")
+            st.env.vars[s.name] = Binding(None, b.value, key)
+            return st
+        if key in self.rkeys:
+            st.env.vars[s.name] = Binding(self.const_py(b.value), b.value, key)
+            return st
+        local = self.let_local(s.name)
+        self.iline(f"{local} = {b.py.code}")
+        spatial = self.follows_input(s.value, st)
+        binding = Binding(Py(local, b.py.deps | {key}), b.value, key, local=not st.top or spatial, expr=s.value,
+                          env=replace(st, env=_snapshot(st.env)))
+        binding.spatial = spatial
+        st.env.vars[s.name] = binding
+        self.init.add(Lazy(lambda b=binding, local=local: self.let_store(b, local), "<store>"), self.ii)
+        self.fwd.add(Lazy(lambda b=binding, local=local: self.let_mirror(b, local), f"<let {local}>"), self.fi)
+        return st
+
+    def follows_input(self, e, st) -> bool:
+        """Does e read the input's size (in.shape, in.height, in.width), itself or through a let?"""
+        found = False
+
+        def walk(e):
+            nonlocal found
+            if isinstance(e, ast.InAttr) and e.attr != "channels":
+                found = True
+            elif isinstance(e, ast.Name):
+                b = st.env.find(e.id)
+                if b is not None and getattr(b, "spatial", False):
+                    found = True
+            elif isinstance(e, (list, tuple)):
+                for x in e:
+                    walk(x)
+            elif isinstance(e, ast.Node) and not isinstance(e, (ast.Pipe, ast.Merge, ast.Labelled)):
+                for f in e.__dataclass_fields__:
+                    v = getattr(e, f)
+                    if isinstance(v, (ast.Node, list, tuple)):
+                        walk(v)
+        walk(e)
+        return found
+
+    def let_local(self, name: str) -> str:
+        if not hasattr(self, "_let_names"):
+            self._let_names = {}
+        if name not in self._let_names:
+            self._let_names[name] = py_ident(name, self.locals_i, "v")
+        local = self._let_names[name]
+        self.locals_f.add(local)
+        return local
+
+    def let_store(self, b, local):
+        if id(b) in self.stores:
+            return [f"self.{self.stores[id(b)][1]} = {local}"]
+        return []
+
+    def let_mirror(self, b, local):
+        if not b.fwd:
+            return []
+        return [f"{local} = {self.expr(b.expr, b.env, 'crop').code}"]
+
+    def stmt_input(self, s, st: St) -> St:
+        shape = self.gen.input_shape_of_network
+        rank = len(shape)
+        self.d.in_shape = shape
+        return replace(st, cur=Val("x", Py(str(shape[0])), rank, shape))
+
+    def stmt_output(self, s, st: St) -> None:
+        if st.inside:
+            raise Restart(nodes=set(st.inside), why="output inside a conditional")
+        self.facts_chain = False
+        self.outputs = [self.resolve_ref(r, st) for r in s.refs]
+
+    def stmt_if(self, s: ast.If, st: St) -> St:
+        test = self.expr(s.test, st)
+        if id(s) in self.rnodes or not test.deps:
+            if not self.concrete:
+                raise NeedsConcrete("a resolved conditional on a branch not taken")
+            if test.deps:
+                self.note(f"resolved for this network: `if` at line {s.loc.line} takes its "
+                          f"{'first' if self.truth(s.test, st) else 'other'} branch")
+            chosen = s.then if self.truth(s.test, st) else (s.orelse or ())
+            return self.stmts(chosen, st)
+        return self.branches(s, test, s.test, lambda st2: self.stmts(s.then, st2),
+                             lambda st2: self.stmts(s.orelse or (), st2), st, statement=True)
+
+    def stmt_for(self, s: ast.For, st: St) -> St:
+        b = self.value(s.iter, st)
+        if b.py is None or id(s) in self.rnodes:
+            if not self.concrete:
+                raise NeedsConcrete("an unrolled loop on a branch not taken")
+            return self.unroll(s, b.value, st)
+        return self.loop(s, s.var, b, lambda st2: self.stmts(s.body, st2), st, iter_expr=s.iter)
+
+    def unroll(self, s, seq, st: St) -> St:
+        if not isinstance(seq, (list, tuple)):
+            raise NeedsConcrete("a loop over an unknown list")
+        key = ("loop", id(s), s)
+        for v in seq:
+            st.env.cenv.vars[s.var] = v
+            py = None if is_gtime(v) else self.const_py(v)
+            st.env.vars[s.var] = Binding(py, v, key)
+            st = self.stmts(s.body, st)
+        return st
+
+    # ------------------------------------------------------------------ output redirection
+    def capture(self):
+        """Send __init__ and forward lines to fresh buffers; the returned function restores the
+        old ones and gives the captured (init, fwd)."""
+        saved = (self.init, self.fwd, self.ii, self.fi, self.notes)
+        self.init, self.fwd, self.ii, self.fi, self.notes = Lines(), Lines(), 0, 0, []
+
+        def restore():
+            out = (self.init, self.fwd)
+            self.init, self.fwd, self.ii, self.fi, self.notes = saved
+            return out
+        return restore
+
+    def splice_init(self, lines: Lines, extra: int = 1) -> None:
+        for n in self.notes:
+            self.init.add(f"# {n}", self.ii)
+        self.notes = []
+        self.init.extend(lines, self.ii + extra)
+
+    # ------------------------------------------------------------------ loops
+    def loop_local(self, var: str) -> str:
+        if not hasattr(self, "_loop_names"):
+            self._loop_names = {}
+        if var not in self._loop_names:
+            name = py_ident(var, self.locals_i | self.locals_f, "i")
+            self.locals_i.add(name)
+            self.locals_f.add(name)
+            self._loop_names[var] = name
+        return self._loop_names[var]
+
+    def loop(self, node, var, b: Binding, body_fn, st: St, iter_expr=None, count_expr=None) -> St:
+        """A loop kept as a loop: each round is written on its own, with the channels and the
+        forward variable it carries as tokens; the rounds must come out the same."""
+        key = ("loop", id(node), node)
+        local = self.loop_local(var) if var is not None else "_"
+        self.gen.tokens += 1
+        tc, tv = f"\x00C{self.gen.tokens}\x00", f"\x00V{self.gen.tokens}\x00"
+        cur = st.cur
+        start = st.scope.count
+        inside = st.inside + (node,)
+        seq = b.value
+        rounds = list(seq) if (self.concrete and isinstance(seq, (list, tuple))) else None
+        runs = rounds if rounds else [UNKNOWN]
+        records = []
+        shape = cur.shape
+        out = st
+        was = self.concrete
+        for v in runs:
+            symbolic = v is UNKNOWN
+            if var is not None:
+                st.env.cenv.vars[var] = v
+                st.env.vars[var] = Binding(Py(local, frozenset({key})), v, key, local=True)
+            restore = self.capture()
+            self.concrete = was and not symbolic
+            count0 = st.scope.count
+            dyn0 = st.scope.dynamic
+            if symbolic:
+                st.scope.dynamic = node
+            try:
+                inner = replace(st, cur=Val(tv if cur.var is not None else None, Py(tc, cur.chan.deps), cur.rank,
+                                            None if symbolic else shape),
+                                top=False, loops=st.loops + (node,), inside=inside)
+                self.overwritten.discard(tv)
+                out = body_fn(inner)
+            finally:
+                self.concrete = was
+                li, lf = restore()
+            if symbolic:
+                st.scope.count, st.scope.dynamic = count0, dyn0
+            oc = out.cur
+            records.append(((li.flat(), lf.flat(), oc.chan.code, oc.var, oc.rank, st.scope.count - count0),
+                            li, lf, oc, tv in self.overwritten))
+            shape = oc.shape
+        first = records[0]
+        if any(r[0] != first[0] for r in records[1:]):
+            raise Restart(nodes={node}, why="the rounds of a loop differ")
+        (_, _, ochan, ovar, orank, per_round), li, lf, oc, overwritten = first
+        # the channels it carries
+        if ochan != tc:
+            c = py_ident("c", self.locals_i)
+            self.iline(f"{c} = {cur.chan.code}")
+            li.add(f"{c} = {ochan}")
+            self.subst[tc] = c
+            chan = Py(c, cur.chan.deps | b.py.deps)
+        else:
+            self.subst[tc] = cur.chan.at(P_ATOM)
+            chan = cur.chan
+        header = f"for {local} in {_iter_code(b.py.code)}:"
+        self.iline(header)
+        self.splice_init(li)
+        # forward mirrors it where its rounds compute anything
+        var = cur.var
+        if len(lf):
+            carried = cur.var
+            if cur.var in self.pins and (overwritten or ovar != tv):
+                carried = self.chain_var(st)
+                self.fline(f"{carried} = {cur.var}")
+            self.subst[tv] = carried
+            if ovar != tv:
+                lf.add(f"{carried} = {ovar}")
+            fiter = self.expr(iter_expr, st, "fwd").code if iter_expr is not None else \
+                f"range({self.expr(count_expr, st, 'fwd').code})"
+            self.fline(f"for {local} in {_iter_code(fiter)}:")
+            self.fwd.extend(lf, self.fi + 1)
+            var = carried
+        else:
+            self.subst[tv] = cur.var or ""
+        n = len(rounds) if rounds else 0
+        st.scope.count = start + per_round * n
+        if per_round and b.py.deps:
+            st.scope.dynamic = node
+        fresh = False
+        return replace(out, cur=Val(var, chan, orank, oc.shape if rounds else cur.shape, fresh, oc.saves),
+                       top=st.top, loops=st.loops, inside=st.inside)
+
+    # ------------------------------------------------------------------ conditionals
+    def branches(self, node, test: Py, test_expr, then_fn, else_fn, st: St, statement: bool = False) -> St:
+        """A conditional kept as one: the taken branch written as this call takes it, the other
+        written without concrete values (a branch that needs them resolves the conditional)."""
+        taken = self.truth(test_expr, st) if self.concrete else None
+        inside = st.inside + (node,)
+        start, dyn0 = st.scope.count, st.scope.dynamic
+        refs0 = dict(st.body)
+        results = {}
+        was = self.concrete
+        for which, fn in ((True, then_fn), (False, else_fn)):
+            concrete = was and taken is which
+            env = st.env if concrete else _clone_env(st.env, self.gen)
+            body = st.body if concrete else dict(refs0)
+            restore = self.capture()
+            self.concrete = concrete
+            st.scope.count, st.scope.dynamic = start, dyn0
+            cur = st.cur if concrete or st.cur is None else replace(st.cur, shape=None)
+            try:
+                out = fn(replace(st, cur=cur, env=env, body=body, top=False, inside=inside))
+            except NeedsConcrete:
+                if concrete or not was:
+                    raise
+                raise Restart(nodes={node}, keys=test.deps, why="a branch that needs this call's values") from None
+            finally:
+                self.concrete = was
+                li, lf = restore()
+            results[which] = (li, lf, out, st.scope.count, st.scope.dynamic)
+        (ti, tf, tout, tcount, tdyn), (ei, ef, eout, ecount, edyn) = results[True], results[False]
+        pick = tout if taken is not False else eout
+        st.scope.count = tcount if taken is not False else ecount
+        st.scope.dynamic = tdyn or edyn or (node if tcount != ecount else dyn0)
+        tc, ec = tout.cur, eout.cur
+        cur = st.cur
+        if tc is not None and ec is not None:
+            if tc.rank != ec.rank:
+                raise Restart(nodes={node}, keys=test.deps, why="branches give a map and a vector")
+            if tc.chan.code != ec.chan.code:
+                c = py_ident("c", self.locals_i)
+                ti.add(f"{c} = {tc.chan.code}")
+                ei.add(f"{c} = {ec.chan.code}")
+                chan = Py(c, tc.chan.deps | ec.chan.deps | test.deps)
+            else:
+                chan = tc.chan
+            var = tc.var
+            same_fwd = tf.flat() == ef.flat()
+            if tc.var != ec.var and not same_fwd:
+                var = tc.var if tc.var not in self.pins and tc.var is not None else self.chain_var(st)
+                if tc.var != var:
+                    tf.add(f"{var} = {tc.var}")
+                if ec.var != var:
+                    ef.add(f"{var} = {ec.var}")
+            shape = pick.cur.shape if was else None
+            cur = Val(var, chan, tc.rank, shape, tc.fresh and ec.fresh, tc.saves or ec.saves)
+        else:
+            same_fwd = tf.flat() == ef.flat()
+        # __init__
+        if len(ti) or len(ei):
+            if len(ti):
+                self.iline(f"if {test.code}:")
+                self.splice_init(ti)
+                if len(ei):
+                    self.iline("else:")
+                    self.splice_init(ei)
+            else:
+                self.iline(f"if not {test.at(P_NOT)}:")
+                self.splice_init(ei)
+        # forward
+        if len(tf) or len(ef):
+            if same_fwd:
+                self.fwd.extend(tf, self.fi)
+            else:
+                ftest = self.expr(test_expr, st, "fwd")
+                if len(tf):
+                    self.fline(f"if {ftest.code}:")
+                    self.fwd.extend(tf, self.fi + 1)
+                    if len(ef):
+                        self.fline("else:")
+                        self.fwd.extend(ef, self.fi + 1)
+                else:
+                    self.fline(f"if not {ftest.at(P_NOT)}:")
+                    self.fwd.extend(ef, self.fi + 1)
+        return replace(pick, cur=cur, env=st.env, body=st.body, top=st.top, inside=st.inside, loops=st.loops)
+
+
+def _iter_code(code: str) -> str:
+    if code.startswith("list(range(") and code.endswith("))"):
+        return code[5:-1]
+    return code
+
+
+def _snapshot(env: SEnv) -> SEnv:
+    return SEnv(env.cenv, dict(env.vars), env.parent, env.foreign)
+
+
+def _clone_env(env: SEnv, gen) -> SEnv:
+    """The environment of a branch not taken: its lets must not reach the taken path."""
+    cenv = Env(env.cenv.parent, dict(env.cenv.vars))
+    clone = SEnv(cenv, dict(env.vars), env.parent, env.foreign)
+    owner = gen.senv_of.get(id(env.cenv))
+    if owner is not None:
+        gen.senv_of[id(cenv)] = (owner[0], clone)
+    return clone
+
+
+@dataclass(frozen=True)
+class Seg:
+    """One part of a module's name: a label (plain or templated) or a number."""
+    text: str | None            # its concrete text, where known
+    code: str                   # Python source of the name as a string ("'conv1'", "f'layer{i}'")
+    attr: str | None = None     # the attribute it can be written as (an identifier), if any
+    number: int | None = None
+
+
+def seg_label(text: str) -> Seg:
+    return Seg(text, repr(text), text if is_attr(text) else None)
+
+
+def seg_number(i: int) -> Seg:
+    return Seg(str(i), repr(str(i)), None, i)
+
+
+class _Items:
+    """Writer methods that place items (mixed into Writer below)."""
+
+    # ------------------------------------------------------------------ forward variables
+    def pin(self, var):
+        if var is not None:
+            self.pins[var] = self.pins.get(var, 0) + 1
+
+    def unpin(self, var):
+        if var is not None and var in self.pins:
+            self.pins[var] -= 1
+            if not self.pins[var]:
+                del self.pins[var]
+
+    def chain_var(self, st) -> str:
+        base = "x" if self.d.kind == "network" else "out"
+        for name in [base] + [f"{base}{i}" for i in range(2, 1000)]:
+            if name in self.chain_vars and name not in self.pins:
+                return name
+            if name not in self.locals_f:
+                self.locals_f.add(name)
+                self.chain_vars.add(name)
+                return name
+        raise RuntimeError("netlang internal error: out of variable names")
+
+    def out_var(self, st, in_val: Val, seg: Seg | None = None, dedicated: bool = False) -> str:
+        """The variable an item's output goes to: its label's (when others refer to it, or it ends
+        a branch), else its input's when nothing else reads that, else the chain's."""
+        if dedicated and seg is not None and seg.text is not None:
+            return py_ident(seg.text, self.locals_f, "v")
+        v = in_val.var
+        if v is not None and v not in self.pins and (v in self.chain_vars or v.startswith("\x00V") or v == "x"):
+            if v.startswith("\x00V"):
+                self.overwritten.add(v)
+            return v
+        return self.chain_var(st)
+
+    # ------------------------------------------------------------------ items
+    def emit(self, e, st: St) -> Val:
+        t = type(e)
+        if t is ast.Pipe:
+            return self.emit_pipe(e, st)
+        if t is ast.Labelled:
+            return self.emit_labelled(e.label, e.expr, st)
+        if t is ast.Ref:
+            return self.resolve_ref(e, st)
+        if t is ast.Merge:
+            return self.emit_merge(e, st)
+        if t is ast.Cond:
+            return self.emit_cond(e, st)
+        if t is ast.BinOp and e.op == "*":
+            return self.emit_repeat(e, st)
+        if t is ast.Call:
+            return self.apply(self.callee(e.func, st), e.args, st, e)
+        if t in (ast.Name, ast.Index):
+            return self.apply(self.callee(e, st), (), st, e)
+        raise NeedsConcrete("not a layer")
+
+    def callee(self, e, st) -> Binding:
+        if type(e) is ast.Name:
+            return self.lookup(e.id, st.env)
+        return self.value(e, st)
+
+    def apply(self, b: Binding, args, st: St, e, name: Seg | None = None, end: bool = False) -> Val:
+        v = b.value
+        if b.py is not None and not isinstance(v, (OpValue, DefValue, Thunk)):
+            return self.emit_block(b, args, st, e, name, end)
+        if isinstance(v, OpValue):
+            return self.emit_layer(v.op.name, args, st, e, name, end)
+        if isinstance(v, DefValue):
+            return self.emit_def(v, args, st, e, name, end)
+        if isinstance(v, Thunk):
+            return self.emit(v.expr, replace(st, env=self.thunk_env(v)))
+        raise NeedsConcrete("a callee not known here")
+
+    def thunk_env(self, th: Thunk) -> SEnv:
+        owner = self.gen.senv_of.get(id(th.env))
+        if owner is not None and owner[0] is self:
+            return owner[1]
+        return SEnv(th.env, foreign=True)
+
+    def emit_pipe(self, e: ast.Pipe, st: St) -> Val:
+        items = list(e.items)
+        end = st.branch_end
+        st = replace(st, branch_end=False)
+        while items and type(items[0]) is ast.Ref:
+            st = replace(st, cur=self.resolve_ref(items.pop(0), st))
+        labelled = [x for x in items if type(x) is ast.Labelled]
+        if len(items) > 1 and len(labelled) == 1 and items[0] is labelled[0]:
+            first = items[0]
+            rest = ast.Pipe(first.loc, (first.expr,) + tuple(items[1:]))
+            return self.emit_labelled(first.label, rest, replace(st, branch_end=end))
+        for i, item in enumerate(items):
+            st = replace(st, cur=self.emit(item, replace(st, branch_end=end and i == len(items) - 1)))
+        return st.cur
+
+    def resolve_ref(self, e: ast.Ref, st: St) -> Val:
+        if st.scope.form == "seq":
+            raise NotAChain()
+        self.facts_chain = False
+        key = ".".join(e.path)
+        v = st.body.get(key)
+        if v is None:
+            raise NeedsConcrete(f"@{key}")
+        return v
+
+    # ------------------------------------------------------------------ labels
+    def label_seg(self, t: ast.Template, st: St) -> Seg:
+        if t.is_plain:
+            return seg_label("".join(t.parts))
+        text = None
+        if self.concrete:
+            text = self.gen.el.label_text(t, st.env.cenv, self.shape_of(st))
+        parts = []
+        for p in t.parts:
+            if isinstance(p, str):
+                parts.append(p.replace("{", "{{").replace("}", "}}"))
+                continue
+            py = self.expr(p, st)
+            v = self.cval(p, st) if not py.deps else UNKNOWN
+            if v is not UNKNOWN and isinstance(v, (int, str)) and not isinstance(v, bool):
+                parts.append(str(v).replace("{", "{{").replace("}", "}}"))
+            else:
+                parts.append("{" + py.code + "}")
+        body = "".join(parts)
+        q = "'" if "'" not in body else '"'
+        if q in body or "\\" in body:
+            raise Restart(nodes=set(), keys=set().union(*(self.expr(p, st).deps for p in t.parts
+                                                          if not isinstance(p, str))), why="a label template")
+        code = f"f{q}{body}{q}"
+        deps = frozenset().union(*(self.expr(p, st).deps for p in t.parts if not isinstance(p, str)))
+        if not deps and text is not None:
+            return seg_label(text)
+        return Seg(text, code, None)
+
+    def emit_labelled(self, t: ast.Template, expr, st: St) -> Val:
+        seg = self.label_seg(t, st)
+        path = ".".join(st.prefix + (seg.text,)) if seg.text is not None else None
+        referenced = path is not None and path in self.gen.ref_labels
+        if seg.text is None and not t.is_plain:
+            referenced = any(_template_match(t, r) for r in self.gen.ref_labels)
+        if referenced and st.loops:
+            raise Restart(nodes={st.loops[-1]}, why="a label referred to inside a loop")
+        st.scope.place(seg.text or "?", st.nested)
+        if st.scope is self.root and seg.text is not None:
+            self.child_names.add(seg.text)
+        val = self.build_labelled(seg, expr, st, referenced or st.branch_end)
+        if path is not None:
+            st.body[path] = val
+        if referenced and val.var is not None:
+            self.pin(val.var)
+        return val
+
+    def item_kind(self, e, st):
+        t = type(e)
+        if t is ast.Pipe or (t is ast.BinOp and e.op == "*") or t is ast.Labelled:
+            return ("seq",)
+        if t is ast.Cond:
+            return ("cond",)
+        if t is ast.Merge:
+            return ("merge",)
+        if t in (ast.Call, ast.Name, ast.Index):
+            b = self.callee(e.func if t is ast.Call else e, st)
+            v = b.value
+            if b.py is not None and not isinstance(v, (OpValue, DefValue, Thunk)):
+                return ("block", b)
+            if isinstance(v, Thunk):
+                return ("thunk", v)
+            if isinstance(v, DefValue):
+                return ("def1", b) if self.gen.el.is_one_layer(v, None) else ("seq",)
+            if isinstance(v, OpValue):
+                return ("layer", b)
+        raise NeedsConcrete("what a label names")
+
+    def build_labelled(self, seg: Seg, expr, st: St, dedicated: bool) -> Val:
+        kind = self.item_kind(expr, st)
+        k = kind[0]
+        if k == "thunk":
+            return self.build_labelled(seg, kind[1].expr, replace(st, env=self.thunk_env(kind[1])), dedicated)
+        if k == "cond":
+            test = self.expr(expr.test, st)
+            if id(expr) in self.rnodes or not test.deps:
+                chosen = expr.then if self.truth(expr.test, st) else expr.orelse
+                return self.build_labelled(seg, chosen, st, dedicated)
+            out = self.branches(expr, test, expr.test,
+                                lambda s: replace(s, cur=self.build_labelled(seg, expr.then, s, dedicated)),
+                                lambda s: replace(s, cur=self.build_labelled(seg, expr.orelse, s, dedicated)), st)
+            return out.cur
+        args = expr.args if type(expr) is ast.Call else ()
+        if k in ("layer", "block", "def1"):
+            return self.apply(kind[1], args, st, expr, name=seg, end=dedicated)
+        if k == "merge":
+            sub = self.sub_scope(seg, st, "graph")
+            out = self.emit_merge(expr, replace(st, scope=sub, prefix=st.prefix + (seg.text,), nested=False),
+                                  name=seg, end=dedicated)
+            self.close_scope(sub)
+            return out
+        return self.seq_scope(seg, expr, st, dedicated)
+
+    # ------------------------------------------------------------------ scopes
+    def child_access(self, scope: Scope, seg: Seg) -> str:
+        if seg.attr is not None and scope.form == "graph":
+            return f"{scope.access}.{seg.attr}"
+        if seg.number is not None and scope.form == "seq":
+            return f"{scope.access}[{seg.number}]"
+        if seg.attr is not None and scope.form == "seq":
+            return f"{scope.access}.{seg.attr}"
+        return f"getattr({scope.access}, {seg.code})"
+
+    def register(self, scope: Scope, seg: Seg, code: str, placed_number: bool) -> str:
+        """Write the line that makes a module part of the scope; return how to reach it."""
+        if scope.form == "seq":
+            if placed_number:
+                self.iline(f"{scope.access}.append({code})")
+                scope.first = False
+                return f"{scope.access}[-1]"
+            self.iline(f"{scope.access}.add_module({seg.code}, {code})")
+            scope.first = False
+            return self.child_access(scope, seg)
+        if seg.attr is not None:
+            self.iline(f"{scope.access}.{seg.attr} = {code}")
+        else:
+            self.iline(f"{scope.access}.add_module({seg.code}, {code})")
+        scope.first = False
+        scope.used = True
+        return self.child_access(scope, seg)
+
+    def sub_scope(self, seg: Seg, st: St, form: str) -> Scope:
+        parent = st.scope
+        placed = False
+        code = "nn.Sequential()" if form == "seq" else "nn.Module()"
+        if parent.form == "seq" and form != "seq":
+            raise NotAChain()
+        access = self.register(parent, seg, code, placed)
+        sub = Scope(form, access, parent.path + (seg.text,), parent)
+        sub.line = self.init.items[-1]
+        sub.lines = self.init
+        sub.start = len(self.init.items)
+        sub.used = False
+        return sub
+
+    def close_scope(self, sub: Scope) -> None:
+        if sub.form == "graph":
+            if not getattr(sub, "used", False):
+                sub.line[1] = ""
+            return
+        if sub.lines is not self.init:
+            return
+        items = self.init.items[sub.start:]
+        prefix = f"{sub.access}.append("
+        ind = sub.line[0]
+        if items and all(isinstance(t, str) and t.startswith(prefix) and t.endswith(")") and i == ind
+                         for i, t in items):
+            parts = [t[len(prefix):-1] for _, t in items]
+            head, _, _ = sub.line[1].rpartition("nn.Sequential()")
+            sub.line[1] = head + "nn.Sequential(" + ", ".join(parts) + ")" + sub.line[1][len(head) + 15:]
+            del self.init.items[sub.start:]
+
+    def seq_scope(self, seg: Seg, expr, st: St, dedicated: bool) -> Val:
+        """A labelled sequence: an nn.Sequential where its items form a chain, otherwise a module
+        holding them, with their dataflow in forward."""
+        snap = self.snapshot(st)
+        for form in ("seq", "graph"):
+            sub = self.sub_scope(seg, st, form)
+            try:
+                inner_cur = replace(st.cur, var=None) if form == "seq" else st.cur
+                inner = replace(st, scope=sub, prefix=st.prefix + (seg.text,), nested=False, cur=inner_cur,
+                                branch_end=False)
+                out = self.emit(expr, inner)
+            except NotAChain:
+                if form == "graph":
+                    raise
+                self.restore(snap, st)
+                continue
+            self.close_scope(sub)
+            if form == "seq":
+                if st.scope.form == "graph":
+                    var = self.out_var(st, st.cur, seg, dedicated)
+                    self.fline(f"{var} = {sub.access}({st.cur.var})")
+                else:
+                    var = None
+                return replace(out, var=var)
+            return out
+        raise AssertionError("unreachable")
+
+    def snapshot(self, st: St):
+        return (len(self.init.items), len(self.fwd.items), self.init, self.fwd, dict(st.body), dict(self.pins),
+                list(self.notes), st.scope.count, st.scope.dynamic, list(st.scope.tops), set(self.child_names),
+                self.facts_chain, self.facts_numbered)
+
+    def restore(self, snap, st: St) -> None:
+        (ni, nf, init, fwd, body, pins, notes, count, dyn, tops, names, chain, numbered) = snap
+        assert init is self.init and fwd is self.fwd
+        del self.init.items[ni:]
+        del self.fwd.items[nf:]
+        st.body.clear()
+        st.body.update(body)
+        self.pins = pins
+        self.notes = notes
+        st.scope.count, st.scope.dynamic, st.scope.tops = count, dyn, tops
+        self.child_names = names
+        self.facts_chain, self.facts_numbered = chain, numbered
+
+
+def _template_match(t: ast.Template, ref: str) -> bool:
+    import re as _re
+    pat = "".join(_re.escape(p) if isinstance(p, str) else r"[A-Za-z0-9_]+" for p in t.parts)
+    return _re.fullmatch(pat, ref.rpartition(".")[2]) is not None
+
+
+class _Layers:
+    """Writer methods for layers, blocks, defs, merges, conditionals and repetitions."""
+
+    def layer_args(self, op, args, st: St, mode: str = "init") -> dict:
+        names = [p.name for p in op.params]
+        out = {}
+        for pname, a in match_args(op.name, names, args, "", ""):
+            if mode == "init":
+                b = self.value(a.value, st)
+                if b.py is None:
+                    raise NeedsConcrete("a layer as a layer's argument")
+                out[pname] = b.py
+            else:
+                out[pname] = self.expr(a.value, st, mode)
+        return out
+
+    def emit_layer(self, name: str, args, st: St, e, seg: Seg | None = None, end: bool = False) -> Val:
+        op = ops.OPS[name]
+        cur = st.cur
+        a = self.layer_args(op, args, st)
+        cv, shape = None, None
+        if self.concrete and cur.shape is not None:
+            cv, _ = self.gen.el.bind_op(op, args, st.env.cenv, cur.shape, e.loc)
+            shape = tuple(op.shape(cv, [cur.shape]))
+        numbered = seg is None
+        if numbered:
+            idx = st.scope.place(None, st.nested)
+            seg = seg_number(idx)
+        scope = st.scope
+        # a crop follows the size of what it crops to: forward computes it (in an nn.Sequential
+        # it is a module, its size fixed for the declared input)
+        module = name in layers.STATEFUL or (not numbered and name != "center_crop") or scope.form == "seq"
+        try:
+            if module:
+                if numbered and scope.form == "graph":
+                    if scope.dynamic is not None:
+                        raise Restart(nodes={scope.dynamic}, why="a numbered layer after a varying count")
+                    if scope is self.root:
+                        self.facts_numbered = True
+                inplace = (name in ("relu", "relu6") and cur.fresh and not cur.saves
+                           and (not scope.first if scope.form == "seq" else cur.var not in self.pins))
+                code = layers.module(name, a, cv, cur.chan, cur.rank, inplace)
+                if name in layers.HELPER_OF_MODULE:
+                    self.gen.helpers.add(layers.HELPER_OF_MODULE[name])
+                access = self.register(scope, seg, code, numbered)
+                var = None
+                if scope.form == "graph":
+                    var = self.out_var(st, cur, seg, end and not numbered)
+                    self.fline(f"{var} = {access}({cur.var})")
+            else:
+                if name == "identity":
+                    return cur
+                af = self.layer_args(op, args, st, "crop" if name == "center_crop" else "fwd")
+                inplace = name in ("relu", "relu6") and cur.fresh and not cur.saves and cur.var not in self.pins
+                expr = layers.functional(name, af, cv, cur.var, inplace)
+                if name in layers.HELPER_OF_CALL:
+                    self.gen.helpers.add(layers.HELPER_OF_CALL[name])
+                var = cur.var if inplace else self.out_var(st, cur)
+                if inplace and var.startswith("\x00V"):
+                    self.overwritten.add(var)
+                self.fline(f"{var} = {expr}")
+        except Resolve as r:
+            raise Restart(keys=r.py.deps, why="an argument that must be a constant") from None
+        chan, rank = layers.output(name, a, cur.chan, cur.rank, cur.shape)
+        if name in VIEW_OPS:
+            fresh, saves = cur.fresh, cur.saves
+        elif name in FRESH:
+            fresh, saves = True, False
+        elif name in SAVES_OUTPUT:
+            fresh, saves = True, True
+        else:
+            fresh, saves = False, False
+        return Val(var, chan, rank, shape, fresh, saves)
+
+    def emit_block(self, b: Binding, args, st: St, e, seg: Seg | None = None, end: bool = False) -> Val:
+        cur = st.cur
+        bv = b.value
+        child = None
+        if isinstance(bv, BlockValue) and self.concrete and cur.shape is not None:
+            benv = Env(bv.env)
+            self.gen.el.bind_params(f"block {bv.decl.name}", bv.decl.params, args, st.env.cenv, cur.shape,
+                                    e.loc, benv)
+            child = self.gen.block_draft(bv, benv, cur.shape)
+        decl = bv.decl if isinstance(bv, BlockValue) else None
+        # the class: a block named in the source is a reference to its class; a parameter holding
+        # a block is that parameter
+        if decl is not None and b.py.code.startswith("\x00R"):
+            klass = self.ref(decl.name, [child] if child else [], st.inside[-1] if st.inside else None)
+        else:
+            klass = b.py.code
+            if child is not None:
+                self.d.needs.append(child)
+        parts = [cur.chan.code]
+        keywords = False
+        names = [p.name for p in decl.params] if decl is not None else None
+        pymap = {p.name: py for py, p, _ in child.params} if child is not None else {}
+        resolved = child.resolved if child is not None else {}
+        deps = set(cur.chan.deps)
+        for i, a in enumerate(args):
+            pname = a.name if a.name is not None else (names[i] if names else None)
+            v = self.value(a.value, st)
+            if v.py is None:
+                if child is None:
+                    raise NeedsConcrete("a layer passed to a block not written here")
+                keywords = True
+                continue
+            if pname is not None and pname in resolved:
+                keywords = True
+                continue
+            deps |= v.py.deps
+            if a.name is None and not keywords:
+                parts.append(v.py.code)
+            else:
+                parts.append(f"{pymap.get(pname, pname)}={v.py.code}")
+        code = f"{klass}({', '.join(parts)})"
+        numbered = seg is None
+        if numbered:
+            idx = st.scope.place(None, st.nested)
+            seg = seg_number(idx)
+            if st.scope.form == "graph":
+                if st.scope.dynamic is not None:
+                    raise Restart(nodes={st.scope.dynamic}, why="a numbered block after a varying count")
+                if st.scope is self.root:
+                    self.facts_numbered = True
+        access = self.register(st.scope, seg, code, numbered)
+        var = None
+        if st.scope.form == "graph":
+            var = self.out_var(st, cur, seg, end and not numbered)
+            self.fline(f"{var} = {access}({cur.var})")
+        chan_code = f"{access}.out_channels"
+        if st.scope.form == "seq":
+            c = py_ident("c", self.locals_i)
+            self.iline(f"{c} = {chan_code}")
+            chan_code = c
+        out = child.out if child is not None else None
+        rank = out.rank if out is not None else cur.rank
+        return Val(var, Py(chan_code, frozenset(deps)), rank, out.shape if out is not None else None,
+                   bool(child and child.returns_fresh), bool(out and out.saves))
+
+    def emit_def(self, dv: DefValue, args, st: St, e, seg: Seg | None = None, end: bool = False) -> Val:
+        decl = dv.decl
+        denv = Env(dv.env)
+        if self.concrete and st.cur is not None and st.cur.shape is not None:
+            self.gen.el.bind_params(f"def {decl.name}", decl.params, args, st.env.cenv, st.cur.shape, e.loc, denv)
+        senv = SEnv(denv)
+        self.gen.senv_of[id(denv)] = (self, senv)
+        given = dict(match_args(f"def {decl.name}", [p.name for p in decl.params], args, "", ""))
+        for p in decl.params:
+            if p.name in given:
+                a = given[p.name].value
+                b = self.value(a, st)
+                where = st
+            else:
+                a = p.default
+                where = replace(st, env=senv)
+                b = self.value(a, where)
+            if p.name not in denv.vars:
+                denv.vars[p.name] = b.value
+            senv.vars[p.name] = Binding(b.py, denv.vars[p.name], ("arg",), expr=a, env=where)
+        inner = replace(st, env=senv)
+        body = decl.body
+        if seg is not None and type(body) is not ast.Pipe:
+            # a def of one built-in layer, named by the label over its call
+            b = self.callee(body.func if type(body) is ast.Call else body, inner)
+            return self.apply(b, body.args if type(body) is ast.Call else (), inner, body, seg, end)
+        return self.emit(body, replace(inner, branch_end=end))
+
+    def emit_merge(self, e: ast.Merge, st: St, name: Seg | None = None, end: bool = False) -> Val:
+        op = ops.OPS[e.op]
+        if st.scope.form == "seq":
+            raise NotAChain()
+        if st.scope is self.root or st.scope.parent is None:
+            self.facts_chain = False
+        cur = st.cur
+        a = self.layer_args(op, e.args, st)
+        af = self.layer_args(op, e.args, st, "fwd")
+        cv = None
+        if self.concrete and cur.shape is not None:
+            cv, _ = self.gen.el.bind_op(op, e.args, st.env.cenv, cur.shape, e.loc)
+        st.scope.place(None, st.nested)
+        inner = replace(st, nested=True)
+        self.pin(cur.var)
+        outs = []
+        for br in e.branches:
+            o = self.emit(br, replace(inner, branch_end=True))
+            outs.append(o)
+            self.pin(o.var)
+        for o in outs:
+            self.unpin(o.var)
+        self.unpin(cur.var)
+        shape = None
+        if cv is not None and all(o.shape is not None for o in outs):
+            shape = tuple(op.shape(cv, [o.shape for o in outs]))
+        vs = [o.var for o in outs]
+        deps = frozenset().union(*(o.chan.deps for o in outs))
+        fresh, saves = True, False
+        first = outs[0]
+        if e.op == "add" and first.fresh and not first.saves and first.var not in self.pins \
+                and first.var not in vs[1:] and first.var != cur.var and first.var != "x" \
+                and not first.var.startswith("\x00V"):
+            for v in vs[1:]:
+                self.fline(f"{first.var} += {v}")
+            var = first.var
+        else:
+            if e.op == "concat":
+                if cv is not None and cv["crop"] or ("crop" in a and a["crop"].code != "False" and cur.rank == 3):
+                    self.gen.helpers.add("cat_cropped")
+                    expr = f"cat_cropped([{', '.join(vs)}])"
+                else:
+                    expr = f"torch.cat([{', '.join(vs)}], 1)"
+            elif e.op == "add":
+                expr = " + ".join(vs)
+            elif e.op == "mul":
+                expr = " * ".join(vs)
+            else:
+                drop = af.get("drop")
+                if drop is not None and (cv is None or cv["drop"]):
+                    self.gen.helpers.add("mean_join")
+                    expr = f"mean_join([{', '.join(vs)}], {drop.code}, self.training)"
+                else:
+                    expr = f"({' + '.join(vs)}) / {len(vs)}"
+            dedicated = name is not None and end
+            if dedicated:
+                var = self.out_var(st, cur, name, True)
+            elif cur.var not in self.pins and (cur.var in self.chain_vars or cur.var == "x") and cur.var not in vs[1:]:
+                var = cur.var
+            else:
+                var = self.chain_var(st)
+            self.fline(f"{var} = {expr}")
+        if e.op == "concat":
+            chans = [o.chan for o in outs]
+            chan = Py(" + ".join(c.at(P_ADD) for c in chans), deps, P_ADD if len(chans) > 1 else chans[0].prec)
+        else:
+            chan = first.chan
+        return Val(var, chan, first.rank, shape, fresh, saves)
+
+    def emit_cond(self, e: ast.Cond, st: St) -> Val:
+        test = self.expr(e.test, st)
+        if id(e) in self.rnodes or not test.deps:
+            return self.emit(e.then if self.truth(e.test, st) else e.orelse, st)
+        out = self.branches(e, test, e.test, lambda s: replace(s, cur=self.emit(e.then, s)),
+                            lambda s: replace(s, cur=self.emit(e.orelse, s)), st)
+        return out.cur
+
+    def emit_repeat(self, e: ast.BinOp, st: St) -> Val:
+        b = self.value(e.right, st)
+        n = b.value
+        if b.py is None:
+            raise NeedsConcrete("a repetition count")
+        if id(e) in self.rnodes or (not b.py.deps and isinstance(n, int) and n <= 3):
+            if not isinstance(n, int):
+                raise NeedsConcrete("a repetition count")
+            for _ in range(n):
+                st = replace(st, cur=self.emit(e.left, st))
+            return st.cur
+        rounds = Binding(Py(f"list(range({b.py.code}))", b.py.deps, P_POSTFIX),
+                         list(range(n)) if isinstance(n, int) else UNKNOWN)
+        out = self.loop(e, None, rounds, lambda s: replace(s, cur=self.emit(e.left, s)), st, count_expr=e.right)
+        return out.cur
+
+
+class Writer(_Core, _Items, _Layers):
+    pass
