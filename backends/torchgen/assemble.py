@@ -323,13 +323,15 @@ def finish(d: Draft, w) -> None:
         taken.add(name)
         subst[token] = name
     d.subst = subst
+    if d.kind == "block":
+        d.init.add(f"self.out_channels = {d.out.chan.code}")
     d.init = _drop_dead_lets(_apply(d.init, subst), w)
     d.fwd = _drop_dead_lets(_apply(d.fwd, subst), w)
     d.locals = set(w.locals_i) | set(w.locals_f)
     d.writer_outputs = w.outputs
     d.key_text = "\n".join(["sig:" + ",".join(f"{p[0]}={p[2]}" for p in d.params), d.in_name, d.form,
                             "init:", d.init.flat(), "fwd:", d.fwd.flat(),
-                            "out:" + (d.out.chan.code if d.out is not None else ""),
+                            "out:" + (d.out.rank and str(d.out.rank) if d.out is not None else ""),
                             "outs:" + ",".join(str(o.var) for o in (w.outputs or ()))])
     d.key = re.sub(r"\x00R(\d+)\x00", lambda m: f"<{d.refs[int(m.group(1))].block}>", d.key_text)
     d.key = _apply_text(d.key, subst)
@@ -337,7 +339,7 @@ def finish(d: Draft, w) -> None:
 
 def _drop_dead_lets(lines: Lines, w) -> Lines:
     """Lets nothing after them reads (computed for forward only, or for a branch's size)."""
-    names = set(getattr(w, "_let_names", {}).values())
+    names = set(getattr(w, "_let_names", {}).values()) | set(w.chan_locals)
     if not names:
         return lines
     items = lines.items
@@ -451,10 +453,8 @@ def render_class(gen: Gen, d: Draft) -> str:
         sig.append(name if default is None else f"{name}={default}")
     out += _wrap_def("    def __init__(", sig, "):", 4)
     out.append("        super().__init__()")
-    out += d.init.render(2)
-    if d.kind == "block":
-        out.append(f"        self.out_channels = {d.out.chan.code}")
-    else:
+    out += _wrapped(d.init, 2)
+    if d.kind == "network":
         out.append("        init_weights(self)")
     fwd = _forward(gen, d)
     if fwd:
@@ -519,9 +519,17 @@ def _forward(gen: Gen, d: Draft) -> list[str]:
     if outputs and len(outputs) > 1:
         lines += _with_aux(d, main, outputs)
         return lines
-    lines += d.fwd.render(2)
+    lines += _wrapped(d.fwd, 2)
     lines.append(f"        return {main.var}")
     return lines
+
+
+def _wrapped(lines: Lines, base: int) -> list[str]:
+    from .layout import wrap
+    out = []
+    for ind, t in lines.items:
+        out += wrap(t, " " * (4 * (base + ind)))
+    return out
 
 
 def _shape_lit(shape) -> str:
@@ -605,7 +613,7 @@ def _entry(gen: Gen, net: Draft) -> tuple[str, str]:
     for name, p, default in net.params:
         v = gen.net_values[p.name]
         code = _value_code(gen, v)
-        if default is None or code != default:
+        if default is None or code != _refs_to_names(gen, net, default):
             args.append(f"{name}={code}")
     decl = gen.net_decl
     if not args and not isinstance(decl, ast.NetworkInst):

@@ -74,6 +74,7 @@ class Val:
     shape: tuple | None       # its concrete shape (None where not known)
     fresh: bool = False       # new storage made in this forward: an in-place op may overwrite it
     saves: bool = False       # its maker's backward reads it: never overwrite it
+    tail: str | None = None   # chan reads the last module of this nn.Sequential (`seq[-1].out_channels`)
 
 
 class Lines:

@@ -117,6 +117,10 @@ class _Core:
         self.overwritten: set = set()  # loop tokens a round assigned to
         self.subst: dict = {}       # token -> its text, once decided
         self.chain_vars: set = set()  # forward variables that carry the chain (x, out, ...)
+        self.label_vars: dict = {}  # (body, prefix, label) -> the forward variable named after it
+        self.chan_locals: set = set()  # locals of __init__ that hold a width
+        self.ctx_path: tuple = ()   # the def and pipeline expansions and unrolled rounds around here
+        self.expansions: dict = {}
         self.outputs = None
 
     # ================================================================== lines
@@ -136,6 +140,10 @@ class _Core:
             self.notes.append(c)
 
     # ================================================================== names and values
+    def norm_refs(self, text: str) -> str:
+        import re as _re
+        return _re.sub(r"\x00R(\d+)\x00", lambda m: f"<{self.d.refs[int(m.group(1))].block}>", text)
+
     def ref(self, block: str, drafts=(), node=None) -> str:
         self.d.refs.append(Ref(block, list(drafts), node))
         return f"\x00R{len(self.d.refs) - 1}\x00"
@@ -647,11 +655,16 @@ class _Core:
         if not isinstance(seq, (list, tuple)):
             raise NeedsConcrete("a loop over an unknown list")
         key = ("loop", id(s), s)
-        for v in seq:
+        saved = self.ctx_path
+        for i, v in enumerate(seq):
             st.env.cenv.vars[s.var] = v
             py = None if is_gtime(v) else self.const_py(v)
             st.env.vars[s.var] = Binding(py, v, key)
-            st = self.stmts(s.body, st)
+            self.ctx_path = saved + ((id(s), i),)
+            try:
+                st = self.stmts(s.body, st)
+            finally:
+                self.ctx_path = saved
         return st
 
     # ------------------------------------------------------------------ output redirection
@@ -698,6 +711,7 @@ class _Core:
         rounds = list(seq) if (self.concrete and isinstance(seq, (list, tuple))) else None
         runs = rounds if rounds else [UNKNOWN]
         records = []
+        deltas = []
         shape = cur.shape
         out = st
         was = self.concrete
@@ -708,6 +722,7 @@ class _Core:
                 st.env.vars[var] = Binding(Py(local, frozenset({key})), v, key, local=True)
             restore = self.capture()
             self.concrete = was and not symbolic
+            expansions0 = dict(self.expansions)
             count0 = st.scope.count
             dyn0 = st.scope.dynamic
             if symbolic:
@@ -721,25 +736,36 @@ class _Core:
             finally:
                 self.concrete = was
                 li, lf = restore()
+                self.expansions = expansions0
             if symbolic:
                 st.scope.count, st.scope.dynamic = count0, dyn0
             oc = out.cur
-            records.append(((li.flat(), lf.flat(), oc.chan.code, oc.var, oc.rank, st.scope.count - count0),
-                            li, lf, oc, tv in self.overwritten))
+            deltas.append(st.scope.count - count0)
+            text = (self.norm_refs(li.flat()), self.norm_refs(lf.flat()), self.norm_refs(oc.chan.code), oc.var,
+                    oc.rank, 0)
+            records.append((text, li, lf, oc, tv in self.overwritten, _ref_ids(li.flat() + lf.flat() + oc.chan.code)))
             shape = oc.shape
         first = records[0]
         if any(r[0] != first[0] for r in records[1:]):
             raise Restart(nodes={node}, why="the rounds of a loop differ")
+        # the first round's source stands for every round: its class references stand for the
+        # classes of every round's calls
+        for r in records[1:]:
+            for mine, theirs in zip(first[5], r[5]):
+                self.d.refs[mine].drafts += [x for x in self.d.refs[theirs].drafts if x not in self.d.refs[mine].drafts]
+                if self.d.refs[mine].node is None:
+                    self.d.refs[mine].node = node
+        first = first[:5]
         (_, _, ochan, ovar, orank, per_round), li, lf, oc, overwritten = first
         # the channels it carries
-        if ochan != tc:
-            c = py_ident("c", self.locals_i)
+        if ochan != tc and ochan != cur.chan.code:
+            c = self.node_local(node, "c")
             self.iline(f"{c} = {cur.chan.code}")
             li.add(f"{c} = {ochan}")
             self.subst[tc] = c
             chan = Py(c, cur.chan.deps | b.py.deps)
         else:
-            self.subst[tc] = cur.chan.at(P_ATOM)
+            self.subst[tc] = cur.chan.at(P_POSTFIX)
             chan = cur.chan
         header = f"for {local} in {_iter_code(b.py.code)}:"
         self.iline(header)
@@ -761,12 +787,11 @@ class _Core:
             var = carried
         else:
             self.subst[tv] = cur.var or ""
-        n = len(rounds) if rounds else 0
-        st.scope.count = start + per_round * n
-        if per_round and b.py.deps:
+        st.scope.count = start + (sum(deltas) if rounds else 0)
+        if (len(set(deltas)) > 1 or (deltas[0] and b.py.deps)) or (not rounds and deltas[0]):
             st.scope.dynamic = node
         fresh = False
-        return replace(out, cur=Val(var, chan, orank, oc.shape if rounds else cur.shape, fresh, oc.saves),
+        return replace(out, cur=Val(var, chan, orank, out.cur.shape if rounds else cur.shape, fresh, oc.saves),
                        top=st.top, loops=st.loops, inside=st.inside)
 
     # ------------------------------------------------------------------ conditionals
@@ -807,7 +832,7 @@ class _Core:
             if tc.rank != ec.rank:
                 raise Restart(nodes={node}, keys=test.deps, why="branches give a map and a vector")
             if tc.chan.code != ec.chan.code:
-                c = py_ident("c", self.locals_i)
+                c = self.node_local(node, "c")
                 ti.add(f"{c} = {tc.chan.code}")
                 ei.add(f"{c} = {ec.chan.code}")
                 chan = Py(c, tc.chan.deps | ec.chan.deps | test.deps)
@@ -854,6 +879,61 @@ class _Core:
         return replace(pick, cur=cur, env=st.env, body=st.body, top=st.top, inside=st.inside, loops=st.loops)
 
 
+def _closed_form(child, parts: list, args, names) -> Py | None:
+    """The width a block call gives, written from the call's own arguments where the block's
+    class states it in terms of its parameters (`BasicConv(c, 64, 3)` gives 64)."""
+    import io
+    import tokenize
+    code = child.out.chan.code
+    values = {child.in_name: parts[0]}
+    pyname = {p.name: py for py, p, _ in child.params}
+    given = {}
+    for i, a in enumerate(args):
+        pname = a.name if a.name is not None else (names[i] if names and i < len(names) else None)
+        if pname in pyname:
+            given[pyname[pname]] = i
+    keyword_parts = {}
+    for part in parts[1:]:
+        k, eq, v = part.partition("=")
+        if eq and k.isidentifier():
+            keyword_parts[k] = v
+    positional = [p for p in parts[1:] if not (p.partition("=")[1] and p.partition("=")[0].isidentifier())]
+    for j, (py, p, default) in enumerate(child.params):
+        if py in keyword_parts:
+            values[py] = keyword_parts[py]
+        elif j < len(positional):
+            values[py] = positional[j]
+        elif default is not None and default != "None":
+            values[py] = default
+    try:
+        toks = list(tokenize.generate_tokens(io.StringIO(code).readline))
+    except (tokenize.TokenError, IndentationError):
+        return None
+    out = []
+    for t in toks:
+        if t.type == tokenize.NAME:
+            if t.string not in values:
+                return None
+            v = values[t.string]
+            out.append(v if (v.isidentifier() or v.isdigit()) or len(toks) <= 2 else f"({v})")
+        elif t.type in (tokenize.NUMBER, tokenize.OP):
+            out.append(t.string)
+        elif t.type in (tokenize.NEWLINE, tokenize.ENDMARKER, tokenize.NL):
+            continue
+        else:
+            return None
+    text = " ".join(out) if len(out) > 1 else (out[0] if out else "")
+    text = text.replace("( ", "(").replace(" )", ")")
+    if not text:
+        return None
+    return Py(text, frozenset(), P_ATOM if len(out) == 1 else P_ADD)
+
+
+def _ref_ids(text: str) -> list[int]:
+    import re as _re
+    return [int(m) for m in _re.findall(r"\x00R(\d+)\x00", text)]
+
+
 def _iter_code(code: str) -> str:
     if code.startswith("list(range(") and code.endswith("))"):
         return code[5:-1]
@@ -881,6 +961,7 @@ class Seg:
     code: str                   # Python source of the name as a string ("'conv1'", "f'layer{i}'")
     attr: str | None = None     # the attribute it can be written as (an identifier), if any
     number: int | None = None
+    hint: str | None = None     # the name a variable holding it takes (a template's fixed text)
 
 
 def seg_label(text: str) -> Seg:
@@ -916,11 +997,25 @@ class _Items:
                 return name
         raise RuntimeError("netlang internal error: out of variable names")
 
+    def node_local(self, node, base: str) -> str:
+        """A local of __init__ for one AST node: the same name in every round of a loop."""
+        if not hasattr(self, "_node_names"):
+            self._node_names = {}
+        key = (id(node), base, self.ctx_path)
+        if key not in self._node_names:
+            self._node_names[key] = py_ident(base, self.locals_i, "v")
+            self.chan_locals.add(self._node_names[key])
+        return self._node_names[key]
+
     def out_var(self, st, in_val: Val, seg: Seg | None = None, dedicated: bool = False) -> str:
         """The variable an item's output goes to: its label's (when others refer to it, or it ends
-        a branch), else its input's when nothing else reads that, else the chain's."""
-        if dedicated and seg is not None and seg.text is not None:
-            return py_ident(seg.text, self.locals_f, "v")
+        a branch off a value others read), else its input's when nothing else reads that, else
+        the chain's."""
+        if dedicated and seg is not None and (seg.text is not None or seg.hint):
+            key = (st.prefix, seg.hint or seg.text)
+            if key not in self.label_vars:
+                self.label_vars[key] = py_ident(seg.hint or seg.text, self.locals_f, "v")
+            return self.label_vars[key]
         v = in_val.var
         if v is not None and v not in self.pins and (v in self.chain_vars or v.startswith("\x00V") or v == "x"):
             if v.startswith("\x00V"):
@@ -963,7 +1058,12 @@ class _Items:
         if isinstance(v, DefValue):
             return self.emit_def(v, args, st, e, name, end)
         if isinstance(v, Thunk):
-            return self.emit(v.expr, replace(st, env=self.thunk_env(v)))
+            saved = self.ctx_path
+            self.ctx_path = saved + (id(e), self.expansion(e))
+            try:
+                return self.emit(v.expr, replace(st, env=self.thunk_env(v)))
+            finally:
+                self.ctx_path = saved
         raise NeedsConcrete("a callee not known here")
 
     def thunk_env(self, th: Thunk) -> SEnv:
@@ -1024,7 +1124,8 @@ class _Items:
         deps = frozenset().union(*(self.expr(p, st).deps for p in t.parts if not isinstance(p, str)))
         if not deps and text is not None:
             return seg_label(text)
-        return Seg(text, code, None)
+        hint = "".join(p for p in t.parts if isinstance(p, str)) or "v"
+        return Seg(text, code, None, hint=hint)
 
     def emit_labelled(self, t: ast.Template, expr, st: St) -> Val:
         seg = self.label_seg(t, st)
@@ -1037,7 +1138,8 @@ class _Items:
         st.scope.place(seg.text or "?", st.nested)
         if st.scope is self.root and seg.text is not None:
             self.child_names.add(seg.text)
-        val = self.build_labelled(seg, expr, st, referenced or st.branch_end)
+        val = self.build_labelled(seg, expr, st, referenced or (st.branch_end and st.cur is not None
+                                                               and st.cur.var in self.pins))
         if path is not None:
             st.body[path] = val
         if referenced and val.var is not None:
@@ -1142,12 +1244,17 @@ class _Items:
         items = self.init.items[sub.start:]
         prefix = f"{sub.access}.append("
         ind = sub.line[0]
-        if items and all(isinstance(t, str) and t.startswith(prefix) and t.endswith(")") and i == ind
-                         for i, t in items):
-            parts = [t[len(prefix):-1] for _, t in items]
-            head, _, _ = sub.line[1].rpartition("nn.Sequential()")
-            sub.line[1] = head + "nn.Sequential(" + ", ".join(parts) + ")" + sub.line[1][len(head) + 15:]
-            del self.init.items[sub.start:]
+        n = 0
+        for i, t in items:
+            if not (isinstance(t, str) and t.startswith(prefix) and t.endswith(")") and i == ind
+                    and sub.access not in t[len(prefix):]):
+                break
+            n += 1
+        if n:
+            parts = [t[len(prefix):-1] for _, t in items[:n]]
+            head, _, tail = sub.line[1].rpartition("nn.Sequential()")
+            sub.line[1] = head + "nn.Sequential(" + ", ".join(parts) + ")" + tail
+            del self.init.items[sub.start:sub.start + n]
 
     def seq_scope(self, seg: Seg, expr, st: St, dedicated: bool) -> Val:
         """A labelled sequence: an nn.Sequential where its items form a chain, otherwise a module
@@ -1242,6 +1349,11 @@ class _Layers:
                         self.facts_numbered = True
                 inplace = (name in ("relu", "relu6") and cur.fresh and not cur.saves
                            and (not scope.first if scope.form == "seq" else cur.var not in self.pins))
+                if cur.tail is not None and cur.tail == scope.access and name not in ("conv", "conv_t", "linear"):
+                    # the next module would become seq[-1]: keep the width the block gave
+                    c = self.node_local(e, "c")
+                    self.iline(f"{c} = {cur.chan.code}")
+                    cur = replace(cur, chan=Py(c, cur.chan.deps), tail=None)
                 code = layers.module(name, a, cv, cur.chan, cur.rank, inplace)
                 if name in layers.HELPER_OF_MODULE:
                     self.gen.helpers.add(layers.HELPER_OF_MODULE[name])
@@ -1331,14 +1443,14 @@ class _Layers:
             var = self.out_var(st, cur, seg, end and not numbered)
             self.fline(f"{var} = {access}({cur.var})")
         chan_code = f"{access}.out_channels"
-        if st.scope.form == "seq":
-            c = py_ident("c", self.locals_i)
-            self.iline(f"{c} = {chan_code}")
-            chan_code = c
+        closed = _closed_form(child, parts, args, names) if child is not None and klass.startswith("\x00R") else None
         out = child.out if child is not None else None
+        if closed is not None:
+            return Val(var, closed, out.rank, out.shape, bool(child.returns_fresh), bool(out.saves))
         rank = out.rank if out is not None else cur.rank
-        return Val(var, Py(chan_code, frozenset(deps)), rank, out.shape if out is not None else None,
-                   bool(child and child.returns_fresh), bool(out and out.saves))
+        return Val(var, Py(chan_code, frozenset(deps), P_POSTFIX), rank, out.shape if out is not None else None,
+                   bool(child and child.returns_fresh), bool(out and out.saves),
+                   st.scope.access if st.scope.form == "seq" and numbered else None)
 
     def emit_def(self, dv: DefValue, args, st: St, e, seg: Seg | None = None, end: bool = False) -> Val:
         decl = dv.decl
@@ -1362,6 +1474,21 @@ class _Layers:
             senv.vars[p.name] = Binding(b.py, denv.vars[p.name], ("arg",), expr=a, env=where)
         inner = replace(st, env=senv)
         body = decl.body
+        saved = self.ctx_path
+        self.ctx_path = saved + (id(e), self.expansion(e))
+        try:
+            return self._def_body(body, inner, seg, end)
+        finally:
+            self.ctx_path = saved
+
+    def expansion(self, e) -> int:
+        """How many times e was expanded before here (the same in every round of a loop)."""
+        key = (self.ctx_path, id(e))
+        n = self.expansions.get(key, 0)
+        self.expansions[key] = n + 1
+        return n
+
+    def _def_body(self, body, inner, seg, end):
         if seg is not None and type(body) is not ast.Pipe:
             # a def of one built-in layer, named by the label over its call
             b = self.callee(body.func if type(body) is ast.Call else body, inner)
@@ -1425,8 +1552,11 @@ class _Layers:
             dedicated = name is not None and end
             if dedicated:
                 var = self.out_var(st, cur, name, True)
-            elif cur.var not in self.pins and (cur.var in self.chain_vars or cur.var == "x") and cur.var not in vs[1:]:
+            elif cur.var not in self.pins and (cur.var in self.chain_vars or cur.var.startswith("\x00V")) \
+                    and cur.var not in vs[1:]:
                 var = cur.var
+                if var.startswith("\x00V"):
+                    self.overwritten.add(var)
             else:
                 var = self.chain_var(st)
             self.fline(f"{var} = {expr}")
@@ -1453,8 +1583,13 @@ class _Layers:
         if id(e) in self.rnodes or (not b.py.deps and isinstance(n, int) and n <= 3):
             if not isinstance(n, int):
                 raise NeedsConcrete("a repetition count")
-            for _ in range(n):
-                st = replace(st, cur=self.emit(e.left, st))
+            saved = self.ctx_path
+            for i in range(n):
+                self.ctx_path = saved + ((id(e), i),)
+                try:
+                    st = replace(st, cur=self.emit(e.left, st))
+                finally:
+                    self.ctx_path = saved
             return st.cur
         rounds = Binding(Py(f"list(range({b.py.code}))", b.py.deps, P_POSTFIX),
                          list(range(n)) if isinstance(n, int) else UNKNOWN)
