@@ -78,7 +78,7 @@ def _safe(tag: str) -> str:
     return "".join(c if c.isalnum() and c.isascii() else "_" for c in tag)[:40]
 
 
-def build(text: str, entry: str, tag: str, init: bool = True) -> nn.Module:
+def build(text: str, entry: str, tag: str, init: bool = True, outputs: int = 1) -> nn.Module:
     """Call `entry` in the module of `text`: weights drawn as init_weights draws them (init) or
     left as they come (init=False: for loading a checkpoint)."""
     mod = load_source(text, tag)
@@ -101,17 +101,19 @@ def build(text: str, entry: str, tag: str, init: bool = True) -> nn.Module:
         cls.netlang_source = text
         cls.netlang_entry = entry
         cls.netlang_tag = tag
+        cls.netlang_outputs = outputs
     return model
 
 
 def _reduce(self, protocol):
     state = self.state_dict(keep_vars=False)
-    return _rebuild, (type(self).netlang_source, type(self).netlang_entry, type(self).netlang_tag, state,
-                      self.training)
+    cls = type(self)
+    return _rebuild, (cls.netlang_source, cls.netlang_entry, cls.netlang_tag, state, self.training,
+                      cls.netlang_outputs)
 
 
-def _rebuild(text, entry, tag, state, training):
-    model = build(text, entry, tag, init=False)
+def _rebuild(text, entry, tag, state, training, outputs=1):
+    model = build(text, entry, tag, init=False, outputs=outputs)
     model.load_state_dict(state, strict=True, assign=True)
     return model.train(training)
 
@@ -121,7 +123,7 @@ def lower(net, init: bool = True) -> nn.Module:
     G = net.graph
     verify(G, check_shapes=False)
     src = generate(net)
-    model = build(src.text, src.entry, G.graph["name"], init)
+    model = build(src.text, src.entry, G.graph["name"], init, len(G.graph["outputs"]))
     check_against_ir(model, G)
     return model
 

@@ -2882,7 +2882,7 @@ def features(text: str, net=None) -> set[str]:
                 (isinstance(e, ast.Name) and (e.id in OP_NAMES or e.id in decl_names)) or
                 (isinstance(e, ast.Call) and isinstance(e.func, ast.Name) and (e.func.id in OP_NAMES or e.func.id in decl_names)))
 
-    def label_kinds(t: ast.Template, in_block: bool, prefixed: bool):
+    def label_kinds(t: ast.Template):
         exprs = [p for p in t.parts if not isinstance(p, str)]
         if exprs:
             f.add("label:template")
@@ -2938,7 +2938,7 @@ def features(text: str, net=None) -> set[str]:
         return isinstance(e, ast.Ref) or (isinstance(e, ast.Pipe) and isinstance(e.items[0], ast.Ref))
 
     def expr(e, st):
-        """st: dict of context flags (merge depth, in_args, in_test, in_block)."""
+        """st: context flags (merge_depth, in_args, in_test, as_value, labelled, stmt)."""
         if isinstance(e, ast.Name):
             name_uses[e.id] = name_uses.get(e.id, 0) + 1
             if e.id in defs and st.get("as_value"):
@@ -2955,7 +2955,7 @@ def features(text: str, net=None) -> set[str]:
             if len(e.path) > 1:
                 f.add("ref:dotted")
         elif isinstance(e, ast.Labelled):
-            label_kinds(e.label, st.get("in_block"), False)
+            label_kinds(e.label)
             for p in e.label.parts:
                 if not isinstance(p, str):
                     expr(p, st)
@@ -3114,7 +3114,7 @@ def features(text: str, net=None) -> set[str]:
             if "block" in pnames:
                 f.add("block:param_block")
             before = dict(name_uses)
-            stmts(d.body, {"in_block": True})
+            stmts(d.body, {})
             if name_uses.get(d.name, 0) > before.get(d.name, 0):
                 f.add("block:recursive")
         elif isinstance(d, ast.DefDecl):

@@ -51,7 +51,7 @@ def network(body: str, input: str = "4x10x9") -> str:
 
 def build(src: str, **kw):
     net = netlang.loads(src, **kw)
-    return net, lower(net.graph)
+    return net, lower(net)
 
 
 def randomize(module, seed: int = 0) -> None:
@@ -487,7 +487,7 @@ def test_auxiliary_outputs_only_in_training():
 
 def test_googlenet_auxiliary_heads_like_torchvision():
     net = netlang.load(ARCH / "googlenet.net", network="googlenet_torchvision", input=(3, 64, 64))
-    m = lower(net.graph)
+    m = lower(net)
     calls = []
     for aux in ("aux1", "aux2"):
         m.get_submodule(aux + ".fc1").register_forward_hook(lambda mod, i, o, aux=aux: calls.append(aux))
@@ -519,7 +519,7 @@ def test_zoo_state_dict_is_what_the_ir_promises(path, name):
     entries = state_entries(net.graph)
     # On the meta device: real shapes and keys, no memory and no arithmetic, so even vgg16 is quick.
     with torch.device("meta"):
-        m = lower(net.graph, init=False)
+        m = lower(net, init=False)
     sd = m.state_dict()
     assert [(k, tuple(v.shape)) for k, v in sd.items()] == [(k, s) for k, s, _ in entries]
     assert {k for k, _ in m.named_buffers()} == {k for k, _, buf in entries if buf}
@@ -571,7 +571,7 @@ def test_keys_shapes_and_module_types_match_torchvision(model):
         assert net.cost.macs == pytest.approx(ref["meta"]["gflops"] * 1e9, rel=1e-3)
     # every module that holds state is of torchvision's type (Conv2d, BatchNorm2d, Linear)
     with torch.device("meta"):
-        m = lower(net.graph, init=False)
+        m = lower(net, init=False)
     types = dict(ref["module_names"])
     for owner in {k.rpartition(".")[0] for k in ours}:
         assert type(m.get_submodule(owner)).__name__ == types[owner], owner
@@ -593,7 +593,7 @@ def test_outputs_match_torchvision_on_formula_weights(model):
     g, ref = golden(model, "outputs"), golden(model)
     side = g["input_shape"][2]
     net = netlang.load(ARCH / file, network=name, input=tuple(g["input_shape"][1:]))
-    m = lower(net.graph, init=False)
+    m = lower(net, init=False)
     state = {k: fill_value(k, s, torch).to(getattr(torch, dtype)) for k, s, dtype in ref["state_dict"]}
     m.load_state_dict(state, strict=True)
     m.eval()
@@ -645,7 +645,7 @@ def test_init_is_reproducible_under_manual_seed():
 
     def state(seed):
         torch.manual_seed(seed)
-        return lower(net.graph).state_dict()
+        return lower(net).state_dict()
 
     a, b, c = state(0), state(0), state(1)
     assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
@@ -655,7 +655,7 @@ def test_init_is_reproducible_under_manual_seed():
 
 def test_compile_api():
     torch.manual_seed(0)
-    m = netlang.compile(ARCH / "squeezenet.net", network="squeezenet1_1", input=(3, 48, 48), classes=10)
+    m = netlang.compile(ARCH / "squeezenet.net", network="squeezenet1_1", input=(3, 48, 48), num_classes=10)
     assert isinstance(m, nn.Module)
     assert m.classifier[1].weight.shape == (10, 512, 1, 1)
     assert m.eval()(torch.randn(2, 3, 48, 48)).shape == (2, 10)

@@ -52,6 +52,7 @@ class Draft:
     groups: list = field(default_factory=list)
     locals: set = field(default_factory=set)
     needs: list = field(default_factory=list)    # drafts it builds through a parameter (`block(...)`)
+    def_needs: list = field(default_factory=list)  # defs of one block it calls through a parameter
     key: str = ""
     cls: str = ""
 
@@ -170,7 +171,9 @@ class Gen:
             for d in self.order:
                 if d.kind == "block":
                     by_block.setdefault(d.name, []).append(d)
+            from .writer import block_def
             missing = {r.block for d in self.order for r in live_refs(d) if not r.drafts and r.block not in by_block}
+            missing |= {block_def(dv) for dv in needed_defs(self.order) if block_def(dv) not in by_block}
             if not missing:
                 break
             for name in sorted(missing):
@@ -233,16 +236,41 @@ class Gen:
         self.cls_of = cls
         self.first_of = first_of
         self.by_block = by_block
+        self.defs = needed_defs(self.order)
+        self.def_names = {}
+        for dv in self.defs:
+            if len({cls[id(c)] for c in by_block.get(block_def_name(dv), [])}) != 1:
+                raise RuntimeError(f"netlang internal error: def {dv.decl.name} calls a block with several classes")
+            self.def_names[dv.decl.name] = py_ident(dv.decl.name, taken | {d.cls for d in self.order}, "make")
 
     def class_for(self, r) -> str:
+        if r.kind == "def":
+            return self.def_names[r.block]
         cands = r.drafts or self.by_block.get(r.block, [])
         return self.first_of[self.cls_of[id(cands[0])]].cls
 
 
-def live_refs(d: Draft):
-    """The class references that made it into the draft's final source."""
+def live_refs(d: Draft, kind: str = "class"):
+    """The class (or def function) references that made it into the draft's final source."""
     text = d.key_text
-    return [r for i, r in enumerate(d.refs) if f"\x00R{i}\x00" in text]
+    return [r for i, r in enumerate(d.refs) if f"\x00R{i}\x00" in text and r.kind == kind]
+
+
+def needed_defs(drafts) -> list:
+    """The defs of one block call the file gives as functions: referred to by name, or called
+    through a parameter."""
+    out, seen = [], set()
+    for d in drafts:
+        for dv in [r.value for r in live_refs(d, "def")] + d.def_needs:
+            if id(dv.decl) not in seen:
+                seen.add(id(dv.decl))
+                out.append(dv)
+    return out
+
+
+def block_def_name(dv):
+    from .writer import block_def
+    return block_def(dv)
 
 
 def _known(env, name):
@@ -406,6 +434,7 @@ def render_file(gen: Gen, net: Draft, header: str) -> tuple[str, str]:
     entry, factory = _entry(gen, net)
     parts = [header, "import torch\nimport torch.nn.functional as F\nfrom torch import nn"]
     parts += helper_source(gen.helpers)
+    parts += [render_def(gen, dv) for dv in gen.defs]
     parts += body
     if factory:
         parts.append(factory)
@@ -439,6 +468,51 @@ def _dependency_order(gen: Gen, net: Draft) -> list:
     return out
 
 
+def render_def(gen: Gen, dv) -> str:
+    """A def of one block call as the function that builds that block's module."""
+    from .code import P_ATOM, Binding, Py, SEnv, Val
+    from .writer import Scope, St, Writer
+    decl = dv.decl
+    d = Draft("def", decl.name, decl)
+    w = Writer(gen, d, set(), set(), "graph", concrete=False)
+    cenv = Env(dv.env)
+    env = SEnv(cenv)
+    taken: set = set()
+    names = {}
+    for p in decl.params:
+        names[p.name] = py_ident(p.name, taken, "p")
+    in_name = py_ident("in_channels", taken)
+    st = St(Val(None, Py(in_name), 3, None), Scope("graph", "self"), env, {})
+    sig = [in_name]
+    for p in decl.params:
+        cenv.vars[p.name] = UNKNOWN
+        env.vars[p.name] = Binding(Py(names[p.name], frozenset({("param", p.name)})), UNKNOWN, ("param", p.name))
+        default = w.literal_default(p.default, st) if p.default is not None else None
+        sig.append(names[p.name] if default is None else f"{names[p.name]}={default}")
+    body = decl.body
+    func = body.func if type(body) is ast.Call else body
+    target = dv.env.lookup(func.id)
+    klass = w.ref(target.decl.name)
+    first = gen.by_block[target.decl.name][0]
+    pymap = {p.name: py for py, p, _ in first.params}
+    params = [p.name for p in target.decl.params]
+    parts, keywords = [in_name], False
+    for i, a in enumerate(body.args if type(body) is ast.Call else ()):
+        pname = a.name if a.name is not None else params[i]
+        if pname in first.resolved:
+            keywords = True
+            continue
+        code = w.expr(a.value, st).code
+        parts.append(code if a.name is None and not keywords else f"{pymap.get(pname, pname)}={code}")
+    lines = _wrap_def(f"def {gen.def_names[decl.name]}(", sig, "):", 0)
+    where = f"{_short(decl.loc.file)}:{decl.loc.line}"
+    lines.append(f'    """{comment(_header(decl, "def") + f" ({where})")}"""')
+    from .layout import wrap
+    lines += wrap(f"return {klass}({', '.join(parts)})", "    ")
+    d.key_text = "\n".join(lines)
+    return _refs_to_names(gen, d, d.key_text)
+
+
 def _refs_to_names(gen: Gen, d: Draft, text: str) -> str:
     return re.sub(r"\x00R(\d+)\x00", lambda m: gen.class_for(d.refs[int(m.group(1))]), text)
 
@@ -465,14 +539,22 @@ def render_class(gen: Gen, d: Draft) -> str:
 
 def _docstring(gen: Gen, d: Draft) -> str:
     decl = d.decl
-    params = ", ".join(p.name for p in decl.params)
     where = f"{_short(decl.loc.file)}:{decl.loc.line}"
-    kind = "block" if d.kind == "block" else "network"
-    text = f"{kind} {decl.name}({params}) ({where})"
+    text = f"{_header(decl, 'block' if d.kind == 'block' else 'network')} ({where})"
     if d.resolved:
         fixed = ", ".join(f"{k}={_show(v)}" for k, v in d.resolved.items())
         text += f"; fixed for this network: {fixed}"
     return comment(text).replace('"""', "'''").replace("\\", "/")
+
+
+def _header(decl, kind: str) -> str:
+    """The declaration as the .net file writes it (`block bottleneck(width, stride=1)`)."""
+    from netlang.errors import source_line
+    line = source_line(decl.loc.file, decl.loc.line) or ""
+    m = re.match(rf"\s*{kind}\s+{re.escape(decl.name)}\s*(\([^)]*\))?", line)
+    if m and (m.group(1) or not decl.params):
+        return f"{kind} {decl.name}{m.group(1) or ''}"
+    return f"{kind} {decl.name}({', '.join(p.name for p in decl.params)})"
 
 
 def _show(v) -> str:
@@ -607,28 +689,30 @@ def _with_aux(d: Draft, main, outputs) -> list[str]:
 
 
 def _entry(gen: Gen, net: Draft) -> tuple[str, str]:
-    """The call that builds the network, and (for an instance or overridden parameters) the
-    function the file gives for it."""
-    args = []
+    """The call that builds the network, and (for a network instance, or parameters given on
+    the command line) the function the file gives for it, taking the same arguments as the class
+    with this network's values as defaults."""
+    sig, call, differs = [], [], False
     for name, p, default in net.params:
-        v = gen.net_values[p.name]
-        code = _value_code(gen, v)
-        if default is None or code != _refs_to_names(gen, net, default):
-            args.append(f"{name}={code}")
+        code = _value_code(gen, gen.net_values[p.name])
+        differs |= default is None or code != _refs_to_names(gen, net, default)
+        sig.append(f"{name}={code}")
+        call.append(f"{name}={name}")
     decl = gen.net_decl
-    if not args and not isinstance(decl, ast.NetworkInst):
+    if not differs and not isinstance(decl, ast.NetworkInst):
         return f"{net.cls}()", ""
     taken = {d.cls for d in gen.order} | set().union(*(d.locals for d in gen.order))
     fname = py_ident(gen.network, taken, "make")
-    call = f"{net.cls}({', '.join(args)})"
     doc = f"network {gen.network}"
     if isinstance(decl, ast.NetworkInst):
-        doc += f" = {decl.target}(...)"
-    text = f"def {fname}():\n    \"\"\"{comment(doc)}\"\"\"\n    return {call}"
-    if len(text.splitlines()[-1]) > LINE:
-        inner = ",\n        ".join(args)
-        text = f"def {fname}():\n    \"\"\"{comment(doc)}\"\"\"\n    return {net.cls}(\n        {inner},\n    )"
-    return f"{fname}()", text
+        doc += " = " + gen.el.call_text(decl.target, decl.args, gen.module.env, None)
+    if gen.overrides:
+        doc += "; given: " + ", ".join(f"{k}={v}" for k, v in gen.overrides.items())
+    lines = _wrap_def(f"def {fname}(", sig, "):", 0)
+    lines.append(f'    """{comment(doc)}"""')
+    from .layout import wrap
+    lines += wrap(f"return {net.cls}({', '.join(call)})", "    ")
+    return f"{fname}()", "\n".join(lines)
 
 
 def _value_code(gen: Gen, v) -> str:
@@ -638,6 +722,8 @@ def _value_code(gen: Gen, v) -> str:
         if not ds:
             raise RuntimeError(f"netlang internal error: no class for block {v.decl.name}")
         return gen.first_of[gen.cls_of[id(ds[0])]].cls
+    if getattr(v, "decl", None) is not None and v.decl.name in getattr(gen, "def_names", {}):
+        return gen.def_names[v.decl.name]
     if isinstance(v, list):
         return "[" + ", ".join(_value_code(gen, x) for x in v) + "]"
     if isinstance(v, tuple):

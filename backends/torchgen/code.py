@@ -75,6 +75,8 @@ class Val:
     fresh: bool = False       # new storage made in this forward: an in-place op may overwrite it
     saves: bool = False       # its maker's backward reads it: never overwrite it
     tail: str | None = None   # chan reads the last module of this nn.Sequential (`seq[-1].out_channels`)
+    alias: str | None = None  # the variable whose storage it views (a crop, a flatten): overwriting
+                              # it in place overwrites that one too
 
 
 class Lines:
@@ -103,9 +105,11 @@ class Lines:
 @dataclass
 class Ref:
     """A reference to a generated class in the source (a token until the classes are named)."""
-    block: str                                   # the block's netlang name
+    block: str                                   # the block's (or def's) netlang name
     drafts: list = field(default_factory=list)   # the drafts it may stand for (empty: any class of it)
     node: object = None                          # what to resolve when the drafts disagree
+    kind: str = "class"                          # "class", or "def": the function of a def of one block
+    value: object = None                         # the DefValue, for a "def"
 
 
 class SEnv:

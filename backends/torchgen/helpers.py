@@ -109,18 +109,22 @@ def check_input(model, x, shape):
         return
     names = {id(m): n for n, m in model.named_modules() if n}
     entered = []
-    hook = torch.nn.modules.module.register_module_forward_pre_hook(lambda m, args: entered.append(names.get(id(m))))
+    hook = torch.nn.modules.module.register_module_forward_pre_hook(
+        lambda m, args: entered.append((names.get(id(m)), tuple(args[0].shape[1:]) if args else None)))
     model.__dict__["_checking"] = True
     try:
         state = {k: torch.empty_like(v, device="meta") for k, v in model.state_dict().items()}
         with torch.no_grad():
             torch.func.functional_call(model, state, (torch.empty((1,) + size, device="meta"),))
     except Exception as err:
-        layer = next((n for n in reversed(entered) if n), None)
+        layer, got = next(((n, s) for n, s in reversed(entered) if n), (None, None))
         where = f"layer {layer}" if layer else "its first layer"
+        if got is not None:
+            where += f", which gets {'x'.join(map(str, got))},"
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"{type(model).__name__}: an input of {'x'.join(map(str, size))} does not fit "
-                         f"{where} (declared input {'x'.join(map(str, shape))}): {reason}") from None
+        raise ValueError(f"{type(model).__name__}: an input of {'x'.join(map(str, size))} does not fit: "
+                         f"{where} cannot take it (the declared input is {'x'.join(map(str, shape))}; "
+                         f"PyTorch says: {reason})") from None
     finally:
         hook.remove()
         model.__dict__["_checking"] = False

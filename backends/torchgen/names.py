@@ -48,7 +48,7 @@ MODULE_ATTRIBUTES = frozenset({
     'to_empty', 'train', 'training', 'type', 'xpu', 'zero_grad',
     # nn.Sequential's own methods (a labelled layer inside a sequence), and the generated classes'
     # output width
-    'append', 'extend', 'insert', 'pop', 'out_channels',
+    'append', 'extend', 'insert', 'pop', '_get_item_by_idx', 'out_channels',
 })
 
 

@@ -26,9 +26,91 @@ SAVES_OUTPUT = {"relu", "relu6", "sigmoid", "tanh", "softmax"}
 VIEW_OPS = {"identity", "flatten", "dropout", "drop_path", "center_crop"}
 
 
+def block_def(dv) -> str | None:
+    """The block a def stands for when its body is one call of a block whose arguments are
+    plain values of the def's parameters (`def resnext_32x4d(width, stride=1) = bottleneck(width,
+    stride=stride, groups=32, base_width=4)`): such a def is a Python function returning that
+    block's module, so it can be a constructor argument as a block can. None for any other def."""
+    if not isinstance(dv, DefValue):
+        return None
+    cached = dv.decl.__dict__.get("_torch_block_def", 0)
+    if cached != 0:
+        return cached
+    found = _block_def(dv)
+    object.__setattr__(dv.decl, "_torch_block_def", found)
+    return found
+
+
+def _block_def(dv) -> str | None:
+    decl = dv.decl
+    body = decl.body
+    if type(body) not in (ast.Call, ast.Name):
+        return None
+    func = body.func if type(body) is ast.Call else body
+    params = {p.name for p in decl.params}
+    if type(func) is not ast.Name or func.id in params:
+        return None
+    try:
+        target = dv.env.lookup(func.id)
+    except KeyError:
+        return None
+    if not isinstance(target, BlockValue):
+        return None
+    for p in decl.params:
+        if p.default is not None and not _literal(p.default):
+            return None
+
+    def plain(e) -> bool:
+        t = type(e)
+        if t is ast.Const:
+            return True
+        if t is ast.Name:
+            if e.id in params:
+                return True
+            try:
+                return isinstance(dv.env.lookup(e.id), (BlockValue, FuncValue))
+            except KeyError:
+                return False
+        if t in (ast.ListExpr, ast.TupleExpr):
+            return all(plain(x) for x in e.items)
+        if t is ast.BinOp:
+            return plain(e.left) and plain(e.right)
+        if t is ast.Unary:
+            return plain(e.operand)
+        if t is ast.Cond:
+            return plain(e.test) and plain(e.then) and plain(e.orelse)
+        if t is ast.Index:
+            return plain(e.obj) and plain(e.index)
+        if t is ast.Call and type(e.func) is ast.Name and e.func.id not in params:
+            try:
+                f = dv.env.lookup(e.func.id)
+            except KeyError:
+                return False
+            return isinstance(f, FuncValue) and all(plain(a.value) for a in e.args)
+        return False
+    args = body.args if type(body) is ast.Call else ()
+    if not all(plain(a.value) for a in args):
+        return None
+    return target.decl.name
+
+
+def _literal(e) -> bool:
+    t = type(e)
+    if t is ast.Const:
+        return True
+    if t is ast.Unary and e.op == "-" and type(e.operand) is ast.Const:
+        return True
+    if t in (ast.ListExpr, ast.TupleExpr):
+        return all(_literal(x) for x in e.items)
+    return False
+
+
 def is_gtime(v) -> bool:
     """A value the source cannot hold as a Python value: a layer, a def, a pipeline (they are
-    expanded where they are placed). A block is a class, so it can."""
+    expanded where they are placed). A block is a class and a def of one block call a function,
+    so they can."""
+    if isinstance(v, DefValue) and block_def(v):
+        return False
     if isinstance(v, GTIME):
         return True
     if isinstance(v, (list, tuple)):
@@ -144,8 +226,8 @@ class _Core:
         import re as _re
         return _re.sub(r"\x00R(\d+)\x00", lambda m: f"<{self.d.refs[int(m.group(1))].block}>", text)
 
-    def ref(self, block: str, drafts=(), node=None) -> str:
-        self.d.refs.append(Ref(block, list(drafts), node))
+    def ref(self, block: str, drafts=(), node=None, kind: str = "class", value=None) -> str:
+        self.d.refs.append(Ref(block, list(drafts), node, kind, value))
         return f"\x00R{len(self.d.refs) - 1}\x00"
 
     def lookup(self, name: str, env: SEnv) -> Binding:
@@ -164,6 +246,8 @@ class _Core:
             return Binding(None if is_gtime(v) else self.const_py(v), v)
         if isinstance(v, BlockValue):
             return Binding(Py(self.ref(v.decl.name)), v)
+        if block_def(v):
+            return Binding(Py(self.ref(v.decl.name, kind="def", value=v)), v)
         if is_gtime(v):
             return Binding(None, v)
         return Binding(self.const_py(v), v)
@@ -174,6 +258,8 @@ class _Core:
             raise NeedsConcrete("an unknown value")
         if isinstance(v, BlockValue):
             return Py(self.ref(v.decl.name))
+        if block_def(v):
+            return Py(self.ref(v.decl.name, kind="def", value=v))
         if isinstance(v, list):
             return Py("[" + ", ".join(self.const_py(x).code for x in v) + "]")
         if isinstance(v, tuple) and any(isinstance(x, (BlockValue, list, tuple)) for x in v):
@@ -879,6 +965,10 @@ class _Core:
         return replace(pick, cur=cur, env=st.env, body=st.body, top=st.top, inside=st.inside, loops=st.loops)
 
 
+def inplace_done(name, cur, var) -> bool:
+    return name in ("relu", "relu6") and var == cur.var
+
+
 def _closed_form(child, parts: list, args, names) -> Py | None:
     """The width a block call gives, written from the call's own arguments where the block's
     class states it in terms of its parameters (`BasicConv(c, 64, 3)` gives 64)."""
@@ -986,6 +1076,10 @@ class _Items:
             if not self.pins[var]:
                 del self.pins[var]
 
+    def overwritable(self, v: Val) -> bool:
+        """May an op write into v's storage? Nothing else may read it, nor what it views."""
+        return v.var not in self.pins and (v.alias is None or v.alias not in self.pins)
+
     def chain_var(self, st) -> str:
         base = "x" if self.d.kind == "network" else "out"
         for name in [base] + [f"{base}{i}" for i in range(2, 1000)]:
@@ -1052,6 +1146,9 @@ class _Items:
     def apply(self, b: Binding, args, st: St, e, name: Seg | None = None, end: bool = False) -> Val:
         v = b.value
         if b.py is not None and not isinstance(v, (OpValue, DefValue, Thunk)):
+            return self.emit_block(b, args, st, e, name, end)
+        if isinstance(v, DefValue) and b.key is not None and b.py is not None and block_def(v):
+            # a parameter holding a def of one block call: call the function the file gives it
             return self.emit_block(b, args, st, e, name, end)
         if isinstance(v, OpValue):
             return self.emit_layer(v.op.name, args, st, e, name, end)
@@ -1348,7 +1445,7 @@ class _Layers:
                     if scope is self.root:
                         self.facts_numbered = True
                 inplace = (name in ("relu", "relu6") and cur.fresh and not cur.saves
-                           and (not scope.first if scope.form == "seq" else cur.var not in self.pins))
+                           and (not scope.first if scope.form == "seq" else self.overwritable(cur)))
                 if cur.tail is not None and cur.tail == scope.access and name not in ("conv", "conv_t", "linear"):
                     # the next module would become seq[-1]: keep the width the block gave
                     c = self.node_local(e, "c")
@@ -1366,7 +1463,7 @@ class _Layers:
                 if name == "identity":
                     return cur
                 af = self.layer_args(op, args, st, "crop" if name == "center_crop" else "fwd")
-                inplace = name in ("relu", "relu6") and cur.fresh and not cur.saves and cur.var not in self.pins
+                inplace = name in ("relu", "relu6") and cur.fresh and not cur.saves and self.overwritable(cur)
                 expr = layers.functional(name, af, cv, cur.var, inplace)
                 if name in layers.HELPER_OF_CALL:
                     self.gen.helpers.add(layers.HELPER_OF_CALL[name])
@@ -1377,26 +1474,45 @@ class _Layers:
         except Resolve as r:
             raise Restart(keys=r.py.deps, why="an argument that must be a constant") from None
         chan, rank = layers.output(name, a, cur.chan, cur.rank, cur.shape)
+        alias = None
         if name in VIEW_OPS:
             fresh, saves = cur.fresh, cur.saves
+            alias = cur.alias or (cur.var if cur.var != var else None)
         elif name in FRESH:
             fresh, saves = True, False
         elif name in SAVES_OUTPUT:
             fresh, saves = True, True
         else:
             fresh, saves = False, False
-        return Val(var, chan, rank, shape, fresh, saves)
+        if inplace_done(name, cur, var):
+            alias = cur.alias
+        return Val(var, chan, rank, shape, fresh, saves, alias=alias)
 
     def emit_block(self, b: Binding, args, st: St, e, seg: Seg | None = None, end: bool = False) -> Val:
         cur = st.cur
         bv = b.value
         child = None
-        if isinstance(bv, BlockValue) and self.concrete and cur.shape is not None:
+        inner_draft = None
+        if isinstance(bv, DefValue):
+            # the def's own call of its block, evaluated with this call's arguments
+            if self.concrete and cur.shape is not None:
+                denv = Env(bv.env)
+                self.gen.el.bind_params(f"def {bv.decl.name}", bv.decl.params, args, st.env.cenv, cur.shape,
+                                        e.loc, denv)
+                inner = bv.decl.body
+                target = bv.env.lookup((inner.func if type(inner) is ast.Call else inner).id)
+                benv = Env(target.env)
+                self.gen.el.bind_params(f"block {target.decl.name}", target.decl.params,
+                                        inner.args if type(inner) is ast.Call else (), denv, cur.shape, e.loc, benv)
+                inner_draft = self.gen.block_draft(target, benv, cur.shape)
+                self.d.needs.append(inner_draft)
+            self.d.def_needs.append(bv)
+        elif isinstance(bv, BlockValue) and self.concrete and cur.shape is not None:
             benv = Env(bv.env)
             self.gen.el.bind_params(f"block {bv.decl.name}", bv.decl.params, args, st.env.cenv, cur.shape,
                                     e.loc, benv)
             child = self.gen.block_draft(bv, benv, cur.shape)
-        decl = bv.decl if isinstance(bv, BlockValue) else None
+        decl = bv.decl if isinstance(bv, (BlockValue, DefValue)) else None
         # the class: a block named in the source is a reference to its class; a parameter holding
         # a block is that parameter
         if decl is not None and b.py.code.startswith("\x00R"):
@@ -1444,6 +1560,7 @@ class _Layers:
             self.fline(f"{var} = {access}({cur.var})")
         chan_code = f"{access}.out_channels"
         closed = _closed_form(child, parts, args, names) if child is not None and klass.startswith("\x00R") else None
+        child = child or inner_draft
         out = child.out if child is not None else None
         if closed is not None:
             return Val(var, closed, out.rank, out.shape, bool(child.returns_fresh), bool(out.saves))
@@ -1525,7 +1642,7 @@ class _Layers:
         deps = frozenset().union(*(o.chan.deps for o in outs))
         fresh, saves = True, False
         first = outs[0]
-        if e.op == "add" and first.fresh and not first.saves and first.var not in self.pins \
+        if e.op == "add" and first.fresh and not first.saves and self.overwritable(first) \
                 and first.var not in vs[1:] and first.var != cur.var and first.var != "x" \
                 and not first.var.startswith("\x00V"):
             for v in vs[1:]:
