@@ -5,10 +5,10 @@ Prints, on this CPU, the ratio of netlang's compiled module to a reference modul
   * forward time in eval mode (under torch.inference_mode) of resnet50 and googlenet, batch 1 and
     8, 224x224;
   * build time: constructing the module and initialising its parameters, both from an analysed
-    graph (`backends.pytorch.lower`) and from the .net file (`netlang.compile`: parse, elaborate,
-    analyse, lower), each timed once in a fresh process;
-  * and, where the backend writes Python source (`backends.pytorch.generate_source`), the forward
-    time of the module imported from that source against the in-memory one.
+    network (`backends.pytorch.lower`: generate the source, run it, build) and from the .net file
+    (`netlang.compile`: parse, elaborate, analyse, lower), each timed once in a fresh process;
+  * and the forward time of the module imported from the generated file (`netlang compile -o`)
+    against the in-memory one (the same code, so the ratio is the noise floor).
 
 The reference is torchvision's own model where `import torchvision` works; otherwise the modules
 below, which reproduce torchvision's ResNet-50 and GoogLeNet code (Bottleneck with conv1/bn1/...
@@ -374,8 +374,8 @@ def build_once(name: str, kind: str) -> None:
     # What a process pays once, whichever model it builds first, is paid before timing, alike for
     # every kind: torch's first layer constructions and netlang's parser.
     nn.Conv2d(3, 3, 3), nn.BatchNorm2d(3), nn.Linear(3, 3)
-    graph = netlang.load(p["file"], network=p["network"]).graph
-    f = {"reference": p["ref"], "lower": lambda: torch_backend.lower(graph),
+    net = netlang.load(p["file"], network=p["network"])
+    f = {"reference": p["ref"], "lower": lambda: torch_backend.lower(net),
          "compile": lambda: netlang.compile(p["file"], network=p["network"])}[kind]
     print(*timed(f))
 
@@ -409,28 +409,23 @@ def same_function(ours: nn.Module, ref: nn.Module, side: int) -> float:
     return diff
 
 
-def source_module(G, ours: nn.Module):
-    """The module of the Python file the backend writes for G, loaded as a user would import it,
-    with ours's state_dict; or None and why not."""
-    gen = getattr(torch_backend, "generate_source", None)
-    if gen is None:
-        return None, "backends.pytorch has no generate_source(): generated-source modules not timed"
+def source_module(net, ours: nn.Module):
+    """The module of the Python file `netlang compile -o` writes for net, loaded as a user would
+    import it, with ours's state_dict; or None and why not."""
+    from backends.torchgen import generate
     try:
-        text = gen(G)
+        src = generate(net)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "netlang_generated.py"
-            path.write_text(text)
+            path.write_text(src.text)
             spec = importlib.util.spec_from_file_location("netlang_generated", path)
             mod = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(mod)
-        # The network's class: the last nn.Module defined (blocks come before the networks that use them).
-        classes = [v for v in vars(mod).values()
-                   if isinstance(v, type) and issubclass(v, nn.Module) and v.__module__ == mod.__name__]
-        model = classes[-1]()
+        model = eval(src.entry, vars(mod))
         model.load_state_dict(ours.state_dict(), strict=True)
     except Exception as e:  # noqa: BLE001 - report why, and go on with the other measurements
-        return None, f"generate_source(graph) could not be loaded: {type(e).__name__}: {e}"
-    return model, f"class {type(model).__name__} of the generated file"
+        return None, f"the generated file could not be loaded: {type(e).__name__}: {e}"
+    return model, f"{src.entry} of the generated file"
 
 
 def main(argv=None) -> int:
@@ -476,9 +471,9 @@ def main(argv=None) -> int:
             m = interleaved(Fresh(p["name"], kind, args.threads), Fresh(p["name"], "reference", args.threads),
                             rounds, 0)
             ok &= row(label, m, BUILD_TARGET)
-        graph = netlang.load(p["file"], network=p["network"]).graph
+        net = netlang.load(p["file"], network=p["network"])
 
-        gen, what = source_module(graph, ours)
+        gen, what = source_module(net, ours)
         if gen is None:
             print(f"  generated source: {what}")
             continue

@@ -13,7 +13,17 @@ How validity is reached: the generator builds programs in a small AST of its own
 candidate piece on a small interpreter (`Sim`) that mirrors the elaborator's semantics and uses
 the op registry's shape rules (`netlang.ops`). A piece that fails there is discarded and another
 is drawn, so the text is valid by construction; `netlang` itself is the final judge
-(`valid_programs`). Nothing here imports torch.
+(`valid_programs`). The interpreter's graph (`_build(seed).final`) has the same layers and shapes
+as netlang's IR, which tests/test_progen.py checks. Nothing here imports torch.
+
+    generate(seed) -> str                 one program (deterministic: random.Random(seed))
+    valid_programs(start, count, ...)     (seed, text) of those that elaborate; NetlangError
+                                          skips one (a miss), any other exception propagates
+    features(text) -> set[str]            the constructs a program uses; FEATURES lists them all
+
+Names that nn.Module owns (backends.torchgen.names.MODULE_ATTRIBUTES) or that start with "__" are never
+labels; block, def, parameter and let names are drawn from pools of awkward names (Python
+keywords and builtins, the generated file's helpers, dunders, CamelCased block names).
 """
 from __future__ import annotations
 
@@ -24,7 +34,7 @@ import sys
 from typing import Iterator
 
 import netlang
-from backends._graph import MODULE_ATTRIBUTES
+from backends.torchgen.names import MODULE_ATTRIBUTES
 from netlang import ops
 
 # ====================================================================== the language's names
@@ -326,6 +336,7 @@ class Sim:
         self.nodes = []
         self.cons = []
         self.depth = 0
+        self.thunks = 0
 
     def add(self, op, args, ins):
         if op == "input":
@@ -845,7 +856,15 @@ def apply(sim, callee, args, env, cur, ctx):
     if isinstance(callee, Thunk):
         if args:
             raise Invalid("a pipeline already has its arguments")
-        return callee.item.place(sim, callee.env, cur, ctx)
+        # A pipeline value is late-bound: `let t = relu -> t` refers to itself and never ends
+        # (netlang reports a recursion error). Pipelines do not nest deeply in valid programs.
+        sim.thunks += 1
+        try:
+            if sim.thunks > 400:
+                raise Invalid("self-referent pipeline")
+            return callee.item.place(sim, callee.env, cur, ctx)
+        finally:
+            sim.thunks -= 1
     raise Invalid("not a layer")
 
 
@@ -1079,13 +1098,14 @@ class Gen:
     # ------------------------------------------------------------ state
     def snap(self, env, ctx):
         b = ctx.body
-        return (len(self.sim.nodes), self.sim.depth, env, dict(env.vars), b, dict(b.refs), set(b.keys),
-                len(self.decls))
+        return (len(self.sim.nodes), self.sim.depth, self.sim.thunks, env, dict(env.vars), b, dict(b.refs),
+                set(b.keys), len(self.decls))
 
     def restore(self, s, keep_decls=False):
-        n, depth, env, vars_, b, refs, keys, nd = s
+        n, depth, thunks, env, vars_, b, refs, keys, nd = s
         self.sim.truncate(n)
         self.sim.depth = depth
+        self.sim.thunks = thunks
         env.vars.clear()
         env.vars.update(vars_)
         b.refs.clear()
@@ -1110,7 +1130,7 @@ class Gen:
                 if len(self.sim.nodes) > self.cap:
                     raise Invalid("over budget")
                 return node, out
-            except Invalid:
+            except (Invalid, RecursionError):
                 self.restore(s)
         return None
 
@@ -2812,7 +2832,7 @@ def _build(seed: int):
             try:
                 g.program()
                 return g
-            except Invalid:
+            except (Invalid, RecursionError):
                 continue
         return None
     finally:

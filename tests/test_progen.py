@@ -17,7 +17,7 @@ from pathlib import Path
 
 import netlang
 import progen
-from backends._graph import MODULE_ATTRIBUTES
+from backends.torchgen.names import MODULE_ATTRIBUTES
 from netlang.ir import verify
 
 N = 300

@@ -353,8 +353,8 @@ def finish(d: Draft, w) -> None:
     d.subst = subst
     if d.kind == "block":
         d.init.add(f"self.out_channels = {d.out.chan.code}")
-    d.init = _drop_dead_lets(_apply(d.init, subst), w)
-    d.fwd = _drop_dead_lets(_apply(d.fwd, subst), w)
+    d.init = _fill_empty_blocks(_drop_dead_lets(_apply(d.init, subst), w))
+    d.fwd = _fill_empty_blocks(_drop_dead_lets(_apply(d.fwd, subst), w))
     d.locals = set(w.locals_i) | set(w.locals_f)
     d.writer_outputs = w.outputs
     d.key_text = "\n".join(["sig:" + ",".join(f"{p[0]}={p[2]}" for p in d.params), d.in_name, d.form,
@@ -392,6 +392,37 @@ def _drop_dead_lets(lines: Lines, w) -> Lines:
     out = Lines()
     out.items = items
     return out
+
+
+def _fill_empty_blocks(lines: Lines) -> Lines:
+    """A compound statement left with nothing inside (its items wrote no line here): drop an
+    empty `else:`, and give any other header `pass` (or drop a bare `for`/`if` that does
+    nothing)."""
+    items = [list(x) for x in lines.items]
+    for _ in range(20):
+        changed = False
+        out = []
+        for i, (ind, t) in enumerate(items):
+            nxt = items[i + 1][0] if i + 1 < len(items) else -1
+            header = t.rstrip("\x01").endswith(":") and t.split(" ", 1)[0] in ("for", "if", "else:", "elif", "else")
+            if header and nxt <= ind:
+                changed = True
+                if t == "else:":
+                    continue
+                if t.endswith("\x01") or (t.startswith("if ") and not (i + 1 < len(items) and items[i + 1][0] == ind
+                                                                       and items[i + 1][1] in ("else:",) )):
+                    continue
+                out.append([ind, t])
+                out.append([ind + 1, "pass"])
+                continue
+            out.append([ind, t])
+        items = out
+        if not changed:
+            break
+    items = [[ind, t.rstrip("\x01")] for ind, t in items]
+    new = Lines()
+    new.items = items
+    return new
 
 
 def _settle_lines(lines: Lines) -> Lines:
@@ -551,9 +582,19 @@ def _header(decl, kind: str) -> str:
     """The declaration as the .net file writes it (`block bottleneck(width, stride=1)`)."""
     from netlang.errors import source_line
     line = source_line(decl.loc.file, decl.loc.line) or ""
-    m = re.match(rf"\s*{kind}\s+{re.escape(decl.name)}\s*(\([^)]*\))?", line)
-    if m and (m.group(1) or not decl.params):
-        return f"{kind} {decl.name}{m.group(1) or ''}"
+    m = re.match(rf"\s*{kind}\s+{re.escape(decl.name)}\s*", line)
+    if m:
+        rest = line[m.end():]
+        if not rest.startswith("("):
+            if not decl.params:
+                return f"{kind} {decl.name}"
+        else:
+            depth = 0
+            for i, c in enumerate(rest):
+                depth += c in "([{"
+                depth -= c in ")]}"
+                if depth == 0:
+                    return f"{kind} {decl.name}{rest[:i + 1]}"
     return f"{kind} {decl.name}({', '.join(p.name for p in decl.params)})"
 
 

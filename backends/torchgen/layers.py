@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from netlang import ops
 
-from .code import P_MUL, Py, Resolve
+from .code import P_MUL, P_POSTFIX, Py, Resolve
 from .names import NeedsConcrete, pair_lit
 
 
@@ -34,8 +34,19 @@ def _pool_pad(a: dict, cv):
     return p
 
 
+def _factor(a: dict, cv) -> dict:
+    """upsample's scale factor as PyTorch takes it: a number or a tuple (not a list)."""
+    f = a.get("factor")
+    if f is None:
+        return a
+    if f.code.startswith("[") and f.code.endswith("]"):
+        f = Py("(" + f.code[1:-1] + ")")
+    return dict(a, factor=f)
+
+
 def module(op: str, a: dict, cv, in_chan: Py, rank: int, inplace: bool) -> str:
     """The nn.Module the layer is, as source."""
+    a = _factor(a, cv)
     def call(head, *pos, **kw):
         parts = [x for x in pos] + [f"{k}={v}" for k, v in kw.items()]
         return f"{head}({', '.join(parts)})"
@@ -110,6 +121,7 @@ HELPER_OF_CALL = {"drop_path": "drop_path", "center_crop": "center_crop"}
 def functional(op: str, a: dict, cv, x: str, inplace: bool) -> str:
     """An unlabelled layer without parameters, as a call in forward (`a`: forward's view of the
     arguments)."""
+    a = _factor(a, cv)
     ip = ", inplace=True" if inplace else ""
     if op == "relu":
         return f"F.relu({x}{ip})"

@@ -204,6 +204,8 @@ class _Core:
         self.ctx_path: tuple = ()   # the def and pipeline expansions and unrolled rounds around here
         self.expansions: dict = {}
         self.outputs = None
+        self.mirrored: set = set()  # lets forward computes again (their keys)
+        self.in_group = False
 
     # ================================================================== lines
     def iline(self, text) -> None:
@@ -347,7 +349,7 @@ class _Core:
 
     def mirror(self, b: Binding) -> str:
         """A let bound inside a loop or conditional: forward computes it again where it is."""
-        b.fwd = b.fwd or "needed"
+        self.mirrored.add(b.key)
         return b.py.code
 
     # ------------------------------------------------------------------ expressions
@@ -573,9 +575,12 @@ class _Core:
             if t is ast.ListExpr:
                 return f"[{inner}]"
             return f"({inner},)" if len(parts) == 1 else f"({inner})"
-        if t is ast.Name:
-            b = self.lookup(e.id, SEnv(st.env.cenv.parent if st.env.cenv.parent else st.env.cenv))
-            if isinstance(b.value, BlockValue):
+        if t is ast.Name and e.id not in st.env.vars:
+            try:
+                b = self.lookup(e.id, SEnv(st.env.cenv.parent if st.env.cenv.parent else st.env.cenv))
+            except NeedsConcrete:
+                return None
+            if isinstance(b.value, BlockValue) or (b.py is not None and block_def(b.value)):
                 return b.py.code
         return None
 
@@ -632,10 +637,14 @@ class _Core:
 
     # forward lines per top-level statement of a network, for the auxiliary heads
     def group_start(self, st):
-        return len(self.fwd) if (st.top and self.d.kind == "network") else None
+        if st.top and self.d.kind == "network" and not self.in_group:
+            self.in_group = True
+            return len(self.fwd)
+        return None
 
     def group_end(self, mark, st):
         if mark is not None:
+            self.in_group = False
             self.d.groups.append((mark, len(self.fwd)))
 
     # ------------------------------------------------------------------ statements
@@ -700,7 +709,7 @@ class _Core:
         return []
 
     def let_mirror(self, b, local):
-        if not b.fwd:
+        if b.key not in self.mirrored:
             return []
         return [f"{local} = {self.expr(b.expr, b.env, 'crop').code}"]
 
@@ -777,7 +786,8 @@ class _Core:
         if not hasattr(self, "_loop_names"):
             self._loop_names = {}
         if var not in self._loop_names:
-            name = py_ident(var, self.locals_i | self.locals_f, "i")
+            name = "_" if var == "\x02" and "_" not in self.locals_i | self.locals_f else \
+                py_ident("i" if var == "\x02" else var, self.locals_i | self.locals_f, "i")
             self.locals_i.add(name)
             self.locals_f.add(name)
             self._loop_names[var] = name
@@ -787,7 +797,7 @@ class _Core:
         """A loop kept as a loop: each round is written on its own, with the channels and the
         forward variable it carries as tokens; the rounds must come out the same."""
         key = ("loop", id(node), node)
-        local = self.loop_local(var) if var is not None else "_"
+        local = self.loop_local(var) if var is not None else self.loop_local("\x02")
         self.gen.tokens += 1
         tc, tv = f"\x00C{self.gen.tokens}\x00", f"\x00V{self.gen.tokens}\x00"
         cur = st.cur
@@ -801,6 +811,9 @@ class _Core:
         shape = cur.shape
         out = st
         was = self.concrete
+        # the value before the loop may become the variable the rounds carry: nothing else in a
+        # round may take that name
+        self.pin(cur.var)
         for v in runs:
             symbolic = v is UNKNOWN
             if var is not None:
@@ -831,6 +844,7 @@ class _Core:
                     oc.rank, 0)
             records.append((text, li, lf, oc, tv in self.overwritten, _ref_ids(li.flat() + lf.flat() + oc.chan.code)))
             shape = oc.shape
+        self.unpin(cur.var)
         first = records[0]
         if any(r[0] != first[0] for r in records[1:]):
             raise Restart(nodes={node}, why="the rounds of a loop differ")
@@ -853,7 +867,7 @@ class _Core:
         else:
             self.subst[tc] = cur.chan.at(P_POSTFIX)
             chan = cur.chan
-        header = f"for {local} in {_iter_code(b.py.code)}:"
+        header = f"for {local} in {_iter_code(b.py.code)}:" + ("\x01" if var is None else "")
         self.iline(header)
         self.splice_init(li)
         # forward mirrors it where its rounds compute anything
@@ -868,7 +882,7 @@ class _Core:
                 lf.add(f"{carried} = {ovar}")
             fiter = self.expr(iter_expr, st, "fwd").code if iter_expr is not None else \
                 f"range({self.expr(count_expr, st, 'fwd').code})"
-            self.fline(f"for {local} in {_iter_code(fiter)}:")
+            self.fline(f"for {local} in {_iter_code(fiter)}:" + ("\x01" if var is None else ""))
             self.fwd.extend(lf, self.fi + 1)
             var = carried
         else:
@@ -1232,6 +1246,8 @@ class _Items:
             referenced = any(_template_match(t, r) for r in self.gen.ref_labels)
         if referenced and st.loops:
             raise Restart(nodes={st.loops[-1]}, why="a label referred to inside a loop")
+        if referenced and st.scope.form == "seq":
+            raise NotAChain()           # forward must hold its value: not inside an nn.Sequential
         st.scope.place(seg.text or "?", st.nested)
         if st.scope is self.root and seg.text is not None:
             self.child_names.add(seg.text)
@@ -1416,9 +1432,14 @@ class _Layers:
                 b = self.value(a.value, st)
                 if b.py is None:
                     raise NeedsConcrete("a layer as a layer's argument")
-                out[pname] = b.py
+                py = b.py
+                raw = b.value
             else:
-                out[pname] = self.expr(a.value, st, mode)
+                py = self.expr(a.value, st, mode)
+                raw = self.cval(a.value, st)
+            if pname == "factor" and isinstance(raw, list) and not py.code.startswith("["):
+                py = Py(f"tuple({py.code})", py.deps, P_POSTFIX)     # PyTorch takes no list here
+            out[pname] = py
         return out
 
     def emit_layer(self, name: str, args, st: St, e, seg: Seg | None = None, end: bool = False) -> Val:
@@ -1650,7 +1671,8 @@ class _Layers:
             var = first.var
         else:
             if e.op == "concat":
-                if cv is not None and cv["crop"] or ("crop" in a and a["crop"].code != "False" and cur.rank == 3):
+                crop = cv["crop"] if cv is not None else ("crop" in a and a["crop"].code != "False")
+                if crop and first.rank == 3:
                     self.gen.helpers.add("cat_cropped")
                     expr = f"cat_cropped([{', '.join(vs)}])"
                 else:

@@ -1,0 +1,88 @@
+"""One random program through the PyTorch lowering and the reference interpreter: shared by
+tests/test_fuzz_lowering.py (a few thousand programs in CI) and tools/fuzz_lowering.py (the long
+run).
+
+For each program: generate the source, run it, build the module (which checks its state_dict
+against the IR), load random weights and batchnorm statistics, and compare with the reference
+interpreter in eval (every output, training-only heads included via train mode where nothing
+random acts) and check that a backward pass in training goes through (an in-place write that
+autograd needed shows there). A failure is returned as a short description, never raised.
+"""
+from __future__ import annotations
+
+import traceback
+
+import torch
+
+import netlang
+from backends.pytorch import lower
+from backends.reference import random_state, run
+from netlang.errors import NetlangError
+
+RTOL = 1e-4
+
+
+def _tuple(out):
+    return out if isinstance(out, tuple) else (out,)
+
+
+def _close(got, want) -> bool:
+    if tuple(got.shape) != tuple(want.shape):
+        return False
+    scale = max(want.abs().max().item() if want.numel() else 0.0, 1e-3)
+    return bool((got - want).abs().max().item() <= RTOL * scale) if want.numel() else True
+
+
+def _random_acts(G) -> bool:
+    """Does anything random act in training (dropout, drop_path, a dropping mean)?"""
+    for _, d in G.nodes(data=True):
+        a = d["args"]
+        if d["op"] in ("dropout", "drop_path") and a["p"] > 0 or d["op"] == "mean" and a["drop"] > 0:
+            return True
+    return False
+
+
+def check(text: str, network: str = "n", seed: int = 0) -> tuple[str, str] | None:
+    """None if the lowering agrees with the reference; else (kind, detail): kind is "crash" (an
+    exception from netlang or the generated code) or "mismatch" (different numbers or shapes)."""
+    try:
+        net = netlang.loads(text, network=network, filename="prog.net")
+    except NetlangError:
+        return None                     # not a valid program: the generator's miss, not ours
+    G = net.graph
+    try:
+        model = lower(net, init=False)
+        state = random_state(G, seed)
+        model.load_state_dict(state, strict=True)
+        x = torch.randn(2, *G.nodes[G.graph["inputs"][0]]["shape"], generator=torch.Generator().manual_seed(seed))
+        n_out = len(G.graph["outputs"])
+        with torch.no_grad():
+            got = model.eval()(x)
+            want = run(G, state, x)
+        if not isinstance(got, torch.Tensor):
+            return "mismatch", f"eval returned {type(got).__name__}, not the main output"
+        if not _close(got, want[0]):
+            return "mismatch", f"eval: output {tuple(got.shape)} vs reference {tuple(want[0].shape)}, " \
+                               f"max |diff| {(got - want[0]).abs().max().item() if got.shape == want[0].shape else 'n/a'}"
+        model.train()
+        if not _random_acts(G):
+            trained = {k: v.clone() for k, v in state.items()}
+            with torch.no_grad():
+                got = _tuple(model(x))
+                want = run(G, trained, x, training=True)
+            if len(got) != n_out:
+                return "mismatch", f"training returned {len(got)} outputs, the network declares {n_out}"
+            for i, (g, w) in enumerate(zip(got, want)):
+                if not _close(g, w):
+                    return "mismatch", f"training: output {i} differs"
+            model.load_state_dict(state)
+        xg = x.clone().requires_grad_(True)
+        out = _tuple(model(xg))
+        sum(o.float().square().mean() for o in out).backward()
+        if xg.grad is None or not torch.isfinite(xg.grad).all():
+            return "mismatch", "backward gave no finite gradient"
+    except Exception as err:  # noqa: BLE001 - every failure is reported, with where it happened
+        tb = traceback.extract_tb(err.__traceback__)
+        where = f"{tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno}" if tb else "?"
+        return "crash", f"{type(err).__name__} at {where}: {str(err).splitlines()[0][:200] if str(err) else ''}"
+    return None
