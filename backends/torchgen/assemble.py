@@ -344,9 +344,9 @@ def finish(d: Draft, w) -> None:
     from .names import MODULE_ATTRIBUTES, is_attr
     subst = dict(w.subst)
     for b, token in w.stores.values():
-        base = b.py.code if is_attr(b.py.code) else "v"
-        name = base
-        while name in taken or name in MODULE_ATTRIBUTES or name.startswith("_"):
+        base = b.py.code.lstrip("_") if is_attr(b.py.code) else "v"
+        name = base if base and not base[0].isdigit() else f"v{base}"
+        while name in taken or name in MODULE_ATTRIBUTES:
             name += "_"
         taken.add(name)
         subst[token] = name

@@ -77,6 +77,7 @@ class Val:
     tail: str | None = None   # chan reads the last module of this nn.Sequential (`seq[-1].out_channels`)
     alias: str | None = None  # the variable whose storage it views (a crop, a flatten): overwriting
                               # it in place overwrites that one too
+    storage: int = 0          # which tensor storage it is (0: not made here); views share it
 
 
 class Lines:

@@ -206,6 +206,8 @@ class _Core:
         self.outputs = None
         self.mirrored: set = set()  # lets forward computes again (their keys)
         self.in_group = False
+        self.reads: dict = {}       # storage -> how many ops of forward read it so far
+        self.storages = 0
 
     # ================================================================== lines
     def iline(self, text) -> None:
@@ -356,7 +358,14 @@ class _Core:
     def expr(self, e, st: St, mode: str = "init") -> Py:
         """An I-time value expression as Python (GTimeValue where it is a layer or pipeline);
         parts that depend on nothing are written as their values."""
-        py = self._expr(e, st, mode)
+        try:
+            py = self._expr(e, st, mode)
+        except GTimeValue:
+            # a plain value computed from a layer, def or pipeline (`len(layers)`): its value here
+            v = self.cval(e, st)
+            if v is UNKNOWN or is_gtime(v) or _has_unknown(v):
+                raise
+            return self.const_py(v)
         if not py.deps and type(e) in (ast.BinOp, ast.Index, ast.Call, ast.Cond, ast.Unary) \
                 and not (mode != "init" and "shape[" in py.code):
             v = self.cval(e, st)
@@ -832,6 +841,11 @@ class _Core:
                                 top=False, loops=st.loops + (node,), inside=inside)
                 self.overwritten.discard(tv)
                 out = body_fn(inner)
+            except NeedsConcrete:
+                if not symbolic or not was:
+                    raise
+                # a loop this call runs no round of, whose body needs values: unrolled (to nothing)
+                raise Restart(nodes={node}, keys=b.py.deps, why="a loop with no round here") from None
             finally:
                 self.concrete = was
                 li, lf = restore()
@@ -872,7 +886,7 @@ class _Core:
         self.splice_init(li)
         # forward mirrors it where its rounds compute anything
         var = cur.var
-        if len(lf):
+        if len(lf) or (cur.var is not None and ovar != tv):
             carried = cur.var
             if cur.var in self.pins and (overwritten or ovar != tv):
                 carried = self.chain_var(st)
@@ -1091,8 +1105,19 @@ class _Items:
                 del self.pins[var]
 
     def overwritable(self, v: Val) -> bool:
-        """May an op write into v's storage? Nothing else may read it, nor what it views."""
-        return v.var not in self.pins and (v.alias is None or v.alias not in self.pins)
+        """May the op reading v now write into its storage? No other op may have read that storage
+        (it may have saved it for its backward) nor read it later (its variable, and the one it
+        views, are not pinned)."""
+        return (v.storage != 0 and self.reads.get(v.storage, 0) <= 1 and v.var not in self.pins
+                and (v.alias is None or v.alias not in self.pins))
+
+    def read(self, v: Val) -> None:
+        if v is not None and v.storage:
+            self.reads[v.storage] = self.reads.get(v.storage, 0) + 1
+
+    def new_storage(self) -> int:
+        self.storages += 1
+        return self.storages
 
     def chain_var(self, st) -> str:
         base = "x" if self.d.kind == "network" else "out"
@@ -1341,6 +1366,7 @@ class _Items:
             raise NotAChain()
         access = self.register(parent, seg, code, placed)
         sub = Scope(form, access, parent.path + (seg.text,), parent)
+        sub.in_storage = st.cur.storage if st.cur is not None else 0
         sub.line = self.init.items[-1]
         sub.lines = self.init
         sub.start = len(self.init.items)
@@ -1388,11 +1414,14 @@ class _Items:
             self.close_scope(sub)
             if form == "seq":
                 if st.scope.form == "graph":
+                    self.read(st.cur)
                     var = self.out_var(st, st.cur, seg, dedicated)
                     self.fline(f"{var} = {sub.access}({st.cur.var})")
                 else:
                     var = None
-                return replace(out, var=var)
+                if out.storage == st.cur.storage:       # only views of its input: the same tensor
+                    return replace(out, var=var, alias=st.cur.var, storage=st.cur.storage)
+                return replace(out, var=var, alias=None, storage=self.new_storage())
             return out
         raise AssertionError("unreachable")
 
@@ -1458,6 +1487,8 @@ class _Layers:
         # a crop follows the size of what it crops to: forward computes it (in an nn.Sequential
         # it is a module, its size fixed for the declared input)
         module = name in layers.STATEFUL or (not numbered and name != "center_crop") or scope.form == "seq"
+        if scope.form == "graph" and name != "identity":
+            self.read(cur)
         try:
             if module:
                 if numbered and scope.form == "graph":
@@ -1465,8 +1496,11 @@ class _Layers:
                         raise Restart(nodes={scope.dynamic}, why="a numbered layer after a varying count")
                     if scope is self.root:
                         self.facts_numbered = True
+                # in an nn.Sequential each value has one reader, the next module; but what a
+                # view passes on may still be the sequence's input, which others read
                 inplace = (name in ("relu", "relu6") and cur.fresh and not cur.saves
-                           and (not scope.first if scope.form == "seq" else self.overwritable(cur)))
+                           and (cur.storage not in (0, getattr(scope, "in_storage", 0)) if scope.form == "seq"
+                                else self.overwritable(cur)))
                 if cur.tail is not None and cur.tail == scope.access and name not in ("conv", "conv_t", "linear"):
                     # the next module would become seq[-1]: keep the width the block gave
                     c = self.node_local(e, "c")
@@ -1505,9 +1539,10 @@ class _Layers:
             fresh, saves = True, True
         else:
             fresh, saves = False, False
+        storage = cur.storage if name in VIEW_OPS else self.new_storage()
         if inplace_done(name, cur, var):
-            alias = cur.alias
-        return Val(var, chan, rank, shape, fresh, saves, alias=alias)
+            alias, storage = cur.alias, cur.storage
+        return Val(var, chan, rank, shape, fresh, saves, alias=alias, storage=storage)
 
     def emit_block(self, b: Binding, args, st: St, e, seg: Seg | None = None, end: bool = False) -> Val:
         cur = st.cur
@@ -1577,18 +1612,21 @@ class _Layers:
         access = self.register(st.scope, seg, code, numbered)
         var = None
         if st.scope.form == "graph":
+            self.read(cur)
             var = self.out_var(st, cur, seg, end and not numbered)
             self.fline(f"{var} = {access}({cur.var})")
         chan_code = f"{access}.out_channels"
         closed = _closed_form(child, parts, args, names) if child is not None and klass.startswith("\x00R") else None
         child = child or inner_draft
         out = child.out if child is not None else None
+        fresh_out = bool(child and child.returns_fresh)
+        storage = self.new_storage() if fresh_out else cur.storage
         if closed is not None:
-            return Val(var, closed, out.rank, out.shape, bool(child.returns_fresh), bool(out.saves))
+            return Val(var, closed, out.rank, out.shape, fresh_out, bool(out.saves), storage=storage)
         rank = out.rank if out is not None else cur.rank
         return Val(var, Py(chan_code, frozenset(deps), P_POSTFIX), rank, out.shape if out is not None else None,
-                   bool(child and child.returns_fresh), bool(out and out.saves),
-                   st.scope.access if st.scope.form == "seq" and numbered else None)
+                   fresh_out, bool(out and out.saves),
+                   st.scope.access if st.scope.form == "seq" and numbered else None, storage=storage)
 
     def emit_def(self, dv: DefValue, args, st: St, e, seg: Seg | None = None, end: bool = False) -> Val:
         decl = dv.decl
@@ -1663,12 +1701,16 @@ class _Layers:
         deps = frozenset().union(*(o.chan.deps for o in outs))
         fresh, saves = True, False
         first = outs[0]
+        for o in outs:
+            self.read(o)
+        storage = self.new_storage()
         if e.op == "add" and first.fresh and not first.saves and self.overwritable(first) \
                 and first.var not in vs[1:] and first.var != cur.var and first.var != "x" \
                 and not first.var.startswith("\x00V"):
             for v in vs[1:]:
                 self.fline(f"{first.var} += {v}")
             var = first.var
+            storage = first.storage
         else:
             if e.op == "concat":
                 crop = cv["crop"] if cv is not None else ("crop" in a and a["crop"].code != "False")
@@ -1690,7 +1732,8 @@ class _Layers:
                     expr = f"({' + '.join(vs)}) / {len(vs)}"
             dedicated = name is not None and end
             if dedicated:
-                var = self.out_var(st, cur, name, True)
+                # the merge's own label belongs to the scope around it (st.prefix ends with it)
+                var = self.out_var(replace(st, prefix=st.prefix[:-1]), cur, name, True)
             elif cur.var not in self.pins and (cur.var in self.chain_vars or cur.var.startswith("\x00V")) \
                     and cur.var not in vs[1:]:
                 var = cur.var
@@ -1702,9 +1745,12 @@ class _Layers:
         if e.op == "concat":
             chans = [o.chan for o in outs]
             chan = Py(" + ".join(c.at(P_ADD) for c in chans), deps, P_ADD if len(chans) > 1 else chans[0].prec)
+        elif e.op == "mul" and shape is not None:
+            # sizes of 1 broadcast: the width is a branch's that has all of it
+            chan = next(o.chan for o in outs if o.shape[0] == shape[0])
         else:
             chan = first.chan
-        return Val(var, chan, first.rank, shape, fresh, saves)
+        return Val(var, chan, first.rank, shape, fresh, saves, storage=storage)
 
     def emit_cond(self, e: ast.Cond, st: St) -> Val:
         test = self.expr(e.test, st)
