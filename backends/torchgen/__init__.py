@@ -55,12 +55,14 @@ def generate(net, header: str | None = None) -> Source:
     check_module_names(G)
     old = sys.getrecursionlimit()
     sys.setrecursionlimit(max(old, 20000))
+    from . import writer
     try:
         gen = Gen(net.module, G.graph["name"], getattr(net, "overrides", {}) or {}, G)
         draft = gen.run()
         text, entry = render_file(gen, draft, header if header is not None else default_header(net))
     finally:
         sys.setrecursionlimit(old)
+        writer.GTIME_BLOCKS.clear()
     return Source(text, entry, draft.cls)
 
 

@@ -58,9 +58,10 @@ class Draft:
 
 
 class GlobalRestart(Exception):
-    def __init__(self, nodes):
+    def __init__(self, nodes, blocks=()):
         super().__init__("global restart")
         self.nodes = set(nodes)
+        self.blocks = set(blocks)
 
 
 class Gen:
@@ -82,18 +83,24 @@ class Gen:
 
     # ------------------------------------------------------------------ entry
     def run(self):
-        for _ in range(20):
-            self.reset()
-            try:
-                net = self._run()
-                self.settle(net)
-                return net
-            except GlobalRestart as r:
-                new = {id(n) for n in r.nodes}
-                if not new - self.global_nodes:
-                    raise RuntimeError("netlang internal error: class references do not settle") from None
-                self.global_nodes |= new
-        raise RuntimeError("netlang internal error: class references do not settle")
+        from . import writer
+        writer.GTIME_BLOCKS.clear()
+        try:
+            for _ in range(20):
+                self.reset()
+                try:
+                    net = self._run()
+                    self.settle(net)
+                    return net
+                except GlobalRestart as r:
+                    new = {id(n) for n in r.nodes}
+                    if not (new - self.global_nodes or r.blocks - writer.GTIME_BLOCKS):
+                        raise RuntimeError("netlang internal error: class references do not settle") from None
+                    self.global_nodes |= new
+                    writer.GTIME_BLOCKS |= r.blocks
+            raise RuntimeError("netlang internal error: class references do not settle")
+        finally:
+            self.gtime_blocks = set(writer.GTIME_BLOCKS)
 
     def _run(self) -> Draft:
         value = self.module.env.vars.get(self.network)
@@ -210,17 +217,17 @@ class Gen:
                 break
             cls = new
         # A reference must stand for one class.
-        ambiguous = set()
+        ambiguous, gtime_blocks = set(), set()
         for d in self.order:
             for r in live_refs(d):
                 cands = r.drafts or by_block.get(r.block, [])
                 if len({cls[id(c)] for c in cands}) > 1:
                     if r.node is None:
-                        raise RuntimeError(f"netlang internal error: block {r.block} has several classes "
-                                           "and a reference to it cannot choose")
-                    ambiguous.add(r.node)
-        if ambiguous:
-            raise GlobalRestart(ambiguous)
+                        gtime_blocks.add(r.block)
+                    else:
+                        ambiguous.add(r.node)
+        if ambiguous or gtime_blocks:
+            raise GlobalRestart(ambiguous, gtime_blocks)
         # Names: the network's class after the network, blocks after themselves, variants numbered.
         taken = set()
         for d in self.order:
@@ -651,6 +658,8 @@ def _wrapped(lines: Lines, base: int) -> list[str]:
     from .layout import wrap
     out = []
     for ind, t in lines.items:
+        if t in ("\x03[", "\x03]"):
+            continue
         out += wrap(t, " " * (4 * (base + ind)))
     return out
 
@@ -664,64 +673,56 @@ _NAME = re.compile(r"[A-Za-z_]\w*")
 
 def _with_aux(d: Draft, main, outputs) -> list[str]:
     """The network's forward when it has auxiliary outputs: the statements only they need run
-    in training only."""
-    items = d.fwd.items
-    groups = [g for g in d.groups if g[1] > g[0]]
-    covered = set()
-    for a, b in groups:
-        covered.update(range(a, b))
-    # lines outside any group (should not happen) count as needed
+    in training only (each top-level statement's lines sit between group markers)."""
+    groups, cur, loose = [], None, []
+    for ind, t in d.fwd.items:
+        if t == "\x03[":
+            cur = []
+        elif t == "\x03]":
+            groups.append(cur)
+            cur = None
+        elif cur is not None:
+            cur.append((ind, t))
+        else:
+            groups.append([(ind, t)])
     need = {main.var}
     keep = [True] * len(groups)
     for gi in range(len(groups) - 1, -1, -1):
-        a, b = groups[gi]
         defs, uses, compound = set(), set(), False
-        for ind, t in items[a:b]:
+        for ind, t in groups[gi]:
+            if t.startswith(("for ", "if ", "else", "elif ")) or ind > 0:
+                compound = compound or t.startswith(("for ", "if "))
             if t.startswith(("for ", "if ", "else", "elif ")):
-                compound = True
                 uses |= set(_NAME.findall(t))
                 continue
-            lhs, _, rhs = t.partition(" = ") if " = " in t else t.partition(" += ")
+            lhs, op, rhs = t.partition(" += ") if " += " in t else t.partition(" = ")
             defs.add(lhs.strip())
             uses |= set(_NAME.findall(rhs))
-            if " += " in t:
+            if op == " += ":
                 uses.add(lhs.strip())
-        needed = bool(defs & need)
+        needed = bool(defs & need) or not groups[gi]
         keep[gi] = needed
         if needed:
             if not compound:
                 need -= defs
             need |= uses
-    out = []
-    i = 0
-    training_block = []
-    flush_at = []
-    for gi, (a, b) in enumerate(groups):
-        while i < a:
-            out.append(items[i])
-            i += 1
-        if keep[gi]:
-            if training_block:
-                flush_at.append(training_block)
-                out.append(("train", training_block))
-                training_block = []
-            for it in items[a:b]:
-                out.append(it)
-        else:
-            training_block += items[a:b]
-        i = b
-    while i < len(items):
-        out.append(items[i])
-        i += 1
-    if training_block:
-        out.append(("train", training_block))
-    lines = []
-    for it in out:
-        if it[0] == "train":
+    from .layout import wrap
+    lines, training = [], []
+
+    def flush():
+        if training:
             lines.append("        if self.training:")
-            lines += [" " * (4 * (3 + ind)) + t for ind, t in it[1]]
+            for ind, t in training:
+                lines.extend(wrap(t, " " * (4 * (3 + ind))))
+            training.clear()
+    for gi, g in enumerate(groups):
+        if keep[gi]:
+            flush()
+            for ind, t in g:
+                lines.extend(wrap(t, " " * (4 * (2 + ind))))
         else:
-            lines.append(" " * (4 * (2 + it[0])) + it[1])
+            training.extend(g)
+    flush()
     rest = ", ".join(o.var for o in outputs)
     lines.append("        if self.training:")
     lines.append(f"            return {rest}")

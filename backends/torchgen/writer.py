@@ -105,12 +105,20 @@ def _literal(e) -> bool:
     return False
 
 
+# Blocks whose calls came out as several classes, where a reference to the block as a value could
+# not choose one: their values are then decided where they are placed, as a layer's are (the
+# generator of one network sets this and clears it).
+GTIME_BLOCKS: set = set()
+
+
 def is_gtime(v) -> bool:
     """A value the source cannot hold as a Python value: a layer, a def, a pipeline (they are
     expanded where they are placed). A block is a class and a def of one block call a function,
-    so they can."""
+    so they can (unless the block came out as several classes)."""
+    if isinstance(v, BlockValue):
+        return v.decl.name in GTIME_BLOCKS
     if isinstance(v, DefValue) and block_def(v):
-        return False
+        return block_def(v) in GTIME_BLOCKS
     if isinstance(v, GTIME):
         return True
     if isinstance(v, (list, tuple)):
@@ -248,12 +256,12 @@ class _Core:
             return Binding(None if is_gtime(v) else self.const_py(v), v)
         if b is not None:
             return Binding(None if is_gtime(v) else self.const_py(v), v)
+        if is_gtime(v):
+            return Binding(None, v)
         if isinstance(v, BlockValue):
             return Binding(Py(self.ref(v.decl.name)), v)
         if block_def(v):
             return Binding(Py(self.ref(v.decl.name, kind="def", value=v)), v)
-        if is_gtime(v):
-            return Binding(None, v)
         return Binding(self.const_py(v), v)
 
     def const_py(self, v) -> Py:
@@ -648,13 +656,14 @@ class _Core:
     def group_start(self, st):
         if st.top and self.d.kind == "network" and not self.in_group:
             self.in_group = True
-            return len(self.fwd)
+            self.fwd.add("\x03[", self.fi)
+            return True
         return None
 
     def group_end(self, mark, st):
         if mark is not None:
             self.in_group = False
-            self.d.groups.append((mark, len(self.fwd)))
+            self.fwd.add("\x03]", self.fi)
 
     # ------------------------------------------------------------------ statements
     def stmt_let(self, s: ast.Let, st: St) -> St:
@@ -823,8 +832,11 @@ class _Core:
         # the value before the loop may become the variable the rounds carry: nothing else in a
         # round may take that name
         self.pin(cur.var)
+        real_env = st.env
         for v in runs:
             symbolic = v is UNKNOWN
+            # a round no call runs must not touch this call's values
+            st = replace(st, env=_clone_env(real_env, self.gen) if symbolic else real_env)
             if var is not None:
                 st.env.cenv.vars[var] = v
                 st.env.vars[var] = Binding(Py(local, frozenset({key})), v, key, local=True)
@@ -906,7 +918,7 @@ class _Core:
             st.scope.dynamic = node
         fresh = False
         return replace(out, cur=Val(var, chan, orank, out.cur.shape if rounds else cur.shape, fresh, oc.saves),
-                       top=st.top, loops=st.loops, inside=st.inside)
+                       top=st.top, loops=st.loops, inside=st.inside, env=real_env)
 
     # ------------------------------------------------------------------ conditionals
     def branches(self, node, test: Py, test_expr, then_fn, else_fn, st: St, statement: bool = False) -> St:
@@ -1184,6 +1196,8 @@ class _Items:
 
     def apply(self, b: Binding, args, st: St, e, name: Seg | None = None, end: bool = False) -> Val:
         v = b.value
+        if isinstance(v, BlockValue) and b.py is None:
+            b = Binding(Py(self.ref(v.decl.name)), v)       # a block decided here: its class by name
         if b.py is not None and not isinstance(v, (OpValue, DefValue, Thunk)):
             return self.emit_block(b, args, st, e, name, end)
         if isinstance(v, DefValue) and b.key is not None and b.py is not None and block_def(v):
@@ -1265,7 +1279,8 @@ class _Items:
 
     def emit_labelled(self, t: ast.Template, expr, st: St) -> Val:
         seg = self.label_seg(t, st)
-        path = ".".join(st.prefix + (seg.text,)) if seg.text is not None else None
+        parts = st.prefix + (seg.text,)
+        path = ".".join(parts) if None not in parts else None
         referenced = path is not None and path in self.gen.ref_labels
         if seg.text is None and not t.is_plain:
             referenced = any(_template_match(t, r) for r in self.gen.ref_labels)
@@ -1295,6 +1310,8 @@ class _Items:
         if t in (ast.Call, ast.Name, ast.Index):
             b = self.callee(e.func if t is ast.Call else e, st)
             v = b.value
+            if isinstance(v, BlockValue):
+                return ("block", b)
             if b.py is not None and not isinstance(v, (OpValue, DefValue, Thunk)):
                 return ("block", b)
             if isinstance(v, Thunk):
@@ -1399,6 +1416,8 @@ class _Items:
         """A labelled sequence: an nn.Sequential where its items form a chain, otherwise a module
         holding them, with their dataflow in forward."""
         snap = self.snapshot(st)
+        st = self.untail(st, expr)
+        snap = self.snapshot(st)
         for form in ("seq", "graph"):
             sub = self.sub_scope(seg, st, form)
             try:
@@ -1471,8 +1490,19 @@ class _Layers:
             out[pname] = py
         return out
 
+    def untail(self, st: St, node) -> St:
+        """Before anything joins the nn.Sequential whose last module gives the current width,
+        keep that width in a local (seq[-1] is about to be another module)."""
+        cur = st.cur
+        if cur is not None and cur.tail is not None and cur.tail == st.scope.access:
+            c = self.node_local(node, "c")
+            self.iline(f"{c} = {cur.chan.code}")
+            return replace(st, cur=replace(cur, chan=Py(c, cur.chan.deps), tail=None))
+        return st
+
     def emit_layer(self, name: str, args, st: St, e, seg: Seg | None = None, end: bool = False) -> Val:
         op = ops.OPS[name]
+        st = self.untail(st, e)
         cur = st.cur
         a = self.layer_args(op, args, st)
         cv, shape = None, None
@@ -1501,11 +1531,6 @@ class _Layers:
                 inplace = (name in ("relu", "relu6") and cur.fresh and not cur.saves
                            and (cur.storage not in (0, getattr(scope, "in_storage", 0)) if scope.form == "seq"
                                 else self.overwritable(cur)))
-                if cur.tail is not None and cur.tail == scope.access and name not in ("conv", "conv_t", "linear"):
-                    # the next module would become seq[-1]: keep the width the block gave
-                    c = self.node_local(e, "c")
-                    self.iline(f"{c} = {cur.chan.code}")
-                    cur = replace(cur, chan=Py(c, cur.chan.deps), tail=None)
                 code = layers.module(name, a, cv, cur.chan, cur.rank, inplace)
                 if name in layers.HELPER_OF_MODULE:
                     self.gen.helpers.add(layers.HELPER_OF_MODULE[name])
