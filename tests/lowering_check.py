@@ -42,9 +42,28 @@ def _random_acts(G) -> bool:
     return False
 
 
-def check(text: str, network: str = "n", seed: int = 0) -> tuple[str, str] | None:
+class _Hang(Exception):
+    pass
+
+
+def check(text: str, network: str = "n", seed: int = 0, timeout: int = 0) -> tuple[str, str] | None:
     """None if the lowering agrees with the reference; else (kind, detail): kind is "crash" (an
-    exception from netlang or the generated code) or "mismatch" (different numbers or shapes)."""
+    exception from netlang or the generated code), "mismatch" (different numbers or shapes) or
+    "hang" (more than `timeout` seconds, where given; main thread only)."""
+    if timeout:
+        import signal
+
+        def alarm(signum, frame):
+            raise _Hang()
+        old = signal.signal(signal.SIGALRM, alarm)
+        signal.alarm(timeout)
+        try:
+            return check(text, network, seed)
+        except _Hang:
+            return "hang", f"more than {timeout} s"
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, old)
     try:
         net = netlang.loads(text, network=network, filename="prog.net")
     except NetlangError:

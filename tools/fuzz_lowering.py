@@ -28,7 +28,7 @@ def _work(args):
     out = []
     for seed in range(start, start + count):
         text = progen.generate(seed)
-        got = check(text, seed=seed)
+        got = check(text, seed=seed, timeout=60)
         out.append((seed, text, got))
     return out
 
@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     details: Counter = Counter()
     done = 0
     t0 = time.time()
-    with mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=20) as pool:
+    with mp.get_context("spawn").Pool(args.jobs) as pool:
         for results in pool.imap_unordered(_work, chunks):
             for seed, text, got in results:
                 done += 1
@@ -61,12 +61,13 @@ def main(argv=None) -> int:
                 (out / f"{seed}.net").write_text(f"# {kind}: {detail}\n{text}")
             if done % 2000 < args.chunk:
                 print(f"{done}/{args.count} programs, {kinds['ok']} agree, {kinds['crash']} crashes, "
-                      f"{kinds['mismatch']} mismatches ({time.time() - t0:.0f} s)", flush=True)
+                      f"{kinds['mismatch']} mismatches, {kinds['hang']} hangs ({time.time() - t0:.0f} s)", flush=True)
     print(f"\n{done} programs (seeds {args.start}..{args.start + args.count - 1}) in {time.time() - t0:.0f} s: "
-          f"{kinds['ok']} agree with the reference, {kinds['crash']} crashes, {kinds['mismatch']} mismatches")
+          f"{kinds['ok']} agree with the reference, {kinds['crash']} crashes, {kinds['mismatch']} mismatches, "
+          f"{kinds['hang']} hangs")
     for d, n in details.most_common(20):
         print(f"  {n:6d}  {d}")
-    return 1 if kinds["crash"] or kinds["mismatch"] else 0
+    return 1 if kinds["crash"] or kinds["mismatch"] or kinds["hang"] else 0
 
 
 if __name__ == "__main__":

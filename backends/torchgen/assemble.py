@@ -139,13 +139,18 @@ class Gen:
             d = Draft(kind, decl.name, decl, form="seq" if form == "seq" else "graph", in_shape=in_shape)
             w = Writer(self, d, nodes, keys, form, concrete)
             try:
-                w.body_class(decl, cenv if concrete else _unknown_env(cenv, decl), in_shape)
+                # each attempt starts from the call's own values (an attempt's lets and loop
+                # variables must not leak into the next)
+                fresh = Env(cenv.parent, dict(cenv.vars)) if concrete else _unknown_env(cenv, decl)
+                w.body_class(decl, fresh, in_shape)
                 if form == "graph" and kind == "block" and w.facts_chain and w.facts_numbered:
                     raise UseSequential()
                 finish(d, w)
                 return d
             except Restart as r:
                 new = {id(n) for n in r.nodes}
+                # a loop variable becomes a constant by unrolling its loop
+                new |= {id(k[2]) for k in r.keys if k and k[0] == "loop"}
                 if not (new - nodes or r.keys - keys):
                     raise RuntimeError(f"netlang internal error: no progress writing {decl.name} ({r})") from None
                 nodes |= new
@@ -188,10 +193,10 @@ class Gen:
                 try:
                     d = self.write_class("block", bv.decl, Env(bv.env), None, concrete=False)
                 except NeedsConcrete:
+                    # No call of the block to write its class from, and it cannot be written
+                    # generally: where it was passed as a value, it is decided there instead.
                     nodes = {r.node for o in self.order for r in live_refs(o) if r.block == name and r.node is not None}
-                    if not nodes:
-                        raise RuntimeError(f"netlang internal error: cannot write a class for block {name}") from None
-                    raise GlobalRestart(nodes) from None
+                    raise GlobalRestart(nodes, {name}) from None
                 self.drafts[("generic", name)] = d
                 self.order.append(d)
         # Partition: same source first, then split where the classes referred to differ.

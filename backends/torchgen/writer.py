@@ -290,11 +290,9 @@ class _Core:
             return UNKNOWN
         try:
             return self.gen.el.eval(e, st.env.cenv, self.shape_of(st))
-        except NeedsConcrete:
-            return UNKNOWN
-        except NetlangError:
-            if self.concrete:
-                raise
+        except (NeedsConcrete, NetlangError):
+            # netlang validated the program; an error here is a part it never evaluates (the
+            # right side of a short-circuited `or`)
             return UNKNOWN
 
     def _unknown_in(self, e, st) -> bool:
@@ -597,7 +595,7 @@ class _Core:
                 b = self.lookup(e.id, SEnv(st.env.cenv.parent if st.env.cenv.parent else st.env.cenv))
             except NeedsConcrete:
                 return None
-            if isinstance(b.value, BlockValue) or (b.py is not None and block_def(b.value)):
+            if b.py is not None and (isinstance(b.value, BlockValue) or block_def(b.value)):
                 return b.py.code
         return None
 
@@ -848,7 +846,8 @@ class _Core:
             if symbolic:
                 st.scope.dynamic = node
             try:
-                inner = replace(st, cur=Val(tv if cur.var is not None else None, Py(tc, cur.chan.deps), cur.rank,
+                rank = len(shape) if (shape and not symbolic) else cur.rank
+                inner = replace(st, cur=Val(tv if cur.var is not None else None, Py(tc, cur.chan.deps), rank,
                                             None if symbolic else shape),
                                 top=False, loops=st.loops + (node,), inside=inside)
                 self.overwritten.discard(tv)
@@ -1197,7 +1196,10 @@ class _Items:
     def apply(self, b: Binding, args, st: St, e, name: Seg | None = None, end: bool = False) -> Val:
         v = b.value
         if isinstance(v, BlockValue) and b.py is None:
-            b = Binding(Py(self.ref(v.decl.name)), v)       # a block decided here: its class by name
+            # a block decided here: its class is the one this call gets (none without a call)
+            if not self.concrete:
+                raise NeedsConcrete(f"block {v.decl.name} with several classes")
+            b = Binding(Py(self.ref(v.decl.name)), v)
         if b.py is not None and not isinstance(v, (OpValue, DefValue, Thunk)):
             return self.emit_block(b, args, st, e, name, end)
         if isinstance(v, DefValue) and b.key is not None and b.py is not None and block_def(v):
@@ -1567,6 +1569,7 @@ class _Layers:
         storage = cur.storage if name in VIEW_OPS else self.new_storage()
         if inplace_done(name, cur, var):
             alias, storage = cur.alias, cur.storage
+            self.reads[storage] = 0
         return Val(var, chan, rank, shape, fresh, saves, alias=alias, storage=storage)
 
     def emit_block(self, b: Binding, args, st: St, e, seg: Seg | None = None, end: bool = False) -> Val:
@@ -1736,6 +1739,7 @@ class _Layers:
                 self.fline(f"{first.var} += {v}")
             var = first.var
             storage = first.storage
+            self.reads[storage] = 0     # a new version of it: what read the old one kept nothing of it
         else:
             if e.op == "concat":
                 crop = cv["crop"] if cv is not None else ("crop" in a and a["crop"].code != "False")
