@@ -407,30 +407,36 @@ def _drop_dead_lets(lines: Lines, w) -> Lines:
 
 
 def _fill_empty_blocks(lines: Lines) -> Lines:
-    """A compound statement left with nothing inside (its items wrote no line here): drop an
-    empty `else:`, and give any other header `pass` (or drop a bare `for`/`if` that does
-    nothing)."""
+    """A compound statement left with nothing inside (its items wrote no line here): an empty
+    `else:`, a repetition's loop or an `if` without `else` goes; any other header gets `pass`."""
+    def header(t):
+        return t.rstrip("\x01").endswith(":") and t.split(" ", 1)[0] in ("for", "if", "else:", "elif", "else")
     items = [list(x) for x in lines.items]
-    for _ in range(20):
+    changed = True
+    while changed:
         changed = False
-        out = []
-        for i, (ind, t) in enumerate(items):
-            nxt = items[i + 1][0] if i + 1 < len(items) else -1
-            header = t.rstrip("\x01").endswith(":") and t.split(" ", 1)[0] in ("for", "if", "else:", "elif", "else")
-            if header and nxt <= ind:
-                changed = True
-                if t == "else:":
+        out, i = [], 0
+        while i < len(items):
+            ind, t = items[i]
+            if header(t):
+                j = i + 1
+                while j < len(items) and items[j][0] > ind:
+                    j += 1
+                body = items[i + 1:j]
+                if all(b[1].startswith("#") for b in body):
+                    changed = True
+                    followed_by_else = j < len(items) and items[j][0] == ind and items[j][1] == "else:"
+                    if t == "else:" or t.endswith("\x01") or (t.startswith("if ") and not followed_by_else):
+                        i = j
+                        continue
+                    out.append([ind, t])
+                    out.extend(body)
+                    out.append([ind + 1, "pass"])
+                    i = j
                     continue
-                if t.endswith("\x01") or (t.startswith("if ") and not (i + 1 < len(items) and items[i + 1][0] == ind
-                                                                       and items[i + 1][1] in ("else:",) )):
-                    continue
-                out.append([ind, t])
-                out.append([ind + 1, "pass"])
-                continue
             out.append([ind, t])
+            i += 1
         items = out
-        if not changed:
-            break
     items = [[ind, t.rstrip("\x01")] for ind, t in items]
     new = Lines()
     new.items = items
@@ -520,11 +526,8 @@ def render_def(gen: Gen, dv) -> str:
     w = Writer(gen, d, set(), set(), "graph", concrete=False)
     cenv = Env(dv.env)
     env = SEnv(cenv)
-    taken: set = set()
-    names = {}
-    for p in decl.params:
-        names[p.name] = py_ident(p.name, taken, "p")
-    in_name = py_ident("in_channels", taken)
+    from .writer import python_params
+    names, in_name = python_params(decl)
     st = St(Val(None, Py(in_name), 3, None), Scope("graph", "self"), env, {})
     sig = [in_name]
     for p in decl.params:
@@ -537,7 +540,8 @@ def render_def(gen: Gen, dv) -> str:
     target = dv.env.lookup(func.id)
     klass = w.ref(target.decl.name)
     first = gen.by_block[target.decl.name][0]
-    pymap = {p.name: py for py, p, _ in first.params}
+    from .writer import python_params
+    pymap = python_params(target.decl)[0]
     params = [p.name for p in target.decl.params]
     parts, keywords = [in_name], False
     for i, a in enumerate(body.args if type(body) is ast.Call else ()):

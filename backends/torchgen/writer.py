@@ -26,6 +26,19 @@ SAVES_OUTPUT = {"relu", "relu6", "sigmoid", "tanh", "softmax"}
 VIEW_OPS = {"identity", "flatten", "dropout", "drop_path", "center_crop"}
 
 
+def python_params(decl) -> tuple[dict, str]:
+    """The Python names of a block's (or def's, or network's) parameters, and of its input width:
+    the same wherever the class is written or called."""
+    cached = decl.__dict__.get("_torch_params")
+    if cached is None:
+        taken: set = set()
+        names = {p.name: py_ident(p.name, taken, "p") for p in decl.params}
+        in_name = py_ident("in_channels" if "in_channels" not in names else "c_in", taken)
+        cached = (names, in_name)
+        object.__setattr__(decl, "_torch_params", cached)
+    return cached
+
+
 def block_def(dv) -> str | None:
     """The block a def stands for when its body is one call of a block whose arguments are
     plain values of the def's parameters (`def resnext_32x4d(width, stride=1) = bottleneck(width,
@@ -159,6 +172,7 @@ class Scope:
     def __init__(self, form: str, access: str, path: tuple = (), parent=None):
         self.form = form            # "graph": an nn.Module with attributes; "seq": an nn.Sequential
         self.access = access        # the container as Python source ("self", "self.layer1")
+        self.faccess = access       # ... as forward reaches it (a template's names read there)
         self.path = path            # its names below the class (for the IR's names)
         self.count = 0              # entries placed so far
         self.dynamic = None         # the node that made the count depend on the parameters
@@ -351,8 +365,8 @@ class _Core:
     def store(self, b: Binding) -> str:
         """An attribute holding b's value for forward (`self.stride = stride`)."""
         if id(b) not in self.stores:
-            token = f"\x00A{len(self.stores)}\x00"
-            self.stores[id(b)] = (b, token)
+            # one token per binding, wherever it is asked for (the dict keeps the binding alive)
+            self.stores[id(b)] = (b, f"\x00A{id(b)}\x00")
         return self.stores[id(b)][1]
 
     def mirror(self, b: Binding) -> str:
@@ -545,6 +559,9 @@ class _Core:
         d = self.d
         taken = self.locals_i
         params = list(decl.params)
+        pynames, in_name = python_params(decl)
+        taken.update(pynames.values())
+        taken.add(in_name)
         for p in params:
             v = cenv.vars.get(p.name, UNKNOWN)
             key = ("param", p.name)
@@ -554,10 +571,10 @@ class _Core:
                 d.resolved[p.name] = v
                 env.vars[p.name] = Binding(None if is_gtime(v) else self.const_py(v), v, key)
                 continue
-            name = py_ident(p.name, taken, "p")
+            name = pynames[p.name]
             env.vars[p.name] = Binding(Py(name, frozenset({key})), v, key)
             d.params.append([name, p, None])
-        d.in_name = py_ident("in_channels" if "in_channels" not in {p.name for p in params} else "c_in", taken)
+        d.in_name = in_name
 
     def write_defaults(self, decl, st: St) -> None:
         """Python defaults: literals stay in the signature, others are computed in __init__."""
@@ -827,9 +844,11 @@ class _Core:
         shape = cur.shape
         out = st
         was = self.concrete
-        # the value before the loop may become the variable the rounds carry: nothing else in a
-        # round may take that name
+        # the variable the rounds carry: the value before the loop's, or (when that one must
+        # live on) a new one chosen now; nothing else in a round may take either name
+        spare = self.chain_var(st) if cur.var is not None and cur.var in self.pins else None
         self.pin(cur.var)
+        self.pin(spare)
         real_env = st.env
         for v in runs:
             symbolic = v is UNKNOWN
@@ -848,7 +867,7 @@ class _Core:
             try:
                 rank = len(shape) if (shape and not symbolic) else cur.rank
                 inner = replace(st, cur=Val(tv if cur.var is not None else None, Py(tc, cur.chan.deps), rank,
-                                            None if symbolic else shape),
+                                            None if symbolic else shape, tail=cur.tail),
                                 top=False, loops=st.loops + (node,), inside=inside)
                 self.overwritten.discard(tv)
                 out = body_fn(inner)
@@ -870,6 +889,7 @@ class _Core:
             records.append((text, li, lf, oc, tv in self.overwritten, _ref_ids(li.flat() + lf.flat() + oc.chan.code)))
             shape = oc.shape
         self.unpin(cur.var)
+        self.unpin(spare)
         first = records[0]
         if any(r[0] != first[0] for r in records[1:]):
             raise Restart(nodes={node}, why="the rounds of a loop differ")
@@ -899,8 +919,8 @@ class _Core:
         var = cur.var
         if len(lf) or (cur.var is not None and ovar != tv):
             carried = cur.var
-            if cur.var in self.pins and (overwritten or ovar != tv):
-                carried = self.chain_var(st)
+            if spare is not None and (overwritten or ovar != tv):
+                carried = spare
                 self.fline(f"{carried} = {cur.var}")
             self.subst[tv] = carried
             if ovar != tv:
@@ -926,6 +946,15 @@ class _Core:
         taken = self.truth(test_expr, st) if self.concrete else None
         inside = st.inside + (node,)
         start, dyn0 = st.scope.count, st.scope.dynamic
+        # forward's test, read where the test stands (a branch may rebind its names); the
+        # attributes it would store are kept only if forward needs the test
+        stores0, mirrored0 = dict(self.stores), set(self.mirrored)
+        try:
+            early_ftest = self.expr(test_expr, st, "fwd")
+        except (NeedsConcrete, GTimeValue, Restart) as err:
+            early_ftest = err
+        fstores, fmirrored = self.stores, self.mirrored
+        self.stores, self.mirrored = stores0, mirrored0
         refs0 = dict(st.body)
         results = {}
         was = self.concrete
@@ -991,7 +1020,11 @@ class _Core:
             if same_fwd:
                 self.fwd.extend(tf, self.fi)
             else:
-                ftest = self.expr(test_expr, st, "fwd")
+                if isinstance(early_ftest, Exception):
+                    raise early_ftest
+                ftest = early_ftest
+                self.stores.update(fstores)
+                self.mirrored |= fmirrored
                 if len(tf):
                     self.fline(f"if {ftest.code}:")
                     self.fwd.extend(tf, self.fi + 1)
@@ -1053,8 +1086,8 @@ def _closed_form(child, parts: list, args, names) -> Py | None:
             return None
     text = " ".join(out) if len(out) > 1 else (out[0] if out else "")
     text = text.replace("( ", "(").replace(" )", ")")
-    if not text:
-        return None
+    if not text or "[-1]" in text:
+        return None         # (a width read off a sequence's last module is stale once it grows)
     return Py(text, frozenset(), P_ATOM if len(out) == 1 else P_ADD)
 
 
@@ -1091,6 +1124,7 @@ class Seg:
     attr: str | None = None     # the attribute it can be written as (an identifier), if any
     number: int | None = None
     hint: str | None = None     # the name a variable holding it takes (a template's fixed text)
+    fcode: str | None = None    # the name as forward computes it (a template's names read there)
 
 
 def seg_label(text: str) -> Seg:
@@ -1256,28 +1290,31 @@ class _Items:
         text = None
         if self.concrete:
             text = self.gen.el.label_text(t, st.env.cenv, self.shape_of(st))
-        parts = []
-        for p in t.parts:
-            if isinstance(p, str):
-                parts.append(p.replace("{", "{{").replace("}", "}}"))
-                continue
-            py = self.expr(p, st)
-            v = self.cval(p, st) if not py.deps else UNKNOWN
-            if v is not UNKNOWN and isinstance(v, (int, str)) and not isinstance(v, bool):
-                parts.append(str(v).replace("{", "{{").replace("}", "}}"))
-            else:
-                parts.append("{" + py.code + "}")
-        body = "".join(parts)
-        q = "'" if "'" not in body else '"'
-        if q in body or "\\" in body:
-            raise Restart(nodes=set(), keys=set().union(*(self.expr(p, st).deps for p in t.parts
-                                                          if not isinstance(p, str))), why="a label template")
-        code = f"f{q}{body}{q}"
+        def fstring(mode):
+            parts = []
+            for p in t.parts:
+                if isinstance(p, str):
+                    parts.append(p.replace("{", "{{").replace("}", "}}"))
+                    continue
+                py = self.expr(p, st, mode)
+                v = self.cval(p, st) if not py.deps else UNKNOWN
+                if v is not UNKNOWN and isinstance(v, (int, str)) and not isinstance(v, bool):
+                    parts.append(str(v).replace("{", "{{").replace("}", "}}"))
+                else:
+                    parts.append("{" + py.code + "}")
+            body = "".join(parts)
+            q = "'" if "'" not in body else '"'
+            if q in body or "\\" in body:
+                raise Restart(nodes=set(), keys=set().union(*(self.expr(p, st).deps for p in t.parts
+                                                              if not isinstance(p, str))), why="a label template")
+            return f"f{q}{body}{q}"
+        code = fstring("init")
         deps = frozenset().union(*(self.expr(p, st).deps for p in t.parts if not isinstance(p, str)))
         if not deps and text is not None:
             return seg_label(text)
         hint = "".join(p for p in t.parts if isinstance(p, str)) or "v"
-        return Seg(text, code, None, hint=hint)
+        fcode = fstring("fwd") if st.scope.form == "graph" else code
+        return Seg(text, code, None, hint=hint, fcode=fcode)
 
     def emit_labelled(self, t: ast.Template, expr, st: St) -> Val:
         seg = self.label_seg(t, st)
@@ -1350,14 +1387,14 @@ class _Items:
         return self.seq_scope(seg, expr, st, dedicated)
 
     # ------------------------------------------------------------------ scopes
-    def child_access(self, scope: Scope, seg: Seg) -> str:
-        if seg.attr is not None and scope.form == "graph":
-            return f"{scope.access}.{seg.attr}"
+    def child_access(self, scope: Scope, seg: Seg, fwd: bool = False) -> str:
+        """How __init__ (or, with fwd, forward) reaches a child of the scope."""
+        base = scope.faccess if fwd else scope.access
+        if seg.attr is not None:
+            return f"{base}.{seg.attr}"
         if seg.number is not None and scope.form == "seq":
-            return f"{scope.access}[{seg.number}]"
-        if seg.attr is not None and scope.form == "seq":
-            return f"{scope.access}.{seg.attr}"
-        return f"getattr({scope.access}, {seg.code})"
+            return f"{base}[{seg.number}]"
+        return f"getattr({base}, {seg.fcode if fwd and seg.fcode else seg.code})"
 
     def register(self, scope: Scope, seg: Seg, code: str, placed_number: bool) -> str:
         """Write the line that makes a module part of the scope; return how to reach it."""
@@ -1385,6 +1422,7 @@ class _Items:
             raise NotAChain()
         access = self.register(parent, seg, code, placed)
         sub = Scope(form, access, parent.path + (seg.text,), parent)
+        sub.faccess = self.child_access(parent, seg, fwd=True)
         sub.in_storage = st.cur.storage if st.cur is not None else 0
         sub.line = self.init.items[-1]
         sub.lines = self.init
@@ -1437,7 +1475,7 @@ class _Items:
                 if st.scope.form == "graph":
                     self.read(st.cur)
                     var = self.out_var(st, st.cur, seg, dedicated)
-                    self.fline(f"{var} = {sub.access}({st.cur.var})")
+                    self.fline(f"{var} = {sub.faccess}({st.cur.var})")
                 else:
                     var = None
                 if out.storage == st.cur.storage:       # only views of its input: the same tensor
@@ -1540,7 +1578,7 @@ class _Layers:
                 var = None
                 if scope.form == "graph":
                     var = self.out_var(st, cur, seg, end and not numbered)
-                    self.fline(f"{var} = {access}({cur.var})")
+                    self.fline(f"{var} = {self.child_access(scope, seg, fwd=True)}({cur.var})")
             else:
                 if name == "identity":
                     return cur
@@ -1608,7 +1646,7 @@ class _Layers:
         parts = [cur.chan.code]
         keywords = False
         names = [p.name for p in decl.params] if decl is not None else None
-        pymap = {p.name: py for py, p, _ in child.params} if child is not None else {}
+        pymap = python_params(decl)[0] if decl is not None else {}
         resolved = child.resolved if child is not None else {}
         deps = set(cur.chan.deps)
         for i, a in enumerate(args):
@@ -1642,7 +1680,7 @@ class _Layers:
         if st.scope.form == "graph":
             self.read(cur)
             var = self.out_var(st, cur, seg, end and not numbered)
-            self.fline(f"{var} = {access}({cur.var})")
+            self.fline(f"{var} = {self.child_access(st.scope, seg, fwd=True)}({cur.var})")
         chan_code = f"{access}.out_channels"
         closed = _closed_form(child, parts, args, names) if child is not None and klass.startswith("\x00R") else None
         child = child or inner_draft
