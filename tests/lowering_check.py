@@ -19,7 +19,7 @@ from backends.pytorch import lower
 from backends.reference import random_state, run
 from netlang.errors import NetlangError
 
-RTOL = 1e-4
+RTOL = 1e-6
 
 
 def _tuple(out):
@@ -70,10 +70,13 @@ def check(text: str, network: str = "n", seed: int = 0, timeout: int = 0) -> tup
         return None                     # not a valid program: the generator's miss, not ours
     G = net.graph
     try:
-        model = lower(net, init=False)
-        state = random_state(G, seed)
+        # in float64: batchnorm over a near-constant batch in training turns float32 rounding
+        # into visible differences that are no one's bug
+        model = lower(net, init=False).double()
+        state = random_state(G, seed, dtype=torch.float64)
         model.load_state_dict(state, strict=True)
-        x = torch.randn(2, *G.nodes[G.graph["inputs"][0]]["shape"], generator=torch.Generator().manual_seed(seed))
+        x = torch.randn(2, *G.nodes[G.graph["inputs"][0]]["shape"], generator=torch.Generator().manual_seed(seed),
+                        dtype=torch.float64)
         n_out = len(G.graph["outputs"])
         with torch.no_grad():
             got = model.eval()(x)

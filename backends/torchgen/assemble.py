@@ -349,8 +349,9 @@ def _referenced_labels(module) -> set:
 def finish(d: Draft, w) -> None:
     """Decide what was left open (stored attributes, mirrored lets, carried tokens) and the
     draft's source with class references as block names: its identity."""
-    d.init = _settle_lines(d.init)
+    # forward first: computing a mirrored let there may store another attribute for __init__
     d.fwd = _settle_lines(d.fwd)
+    d.init = _settle_lines(d.init)
     # attributes forward reads
     taken = set(w.child_names) | {"out_channels", "training"}
     from .names import MODULE_ATTRIBUTES, is_attr

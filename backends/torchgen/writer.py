@@ -447,7 +447,18 @@ class _Core:
         raise GTimeValue()
 
     def binop(self, e, st, mode) -> Py:
-        a, b = self.expr(e.left, st, mode), self.expr(e.right, st, mode)
+        a = self.expr(e.left, st, mode)
+        try:
+            b = self.expr(e.right, st, mode)
+        except NeedsConcrete:
+            # `in.channels > 4 or in.height != 5` on a vector: netlang stops at the left side,
+            # the right one has no meaning here; the left side becomes this class's constant
+            va = self.cval(e.left, st) if e.op in ("and", "or") else UNKNOWN
+            if va is UNKNOWN or bool(va) != (e.op == "or"):
+                raise
+            if a.deps:
+                raise Restart(keys=a.deps, why="a condition that stops early") from None
+            return a
         deps = a.deps | b.deps
         op = e.op
         if op in ("and", "or"):
@@ -925,6 +936,8 @@ class _Core:
             self.subst[tv] = carried
             if ovar != tv:
                 lf.add(f"{carried} = {ovar}")
+            if carried.startswith("\x00V"):
+                self.overwritten.add(carried)       # an outer loop's variable, written here
             fiter = self.expr(iter_expr, st, "fwd").code if iter_expr is not None else \
                 f"range({self.expr(count_expr, st, 'fwd').code})"
             self.fline(f"for {local} in {_iter_code(fiter)}:" + ("\x01" if var is None else ""))
@@ -1000,6 +1013,8 @@ class _Core:
                     tf.add(f"{var} = {tc.var}")
                 if ec.var != var:
                     ef.add(f"{var} = {ec.var}")
+                if var.startswith("\x00V"):
+                    self.overwritten.add(var)
             shape = pick.cur.shape if was else None
             cur = Val(var, chan, tc.rank, shape, tc.fresh and ec.fresh, tc.saves or ec.saves)
         else:
