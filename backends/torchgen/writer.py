@@ -588,11 +588,18 @@ class _Core:
         d.in_name = in_name
 
     def write_defaults(self, decl, st: St) -> None:
-        """Python defaults: literals stay in the signature, others are computed in __init__."""
+        """Python defaults: literals stay in the signature, others are computed in __init__
+        (each where only the parameters before it are bound, as netlang evaluates it)."""
+        order = [p.name for p in decl.params]
+        full = st
         for entry in self.d.params:
             name, p, _ = entry
             if p.default is None:
                 continue
+            earlier = order[:order.index(p.name)]
+            cenv = Env(full.env.cenv.parent, {q: full.env.cenv.vars[q] for q in earlier if q in full.env.cenv.vars})
+            st = replace(full, env=SEnv(cenv, {q: full.env.vars[q] for q in earlier if q in full.env.vars}))
+            self.gen.senv_of[id(cenv)] = (self, st.env)
             code = self.literal_default(p.default, st)
             if code is not None:
                 entry[2] = code
@@ -928,7 +935,7 @@ class _Core:
         self.splice_init(li)
         # forward mirrors it where its rounds compute anything
         var = cur.var
-        if len(lf) or (cur.var is not None and ovar != tv):
+        if cur.var is not None and (len(lf) or ovar != tv):
             carried = cur.var
             if spare is not None and (overwritten or ovar != tv):
                 carried = spare
@@ -945,6 +952,9 @@ class _Core:
             var = carried
         else:
             self.subst[tv] = cur.var or ""
+            if cur.var is None and len(lf):
+                # inside an nn.Sequential nothing of forward is written: the round's lets too
+                self.subst[tv] = ""
         st.scope.count = start + (sum(deltas) if rounds else 0)
         if (len(set(deltas)) > 1 or (deltas[0] and b.py.deps)) or (not rounds and deltas[0]):
             st.scope.dynamic = node
@@ -1140,6 +1150,7 @@ class Seg:
     number: int | None = None
     hint: str | None = None     # the name a variable holding it takes (a template's fixed text)
     fcode: str | None = None    # the name as forward computes it (a template's names read there)
+    key: object = None          # what tells two labels apart (a template by its node)
 
 
 def seg_label(text: str) -> Seg:
@@ -1205,7 +1216,7 @@ class _Items:
         a branch off a value others read), else its input's when nothing else reads that, else
         the chain's."""
         if dedicated and seg is not None and (seg.text is not None or seg.hint):
-            key = (st.prefix, seg.hint or seg.text)
+            key = (st.prefix, seg.key if seg.key is not None else seg.text)
             if key not in self.label_vars:
                 self.label_vars[key] = py_ident(seg.hint or seg.text, self.locals_f, "v")
             return self.label_vars[key]
@@ -1329,7 +1340,7 @@ class _Items:
             return seg_label(text)
         hint = "".join(p for p in t.parts if isinstance(p, str)) or "v"
         fcode = fstring("fwd") if st.scope.form == "graph" else code
-        return Seg(text, code, None, hint=hint, fcode=fcode)
+        return Seg(text, code, None, hint=hint, fcode=fcode, key=id(t))
 
     def emit_labelled(self, t: ast.Template, expr, st: St) -> Val:
         seg = self.label_seg(t, st)
