@@ -7,9 +7,17 @@ against the IR), load random weights and batchnorm statistics, and compare with 
 interpreter in eval (every output, training-only heads included via train mode where nothing
 random acts) and check that a backward pass in training goes through (an in-place write that
 autograd needed shows there). A failure is returned as a short description, never raised.
+
+Then the generated constructor is called with another value of one of the network's parameters
+(an int one more, a bool flipped, a list of ints each one more or one shorter), where the program
+is still valid with it: the module it builds must equal compiling the program with that value
+(state_dict entries, and eval outputs against the reference) -- a class fixed for this network
+must not take the parameter at all.
 """
 from __future__ import annotations
 
+import inspect
+import random
 import traceback
 
 import torch
@@ -18,6 +26,7 @@ import netlang
 from backends.pytorch import lower
 from backends.reference import random_state, run
 from netlang.errors import NetlangError
+from netlang.ir import state_entries
 
 RTOL = 1e-6
 
@@ -103,8 +112,53 @@ def check(text: str, network: str = "n", seed: int = 0, timeout: int = 0) -> tup
         sum(o.float().square().mean() for o in out).backward()
         if xg.grad is None or not torch.isfinite(xg.grad).all():
             return "mismatch", "backward gave no finite gradient"
+        return _other_arguments(text, network, net, model, seed)
     except Exception as err:  # noqa: BLE001 - every failure is reported, with where it happened
         tb = traceback.extract_tb(err.__traceback__)
         where = f"{tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno}" if tb else "?"
         return "crash", f"{type(err).__name__} at {where}: {str(err).splitlines()[0][:200] if str(err) else ''}"
+
+
+def _variants(value) -> list:
+    """(Python value, netlang source) of other values of a parameter's type."""
+    if isinstance(value, bool):
+        return [(not value, "false" if value else "true")]
+    if isinstance(value, int):
+        return [(value + 1, str(value + 1))]
+    if isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        out = [([v + 1 for v in value], repr([v + 1 for v in value]))]
+        if len(value) > 1:
+            out.append((value[:-1], repr(value[:-1])))
+        return out
+    return []
+
+
+def _other_arguments(text: str, network: str, net, model, seed: int):
+    cls = type(model)
+    if cls.netlang_entry != f"{cls.__name__}()":
+        return None
+    accepted = list(inspect.signature(cls.__init__).parameters)[1:]
+    params = net.graph.graph["params"]
+    choices = [(name, v) for name in accepted if name in params for v in _variants(params[name])]
+    if not choices:
+        return None
+    name, (value, source) = random.Random(seed).choice(choices)
+    try:
+        other = netlang.loads(text, network=network, filename="prog.net", **{name: source})
+    except NetlangError:
+        return None                     # not valid with that value
+    G = other.graph
+    built = cls(**{name: value}).double()
+    got = [(k, tuple(v.shape)) for k, v in built.state_dict().items()]
+    want = [(k, tuple(s)) for k, s, _ in state_entries(G)]
+    if got != want:
+        return "mismatch", f"{cls.__name__}({name}={value!r}): state_dict differs from compiling with {name}={source}"
+    state = random_state(G, seed + 1, dtype=torch.float64)
+    built.load_state_dict(state, strict=True)
+    x = torch.randn(2, *G.nodes[G.graph["inputs"][0]]["shape"], generator=torch.Generator().manual_seed(seed),
+                    dtype=torch.float64)
+    with torch.no_grad():
+        a, b = built.eval()(x), run(G, state, x)[0]
+    if not _close(a, b):
+        return "mismatch", f"{cls.__name__}({name}={value!r}): eval differs from compiling with {name}={source}"
     return None

@@ -488,3 +488,123 @@ def test_sequences_slice_like_nn_sequential():
             y = model.features[i](y)
         assert torch.equal(head(x), y)
     assert list(model.features[-3:]._modules) == ["28", "29", "30"]
+
+
+# ---------------------------------------------------------------------------- found by fuzzing
+
+def test_a_let_assigned_again_leaves_the_widths_written_with_its_old_value():
+    # `let m = 4; conv(m); let m = 8; conv(m)` wrote the second conv's input width as `m` (8)
+    compiles_and_agrees("network n {\n    input 3x8x8\n    for i in [1, 2] {\n        let m = i * 4\n"
+                        "        conv(m, 3)\n    }\n}\n")
+    compiles_and_agrees("network n {\n    input 3x6x6\n    let m = 5\n    conv(m, 3)\n"
+                        "    if in.channels > 3 {\n        let m = [1, 1]\n    }\n"
+                        "    conv_t(1, m[-1], stride=len(m))\n}\n")
+
+
+STAGE = """
+network n(widths=[4, 8], n=2) {
+    input 3x8x8
+    stage(widths, n)
+}
+block stage(widths, n) {
+    let m = 2
+    conv(m, 1)
+    for w in widths {
+        let m = w * 2
+        conv(m, 3, pad=1) -> relu
+    }
+    for i in range(n) {
+        let m = m + 1
+        conv(m, 1)
+    }
+}
+"""
+
+
+def test_a_loop_that_assigns_a_let_again_stays_a_loop(tmp_path):
+    # the loop's incoming width was `m`, which its rounds assign: every round read the new value
+    net, _ = compiles_and_agrees(STAGE)
+    text = generate(net).text
+    stage = class_source(text, "Stage")
+    assert "for w in widths:" in stage and "for i in range(n):" in stage
+    mod = import_file(text, tmp_path, "stage_generic")
+    for widths, n in [([3], 0), ([], 2), ([1, 2, 3], 1)]:
+        other = netlang.loads(STAGE, widths=str(widths), n=n)
+        agrees_with_reference(other, mod.N(widths=widths, n=n))
+
+
+def test_a_label_and_a_later_let_of_the_same_name():
+    # `foo: relu` then `let foo = [7, 4, 7]`: the let took the label's variable and the relu's
+    # line was dropped as a dead let (NameError in forward)
+    compiles_and_agrees("network n {\n    input 3x5x6\n    conv(4, 1) -> bn1: batchnorm()\n    foo: relu\n"
+                        "    let foo = [7, 4, 7]\n    output @foo, bn1\n}\n")
+
+
+def test_a_default_that_cannot_be_written_fixes_its_parameter():
+    # `planes=max(max // 2, 1)` with a parameter `max`: not Python (nor netlang, if it were
+    # evaluated); every call gives planes, so the class takes the value given
+    net, model = compiles_and_agrees("network n {\n    input 2x6x6\n    b(max=3, planes=5)\n}\n"
+                                     "block b(max, planes=max(max // 2, 1)) {\n    conv(planes + max, 1)\n}\n")
+    assert "fixed for this network: planes=5" in generate(net).text
+
+
+def test_a_class_fixed_for_this_network_takes_no_argument_it_would_ignore():
+    # A conditional resolved for the network (an `output` inside it, a recursion written once per
+    # depth) fixed the class while its constructor still took the parameter it tests: called with
+    # another value it silently built the network it was generated for.
+    inception = generate(netlang.load(ARCH / "inception_v3.net", network="inception_v3_no_aux")).text
+    assert "def __init__(self, num_classes=1000):" in class_source(inception, "InceptionV3")
+    fractal = generate(netlang.load(ARCH / "fractalnet.net", network="fractalnet20")).text
+    assert "fixed for this network: cols=3" in class_source(fractal, "FractalNet")
+    for name in ("Fractal", "Fractal2", "Fractal3"):
+        assert "def __init__(self, in_channels, c):" in class_source(fractal, name)
+
+
+def test_a_stage_of_numbered_blocks_is_a_loop_its_count_controls(tmp_path):
+    # CIFARStage's rounds, named '0', '1', ... in an explicit module, came out different and were
+    # unrolled for n=3, while the class still took n
+    net = netlang.load(ARCH / "resnet_cifar.net", network="resnet20", input=(3, 8, 8))
+    text = generate(net).text
+    assert "for i in range(n):" in class_source(text, "CIFARStage")
+    mod = import_file(text, tmp_path, "resnet_cifar_generic")
+    other = netlang.load(ARCH / "resnet_cifar.net", network="resnet_cifar", input=(3, 8, 8), depth=14)
+    agrees_with_reference(other, mod.ResNetCIFAR(depth=14))
+
+
+def fixed(text: str, cls: str) -> str:
+    doc = class_source(text, cls).split('"""')[1]
+    return doc.split("fixed for this network: ", 1)[1] if "fixed for this network" in doc else ""
+
+
+def test_a_size_the_parameters_shape_fixes_them():
+    # `maxpool(c // 2)` then flatten -> linear: the linear's width was written for c=5 while the
+    # constructor still took c
+    src = "network n(c=5, k=2) {\n    input 4x6x6\n    maxpool(c // 2) -> conv(k + 2, 1)\n    flatten -> linear(3)\n}\n"
+    net, _ = compiles_and_agrees(src)
+    text = generate(net).text
+    assert fixed(text, "N") == "c=5" and "def __init__(self, k=2):" in text
+    # the same through a branch that leaves the map as it is (a 3x2x2 map, or 7x1x1)
+    src = ("network n(flag=false) {\n    input 3x4x4\n    maxpool(2)\n    if flag {\n        let a = 1\n"
+           "    } else {\n        conv(7, 2)\n    }\n    flatten -> linear(8)\n}\n")
+    assert fixed(generate(compiles_and_agrees(src)[0]).text, "N") == "flag=false"
+    # a stage count shapes what the classifier flattens
+    fractal = generate(netlang.load(ARCH / "fractalnet.net", network="fractalnet20")).text
+    assert fixed(fractal, "FractalNet") == "cols=3, widths=[64, 128, 256, 512, 512]"
+    # a size no parameter shapes leaves the class general: torchvision's VGG pools to 7x7 (the
+    # configuration, fixed for other reasons, decides the size the pool gets)
+    vgg = generate(netlang.load(ARCH / "vgg.net", network="vgg16")).text
+    assert "def __init__(self, num_classes=1000, adaptive_pool=False):" in class_source(vgg, "VGG")
+
+
+def test_numbered_modules_in_a_loop_its_parameter_counts():
+    # `for i in range(n) { conv(4, 1) }` in an explicit module named every round's conv '1'
+    src = "network n(n=1) {\n    input 3x4x4\n    conv(4, 1) -> add { identity\n identity }\n" \
+          "    for i in range(n) {\n        conv(4, 1)\n    }\n}\n"
+    net, _ = compiles_and_agrees(src)
+    assert fixed(generate(net).text, "N") == "n=1"
+
+
+def test_a_network_parameter_that_gives_the_input_shape_is_fixed():
+    net, _ = compiles_and_agrees("network n(shape=3x5x6, w=4) {\n    input shape\n    conv(w, 1)\n}\n")
+    text = generate(net).text
+    assert fixed(text, "N") == "shape=3x5x6" and "def __init__(self, w=4):" in text

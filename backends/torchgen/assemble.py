@@ -48,6 +48,8 @@ class Draft:
     in_name: str = "in_channels"
     in_shape: tuple | None = None
     resolved: dict = field(default_factory=dict)
+    reads_shape: bool = False       # writes a height or width of the call's as a constant
+    in_fixed: bool = False          # the input width is fixed for this network (the class ignores in_channels)
     returns_fresh: bool = False
     groups: list = field(default_factory=list)
     locals: set = field(default_factory=set)

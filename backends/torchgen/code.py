@@ -78,6 +78,9 @@ class Val:
     alias: str | None = None  # the variable whose storage it views (a crop, a flatten): overwriting
                               # it in place overwrites that one too
     storage: int = 0          # which tensor storage it is (0: not made here); views share it
+    sdeps: frozenset = frozenset()  # what its height and width depend on besides the class's input
+                              # (parameters, lets, loop variables): a size read from it is a
+                              # constant only where these are
 
 
 class Lines:

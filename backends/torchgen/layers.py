@@ -26,6 +26,8 @@ def _pool_pad(a: dict, cv):
     if p.code in ("'same'", '"same"'):
         if cv is None:
             raise NeedsConcrete("pad='same' of a pool with an unknown kernel")
+        if a["k"].deps:
+            raise Resolve(a["k"])       # written from the kernel's value
         return Py(pair_lit((cv["k"][0] // 2, cv["k"][1] // 2)))
     if p.code in ("'valid'", '"valid"'):
         return Py("0")

@@ -8,6 +8,7 @@ variable fixed (backends/torchgen/assemble.py drives this).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 
 from netlang import ast, ops
@@ -16,7 +17,7 @@ from netlang.errors import NetlangError
 
 from . import layers
 from .code import (P_ADD, P_AND, P_ATOM, P_CMP, P_IF, P_MUL, P_NOT, P_OR, P_POSTFIX, P_UNARY, UNKNOWN, Binding,
-                   Lines, NotAChain, Py, Ref, Resolve, Restart, SEnv, Val)
+                   Lines, NotAChain, Py, Ref, Resolve, Restart, SEnv, UseSequential, Val)
 from .names import NeedsConcrete, is_attr, lit, py_ident
 
 GTIME = (OpValue, DefValue, Thunk, NetworkValue, FuncValue)
@@ -175,6 +176,7 @@ class Scope:
         self.faccess = access       # ... as forward reaches it (a template's names read there)
         self.path = path            # its names below the class (for the IR's names)
         self.count = 0              # entries placed so far
+        self.numbered = 0           # numbered modules registered (graph form: by their index)
         self.dynamic = None         # the node that made the count depend on the parameters
         self.tops: list = []        # labels of its top-level entries (None: numbered)
         self.parent = parent
@@ -211,6 +213,10 @@ class _Core:
         self.fi = 0                 # ... of forward
         self.locals_i: set = set()  # names taken in __init__
         self.locals_f: set = set()  # names taken in forward
+        self.let_owner: dict = {}   # a let's local -> what the let last assigned to it reads
+        self.live_chans: list = []  # the incoming widths of the loops being written
+        self.loop_reads: dict = {}  # a kept loop's key -> what its list reads
+        self.size_reads = None      # while a let's value is written: the free keys of the sizes it reads
         self.pins: dict = {}        # forward variables that must not be overwritten -> count
         self.stores: dict = {}      # binding id -> (binding, attr token)
         self.attr_names: dict = {}  # attr token -> final name
@@ -347,6 +353,10 @@ class _Core:
 
     def access(self, b: Binding, st: St, mode: str) -> Py:
         """How code in `mode` ("init" or forward's "fwd"/"crop") reads binding b."""
+        size_keys = getattr(b, "size_keys", None)
+        if size_keys and mode == "init" and size_keys - self.rkeys:
+            # a let holding a size, read as __init__'s constant: what shaped it is fixed too
+            self.size_read(set(size_keys - self.rkeys))
         if mode == "init" or not b.py.deps:
             return b.py
         kind = b.key[0] if b.key else None
@@ -497,6 +507,7 @@ class _Core:
         shape = cur.shape
         if shape is None:
             raise NeedsConcrete("the input's size")
+        self.reads_size(cur)
         where = self.where()
         if e.attr == "shape":
             rest = ", ".join(str(d) for d in shape[1:])
@@ -507,6 +518,33 @@ class _Core:
         v = shape[1] if e.attr == "height" else shape[2]
         self.note(f"in.{e.attr} is {v} here{where}")
         return Py(str(v))
+
+    def reads_size(self, cur: Val) -> None:
+        """A height or width written as this call's constant: the parameters that shaped it are
+        fixed too."""
+        self.d.reads_shape = True
+        self.size_read(self.free(cur.sdeps))
+
+    def size_read(self, free: set) -> None:
+        if free and self.size_reads is not None:
+            self.size_reads |= free         # decided where the value is read
+        elif free:
+            raise Restart(keys=free, why="a size the parameters shape")
+
+    def free(self, keys) -> set:
+        """Of what a value depends on, what another call of the constructor may change: its
+        parameters and input width (a let or a loop variable stands for what it reads)."""
+        out, todo, seen = set(), list(keys), set()
+        while todo:
+            k = todo.pop()
+            if k in seen:
+                continue
+            seen.add(k)
+            if k[0] in ("param", "in"):
+                out.add(k)
+            elif k[0] == "loop":
+                todo.extend(self.loop_reads.get(k, ()))
+        return out - self.rkeys
 
     def where(self) -> str:
         shape = self.gen.input_shape_of_network
@@ -605,7 +643,10 @@ class _Core:
                 entry[2] = code
                 continue
             entry[2] = "None"
-            b = self.value(p.default, st)
+            try:
+                b = self.value(p.default, st)
+            except NeedsConcrete:
+                raise Restart(keys={("param", p.name)}, why="a default not written in Python") from None
             if b.py is None:
                 raise Restart(keys={("param", p.name)}, why="a default that is a layer")
             self.iline(f"if {name} is None:")
@@ -646,7 +687,8 @@ class _Core:
         if d.kind == "block":
             rank = len(in_shape) if in_shape else in_rank
             key = ("in",)
-            chan = self.const_py(in_shape[0]) if key in self.rkeys and in_shape else Py(d.in_name, frozenset({key}))
+            d.in_fixed = key in self.rkeys and bool(in_shape)
+            chan = self.const_py(in_shape[0]) if d.in_fixed else Py(d.in_name, frozenset({key}))
             cur = Val("x" if scope.form == "graph" else None, chan, rank, in_shape)
         else:
             cur = None
@@ -700,7 +742,12 @@ class _Core:
 
     # ------------------------------------------------------------------ statements
     def stmt_let(self, s: ast.Let, st: St) -> St:
-        b = self.value(s.value, st)
+        # a size it reads counts where the let is read (forward reads its own copy)
+        outer, self.size_reads = self.size_reads, set()
+        try:
+            b = self.value(s.value, st)
+        finally:
+            size_keys, self.size_reads = frozenset(self.size_reads), outer
         st.env.cenv.vars[s.name] = b.value
         key = ("let", id(s))
         if b.py is None:
@@ -708,15 +755,22 @@ class _Core:
                 raise Restart(nodes={st.inside[-1]}, why="a let of a layer inside a conditional")
             st.env.vars[s.name] = Binding(None, b.value, key)
             return st
-        if key in self.rkeys:
-            st.env.vars[s.name] = Binding(self.const_py(b.value), b.value, key)
-            return st
         local = self.let_local(s.name)
+        self.let_rebinds(local, b.py.deps | {key}, st)
+        if key in self.rkeys:
+            # its uses read the constant; the local is still assigned, as a later let of the name
+            # may read it where this call's values do not reach
+            const = self.const_py(b.value)
+            self.iline(f"{local} = {const.code}")
+            st.env.vars[s.name] = binding = Binding(const, b.value, key)
+            binding.size_keys = size_keys
+            return st
         self.iline(f"{local} = {b.py.code}")
         spatial = self.follows_input(s.value, st)
         binding = Binding(Py(local, b.py.deps | {key}), b.value, key, local=not st.top or spatial, expr=s.value,
                           env=replace(st, env=_snapshot(st.env)))
         binding.spatial = spatial
+        binding.size_keys = size_keys
         st.env.vars[s.name] = binding
         self.init.add(Lazy(lambda b=binding, local=local: self.let_store(b, local), "<store>"), self.ii)
         self.fwd.add(Lazy(lambda b=binding, local=local: self.let_mirror(b, local), f"<let {local}>"), self.fi)
@@ -749,10 +803,24 @@ class _Core:
         if not hasattr(self, "_let_names"):
             self._let_names = {}
         if name not in self._let_names:
-            self._let_names[name] = py_ident(name, self.locals_i, "v")
+            self._let_names[name] = py_ident(name, self.locals_i | self.locals_f, "v")
         local = self._let_names[name]
+        self.locals_i.add(local)
         self.locals_f.add(local)
         return local
+
+    def let_rebinds(self, local: str, deps, st: St) -> None:
+        """A let that assigns its local again while a width written with the local's old value
+        is still to be read (`let m = 4; conv(m); let m = 8; conv(m)`, or a loop's incoming
+        width): the old let is resolved, with what it reads."""
+        owner = self.let_owner.get(local)
+        self.let_owner[local] = deps
+        if owner is None:
+            return
+        pat = re.compile(rf"(?<![\w.'\"]){re.escape(local)}\b")
+        live = [v.chan.code for v in (st.cur, *st.body.values()) if isinstance(v, Val) and v.chan is not None]
+        if any(pat.search(code) for code in live + self.live_chans) and owner - self.rkeys:
+            raise Restart(keys=owner - self.rkeys, why="a let assigned again while its old value is read")
 
     def let_store(self, b, local):
         if id(b) in self.stores:
@@ -765,6 +833,13 @@ class _Core:
         return [f"{local} = {self.expr(b.expr, b.env, 'crop').code}"]
 
     def stmt_input(self, s, st: St) -> St:
+        # the input's shape is this network's: a parameter it reads is fixed with it
+        try:
+            reads = self.expr(s.shape, st).deps - self.rkeys
+        except (NeedsConcrete, GTimeValue):
+            reads = set()
+        if reads:
+            raise Restart(keys=reads, why="the input's shape")
         shape = self.gen.input_shape_of_network
         rank = len(shape)
         self.d.in_shape = shape
@@ -778,7 +853,7 @@ class _Core:
 
     def stmt_if(self, s: ast.If, st: St) -> St:
         test = self.expr(s.test, st)
-        if id(s) in self.rnodes or not test.deps:
+        if self.resolved(s, test) or not test.deps:
             if not self.concrete:
                 raise NeedsConcrete("a resolved conditional on a branch not taken")
             if test.deps:
@@ -791,11 +866,22 @@ class _Core:
 
     def stmt_for(self, s: ast.For, st: St) -> St:
         b = self.value(s.iter, st)
-        if b.py is None or id(s) in self.rnodes:
+        if b.py is None or self.resolved(s, b.py):
             if not self.concrete:
                 raise NeedsConcrete("an unrolled loop on a branch not taken")
             return self.unroll(s, b.value, st)
         return self.loop(s, s.var, b, lambda st2: self.stmts(s.body, st2), st, iter_expr=s.iter)
+
+    def resolved(self, node, reads: Py) -> bool:
+        """Is this conditional or loop resolved for this network? Then what it reads (parameters,
+        lets, the input's width) becomes constant too: a constructor never takes an argument its
+        body would ignore."""
+        if id(node) not in self.rnodes:
+            return False
+        left = reads.deps - self.rkeys
+        if left:
+            raise Restart(keys=left, why="what a resolved construct reads")
+        return True
 
     def unroll(self, s, seq, st: St) -> St:
         if not isinstance(seq, (list, tuple)):
@@ -848,6 +934,7 @@ class _Core:
         """A loop kept as a loop: each round is written on its own, with the channels and the
         forward variable it carries as tokens; the rounds must come out the same."""
         key = ("loop", id(node), node)
+        self.loop_reads[key] = b.py.deps
         local = self.loop_local(var) if var is not None else self.loop_local("\x02")
         self.gen.tokens += 1
         tc, tv = f"\x00C{self.gen.tokens}\x00", f"\x00V{self.gen.tokens}\x00"
@@ -868,6 +955,8 @@ class _Core:
         self.pin(cur.var)
         self.pin(spare)
         real_env = st.env
+        numbered0 = st.scope.numbered
+        self.live_chans.append(cur.chan.code)
         for v in runs:
             symbolic = v is UNKNOWN
             # a round no call runs must not touch this call's values
@@ -885,7 +974,8 @@ class _Core:
             try:
                 rank = len(shape) if (shape and not symbolic) else cur.rank
                 inner = replace(st, cur=Val(tv if cur.var is not None else None, Py(tc, cur.chan.deps), rank,
-                                            None if symbolic else shape, tail=cur.tail),
+                                            None if symbolic else shape, tail=cur.tail,
+                                            sdeps=cur.sdeps | (records[-1][3].sdeps if records else frozenset())),
                                 top=False, loops=st.loops + (node,), inside=inside)
                 self.overwritten.discard(tv)
                 out = body_fn(inner)
@@ -906,10 +996,16 @@ class _Core:
                     oc.rank, 0)
             records.append((text, li, lf, oc, tv in self.overwritten, _ref_ids(li.flat() + lf.flat() + oc.chan.code)))
             shape = oc.shape
+        self.live_chans.pop()
         self.unpin(cur.var)
         self.unpin(spare)
         first = records[0]
-        if any(r[0] != first[0] for r in records[1:]):
+        named_by_index = st.scope.numbered != numbered0 and st.scope.form == "graph"
+        if any(r[0] != first[0] for r in records[1:]) or (named_by_index and b.py.deps):
+            # (modules named '7', '8', ... by their place: another count would need other names)
+            if self.form == "graph" and self.d.kind == "block" and self.facts_chain and self.facts_numbered:
+                # numbered modules named round by round: an nn.Sequential appends them instead
+                raise UseSequential()
             raise Restart(nodes={node}, why="the rounds of a loop differ")
         # the first round's source stands for every round: its class references stand for the
         # classes of every round's calls
@@ -959,7 +1055,11 @@ class _Core:
         if (len(set(deltas)) > 1 or (deltas[0] and b.py.deps)) or (not rounds and deltas[0]):
             st.scope.dynamic = node
         fresh = False
-        return replace(out, cur=Val(var, chan, orank, out.cur.shape if rounds else cur.shape, fresh, oc.saves),
+        sdeps = cur.sdeps | oc.sdeps
+        if oc.sdeps or any(r[3].shape != cur.shape for r in records) or not rounds:
+            sdeps |= b.py.deps      # how many rounds run shapes it
+        return replace(out, cur=Val(var, chan, orank, out.cur.shape if rounds else cur.shape, fresh, oc.saves,
+                                    sdeps=sdeps),
                        top=st.top, loops=st.loops, inside=st.inside, env=real_env)
 
     # ------------------------------------------------------------------ conditionals
@@ -979,7 +1079,7 @@ class _Core:
         fstores, fmirrored = self.stores, self.mirrored
         self.stores, self.mirrored = stores0, mirrored0
         refs0 = dict(st.body)
-        results = {}
+        results, shapes = {}, {}
         was = self.concrete
         for which, fn in ((True, then_fn), (False, else_fn)):
             concrete = was and taken is which
@@ -999,6 +1099,8 @@ class _Core:
                 self.concrete = was
                 li, lf = restore()
             results[which] = (li, lf, out, st.scope.count, st.scope.dynamic)
+            # a branch that leaves the value as it is keeps its size (whatever its values)
+            shapes[which] = st.cur.shape if out.cur is cur else out.cur.shape if concrete else None
         (ti, tf, tout, tcount, tdyn), (ei, ef, eout, ecount, edyn) = results[True], results[False]
         pick = tout if taken is not False else eout
         st.scope.count = tcount if taken is not False else ecount
@@ -1026,7 +1128,9 @@ class _Core:
                 if var.startswith("\x00V"):
                     self.overwritten.add(var)
             shape = pick.cur.shape if was else None
-            cur = Val(var, chan, tc.rank, shape, tc.fresh and ec.fresh, tc.saves or ec.saves)
+            cur = Val(var, chan, tc.rank, shape, tc.fresh and ec.fresh, tc.saves or ec.saves,
+                      sdeps=tc.sdeps | ec.sdeps | (frozenset() if shapes[True] is not None and shapes[True] == shapes[False]
+                                                   else test.deps))
         else:
             same_fwd = tf.flat() == ef.flat()
         # __init__
@@ -1060,6 +1164,21 @@ class _Core:
                     self.fline(f"if not {ftest.at(P_NOT)}:")
                     self.fwd.extend(ef, self.fi + 1)
         return replace(pick, cur=cur, env=st.env, body=st.body, top=st.top, inside=st.inside, loops=st.loops)
+
+
+SAME_SIZE = {"batchnorm", "lrn", "relu", "relu6", "tanh", "sigmoid", "softmax", "identity", "scale", "dropout",
+             "drop_path"}
+
+
+def _layer_sdeps(name: str, a: dict, cur: Val, rank: int) -> frozenset:
+    """What a layer's output height and width depend on (see Val.sdeps)."""
+    if rank != 3 or name == "global_avgpool":
+        return frozenset()
+    if name == "adaptive_avgpool":
+        return frozenset().union(*(v.deps for v in a.values()))
+    if name in SAME_SIZE:
+        return cur.sdeps
+    return cur.sdeps.union(*(v.deps for k, v in a.items() if k not in ("out", "groups", "bias")))
 
 
 def inplace_done(name, cur, var) -> bool:
@@ -1394,7 +1513,7 @@ class _Items:
             return self.build_labelled(seg, kind[1].expr, replace(st, env=self.thunk_env(kind[1])), dedicated)
         if k == "cond":
             test = self.expr(expr.test, st)
-            if id(expr) in self.rnodes or not test.deps:
+            if self.resolved(expr, test) or not test.deps:
                 chosen = expr.then if self.truth(expr.test, st) else expr.orelse
                 return self.build_labelled(seg, chosen, st, dedicated)
             out = self.branches(expr, test, expr.test,
@@ -1570,7 +1689,12 @@ class _Layers:
         op = ops.OPS[name]
         st = self.untail(st, e)
         cur = st.cur
-        a = self.layer_args(op, args, st)
+        # a crop's size, where forward reads it from the value it crops to, is no constant
+        outer, self.size_reads = self.size_reads, set() if name == "center_crop" else self.size_reads
+        try:
+            a = self.layer_args(op, args, st)
+        finally:
+            crop_keys, self.size_reads = frozenset(self.size_reads or ()), outer
         cv, shape = None, None
         if self.concrete and cur.shape is not None:
             cv, _ = self.gen.el.bind_op(op, args, st.env.cenv, cur.shape, e.loc)
@@ -1583,11 +1707,14 @@ class _Layers:
         # a crop follows the size of what it crops to: forward computes it (in an nn.Sequential
         # it is a module, its size fixed for the declared input)
         module = name in layers.STATEFUL or (not numbered and name != "center_crop") or scope.form == "seq"
+        if module and crop_keys:
+            self.size_read(set(crop_keys))
         if scope.form == "graph" and name != "identity":
             self.read(cur)
         try:
             if module:
                 if numbered and scope.form == "graph":
+                    scope.numbered += 1
                     if scope.dynamic is not None:
                         raise Restart(nodes={scope.dynamic}, why="a numbered layer after a varying count")
                     if scope is self.root:
@@ -1619,6 +1746,8 @@ class _Layers:
                 self.fline(f"{var} = {expr}")
         except Resolve as r:
             raise Restart(keys=r.py.deps, why="an argument that must be a constant") from None
+        if name == "flatten" and cur.rank == 3 and cur.shape is not None:
+            self.reads_size(cur)        # its length is C*H*W, and H*W is this call's
         chan, rank = layers.output(name, a, cur.chan, cur.rank, cur.shape)
         alias = None
         if name in VIEW_OPS:
@@ -1634,7 +1763,8 @@ class _Layers:
         if inplace_done(name, cur, var):
             alias, storage = cur.alias, cur.storage
             self.reads[storage] = 0
-        return Val(var, chan, rank, shape, fresh, saves, alias=alias, storage=storage)
+        return Val(var, chan, rank, shape, fresh, saves, alias=alias, storage=storage,
+                   sdeps=_layer_sdeps(name, a, cur, rank) | crop_keys)
 
     def emit_block(self, b: Binding, args, st: St, e, seg: Seg | None = None, end: bool = False) -> Val:
         cur = st.cur
@@ -1669,12 +1799,19 @@ class _Layers:
             klass = b.py.code
             if child is not None:
                 self.d.needs.append(child)
+        if child is not None and child.reads_shape:
+            self.d.reads_shape = True
+        if child is not None and child.reads_shape and self.free(cur.sdeps):
+            raise Restart(keys=self.free(cur.sdeps), why="a class written for the size it is given")
+        if child is not None and child.in_fixed and cur.chan.deps - self.rkeys:
+            raise Restart(keys=cur.chan.deps - self.rkeys, why="an input width the class has fixed")
         parts = [cur.chan.code]
         keywords = False
         names = [p.name for p in decl.params] if decl is not None else None
         pymap = python_params(decl)[0] if decl is not None else {}
         resolved = child.resolved if child is not None else {}
         deps = set(cur.chan.deps)
+        argdeps = set()
         for i, a in enumerate(args):
             pname = a.name if a.name is not None else (names[i] if names else None)
             v = self.value(a.value, st)
@@ -1684,9 +1821,13 @@ class _Layers:
                 keywords = True
                 continue
             if pname is not None and pname in resolved:
+                # the class is fixed for this value: so is what the argument reads here
+                if v.py.deps - self.rkeys:
+                    raise Restart(keys=v.py.deps - self.rkeys, why="an argument the class has fixed")
                 keywords = True
                 continue
             deps |= v.py.deps
+            argdeps |= v.py.deps
             if a.name is None and not keywords:
                 parts.append(v.py.code)
             else:
@@ -1697,6 +1838,7 @@ class _Layers:
             idx = st.scope.place(None, st.nested)
             seg = seg_number(idx)
             if st.scope.form == "graph":
+                st.scope.numbered += 1
                 if st.scope.dynamic is not None:
                     raise Restart(nodes={st.scope.dynamic}, why="a numbered block after a varying count")
                 if st.scope is self.root:
@@ -1713,12 +1855,14 @@ class _Layers:
         out = child.out if child is not None else None
         fresh_out = bool(child and child.returns_fresh)
         storage = self.new_storage() if fresh_out else cur.storage
+        # its size: the input's, and the arguments' where the class's parameters shape it
+        sdeps = cur.sdeps | (frozenset(argdeps) if out is None or out.sdeps else frozenset())
         if closed is not None:
-            return Val(var, closed, out.rank, out.shape, fresh_out, bool(out.saves), storage=storage)
+            return Val(var, closed, out.rank, out.shape, fresh_out, bool(out.saves), storage=storage, sdeps=sdeps)
         rank = out.rank if out is not None else cur.rank
         return Val(var, Py(chan_code, frozenset(deps), P_POSTFIX), rank, out.shape if out is not None else None,
                    fresh_out, bool(out and out.saves),
-                   st.scope.access if st.scope.form == "seq" and numbered else None, storage=storage)
+                   st.scope.access if st.scope.form == "seq" and numbered else None, storage=storage, sdeps=sdeps)
 
     def emit_def(self, dv: DefValue, args, st: St, e, seg: Seg | None = None, end: bool = False) -> Val:
         decl = dv.decl
@@ -1843,11 +1987,12 @@ class _Layers:
             chan = next(o.chan for o in outs if o.shape[0] == shape[0])
         else:
             chan = first.chan
-        return Val(var, chan, first.rank, shape, fresh, saves, storage=storage)
+        sdeps = frozenset().union(*(o.sdeps for o in outs), *(v.deps for v in a.values()))
+        return Val(var, chan, first.rank, shape, fresh, saves, storage=storage, sdeps=sdeps)
 
     def emit_cond(self, e: ast.Cond, st: St) -> Val:
         test = self.expr(e.test, st)
-        if id(e) in self.rnodes or not test.deps:
+        if self.resolved(e, test) or not test.deps:
             return self.emit(e.then if self.truth(e.test, st) else e.orelse, st)
         out = self.branches(e, test, e.test, lambda s: replace(s, cur=self.emit(e.then, s)),
                             lambda s: replace(s, cur=self.emit(e.orelse, s)), st)
@@ -1858,7 +2003,7 @@ class _Layers:
         n = b.value
         if b.py is None:
             raise NeedsConcrete("a repetition count")
-        if id(e) in self.rnodes or (not b.py.deps and isinstance(n, int) and n <= 3):
+        if self.resolved(e, b.py) or (not b.py.deps and isinstance(n, int) and n <= 3):
             if not isinstance(n, int):
                 raise NeedsConcrete("a repetition count")
             saved = self.ctx_path
