@@ -131,7 +131,8 @@ def lower(net, init: bool = True) -> nn.Module:
 def check_against_ir(model: nn.Module, G) -> None:
     """The state_dict the IR promises, key for key, shape for shape, in order."""
     got = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
-    want = [(k, tuple(s)) for k, s, _ in state_entries(G)]
+    entries = state_entries(G)
+    want = [(k, tuple(s)) for k, s, _ in entries]
     if got != want:
         for i, (a, b) in enumerate(zip(got, want)):
             if a != b:
@@ -142,7 +143,7 @@ def check_against_ir(model: nn.Module, G) -> None:
                             f"its IR at state_dict entry {i}: module has {got[i] if i < len(got) else 'nothing'}, "
                             f"IR has {want[i] if i < len(want) else 'nothing'}")
     params = {k for k, _ in model.named_parameters()}
-    if params != {k for k, _, buffer in state_entries(G) if not buffer}:
+    if params != {k for k, _, buffer in entries if not buffer}:
         raise InternalError(f"netlang internal error: parameters and buffers of {G.graph['name']} differ from its IR")
 
 

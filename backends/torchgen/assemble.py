@@ -9,7 +9,7 @@ from pathlib import Path
 from netlang import ast
 from netlang.elaborate import BlockValue, Elaborator, Env, NetworkValue
 
-from .code import UNKNOWN, Lines, Restart, UseSequential
+from .code import CLASS_REF, UNKNOWN, Lines, Restart, UseSequential
 from .helpers import helper_source
 from .names import NeedsConcrete, class_name, comment, py_ident
 from .writer import Lazy, NotAChain, Writer, is_gtime
@@ -321,29 +321,37 @@ def _referenced_labels(module) -> set:
     a label's value keeps a variable of its own wherever it is placed."""
     found: set = set()
     seen: set = set()
-
-    def walk(node):
-        if id(node) in seen:
-            return
-        seen.add(id(node))
-        if isinstance(node, ast.Ref):
-            found.add(".".join(node.path))
-        if isinstance(node, (list, tuple)):
-            for x in node:
-                walk(x)
-        elif isinstance(node, ast.Node):
-            for f in node.__dataclass_fields__:
-                v = getattr(node, f)
-                if isinstance(v, (ast.Node, list, tuple)):
-                    walk(v)
+    todo: list = []
     env = module.env
     while env is not None:
         for v in env.vars.values():
             decl = getattr(v, "decl", None)
             if isinstance(decl, ast.Node):
-                walk(decl)
+                todo.append(decl)
         env = env.parent
+    node_fields = _NODE_FIELDS
+    while todo:
+        node = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, (list, tuple)):
+            todo.extend(x for x in node if isinstance(x, (ast.Node, list, tuple)))
+            continue
+        if isinstance(node, ast.Ref):
+            found.add(".".join(node.path))
+        cls = node.__class__
+        names = node_fields.get(cls)
+        if names is None:
+            names = node_fields[cls] = tuple(cls.__dataclass_fields__)
+        for f in names:
+            v = getattr(node, f)
+            if isinstance(v, (ast.Node, list, tuple)):
+                todo.append(v)
     return found
+
+
+_NODE_FIELDS: dict = {}
 
 
 # ====================================================================== finishing a draft
@@ -376,7 +384,7 @@ def finish(d: Draft, w) -> None:
                             "init:", d.init.flat(), "fwd:", d.fwd.flat(),
                             "out:" + (d.out.rank and str(d.out.rank) if d.out is not None else ""),
                             "outs:" + ",".join(str(o.var) for o in (w.outputs or ()))])
-    d.key = re.sub(r"\x00R(\d+)\x00", lambda m: f"<{d.refs[int(m.group(1))].block}>", d.key_text)
+    d.key = CLASS_REF.sub(lambda m: f"<{d.refs[int(m.group(1))].block}>", d.key_text)
     d.key = _apply_text(d.key, subst)
 
 
@@ -461,7 +469,7 @@ def _settle_lines(lines: Lines) -> Lines:
 
 def _apply_text(text: str, subst: dict) -> str:
     for _ in range(50):
-        new = re.sub(r"\x00[ACV][^\x00]*\x00", lambda m: subst.get(m.group(0), m.group(0)), text)
+        new = _TOKEN.sub(lambda m: subst.get(m.group(0), m.group(0)), text)
         if new == text:
             return new
         text = new
@@ -564,7 +572,7 @@ def render_def(gen: Gen, dv) -> str:
 
 
 def _refs_to_names(gen: Gen, d: Draft, text: str) -> str:
-    return re.sub(r"\x00R(\d+)\x00", lambda m: gen.class_for(d.refs[int(m.group(1))]), text)
+    return CLASS_REF.sub(lambda m: gen.class_for(d.refs[int(m.group(1))]), text)
 
 
 def render_class(gen: Gen, d: Draft) -> str:
@@ -681,6 +689,7 @@ def _shape_lit(shape) -> str:
 
 
 _NAME = re.compile(r"[A-Za-z_]\w*")
+_TOKEN = re.compile(r"\x00[ACV][^\x00]*\x00")   # a name or text decided when the source is assembled
 
 
 def _with_aux(d: Draft, main, outputs) -> list[str]:

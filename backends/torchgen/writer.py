@@ -8,16 +8,19 @@ variable fixed (backends/torchgen/assemble.py drives this).
 """
 from __future__ import annotations
 
+import functools
+import io
 import re
-from dataclasses import dataclass, replace
+import tokenize
+from dataclasses import dataclass
 
 from netlang import ast, ops
 from netlang.elaborate import BlockValue, DefValue, Env, FuncValue, NetworkValue, OpValue, Thunk, match_args
 from netlang.errors import NetlangError
 
 from . import layers
-from .code import (P_ADD, P_AND, P_ATOM, P_CMP, P_IF, P_MUL, P_NOT, P_OR, P_POSTFIX, P_UNARY, UNKNOWN, Binding,
-                   Lines, NotAChain, Py, Ref, Resolve, Restart, SEnv, UseSequential, Val)
+from .code import (CLASS_REF, P_ADD, P_AND, P_ATOM, P_CMP, P_IF, P_MUL, P_NOT, P_OR, P_POSTFIX, P_UNARY, UNKNOWN,
+                   Binding, Lines, NotAChain, Py, Ref, Resolve, Restart, SEnv, UseSequential, Val, replace)
 from .names import NeedsConcrete, is_attr, lit, py_ident
 
 GTIME = (OpValue, DefValue, Thunk, NetworkValue, FuncValue)
@@ -255,8 +258,7 @@ class _Core:
 
     # ================================================================== names and values
     def norm_refs(self, text: str) -> str:
-        import re as _re
-        return _re.sub(r"\x00R(\d+)\x00", lambda m: f"<{self.d.refs[int(m.group(1))].block}>", text)
+        return CLASS_REF.sub(lambda m: f"<{self.d.refs[int(m.group(1))].block}>", text)
 
     def ref(self, block: str, drafts=(), node=None, kind: str = "class", value=None) -> str:
         self.d.refs.append(Ref(block, list(drafts), node, kind, value))
@@ -1188,8 +1190,6 @@ def inplace_done(name, cur, var) -> bool:
 def _closed_form(child, parts: list, args, names) -> Py | None:
     """The width a block call gives, written from the call's own arguments where the block's
     class states it in terms of its parameters (`BasicConv(c, 64, 3)` gives 64)."""
-    import io
-    import tokenize
     code = child.out.chan.code
     values = {child.in_name: parts[0]}
     pyname = {p.name: py for py, p, _ in child.params}
@@ -1211,23 +1211,18 @@ def _closed_form(child, parts: list, args, names) -> Py | None:
             values[py] = positional[j]
         elif default is not None and default != "None":
             values[py] = default
-    try:
-        toks = list(tokenize.generate_tokens(io.StringIO(code).readline))
-    except (tokenize.TokenError, IndentationError):
+    toks = _tokens(code)
+    if toks is None:
         return None
     out = []
-    for t in toks:
-        if t.type == tokenize.NAME:
-            if t.string not in values:
+    for name, text in toks:
+        if name:
+            if text not in values:
                 return None
-            v = values[t.string]
-            out.append(v if (v.isidentifier() or v.isdigit()) or len(toks) <= 2 else f"({v})")
-        elif t.type in (tokenize.NUMBER, tokenize.OP):
-            out.append(t.string)
-        elif t.type in (tokenize.NEWLINE, tokenize.ENDMARKER, tokenize.NL):
-            continue
+            v = values[text]
+            out.append(v if v.isidentifier() or v.isdigit() else f"({v})")
         else:
-            return None
+            out.append(text)
     text = " ".join(out) if len(out) > 1 else (out[0] if out else "")
     text = text.replace("( ", "(").replace(" )", ")")
     if not text or "[-1]" in text:
@@ -1235,9 +1230,27 @@ def _closed_form(child, parts: list, args, names) -> Py | None:
     return Py(text, frozenset(), P_ATOM if len(out) == 1 else P_ADD)
 
 
+@functools.lru_cache(maxsize=4096)
+def _tokens(code: str) -> tuple | None:
+    """The names and operators of a width expression, in order ((is_name, text), ...); None where
+    it holds anything else (a string, a call's keyword...)."""
+    try:
+        toks = list(tokenize.generate_tokens(io.StringIO(code).readline))
+    except (tokenize.TokenError, IndentationError):
+        return None
+    out = []
+    for t in toks:
+        if t.type == tokenize.NAME:
+            out.append((True, t.string))
+        elif t.type in (tokenize.NUMBER, tokenize.OP):
+            out.append((False, t.string))
+        elif t.type not in (tokenize.NEWLINE, tokenize.ENDMARKER, tokenize.NL):
+            return None
+    return tuple(out)
+
+
 def _ref_ids(text: str) -> list[int]:
-    import re as _re
-    return [int(m) for m in _re.findall(r"\x00R(\d+)\x00", text)]
+    return [int(m) for m in CLASS_REF.findall(text)]
 
 
 def _iter_code(code: str) -> str:
@@ -1649,9 +1662,8 @@ class _Items:
 
 
 def _template_match(t: ast.Template, ref: str) -> bool:
-    import re as _re
-    pat = "".join(_re.escape(p) if isinstance(p, str) else r"[A-Za-z0-9_]+" for p in t.parts)
-    return _re.fullmatch(pat, ref.rpartition(".")[2]) is not None
+    pat = "".join(re.escape(p) if isinstance(p, str) else r"[A-Za-z0-9_]+" for p in t.parts)
+    return re.fullmatch(pat, ref.rpartition(".")[2]) is not None
 
 
 class _Layers:
