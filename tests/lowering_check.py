@@ -119,6 +119,10 @@ def check(text: str, network: str = "n", seed: int = 0, timeout: int = 0) -> tup
         return "crash", f"{type(err).__name__} at {where}: {str(err).splitlines()[0][:200] if str(err) else ''}"
 
 
+def _entries(model) -> list:
+    return [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
+
+
 def _variants(value) -> list:
     """(Python value, netlang source) of other values of a parameter's type."""
     if isinstance(value, bool):
@@ -143,15 +147,22 @@ def _other_arguments(text: str, network: str, net, model, seed: int):
     if not choices:
         return None
     name, (value, source) = random.Random(seed).choice(choices)
+    return with_argument(text, network, cls, name, value, source, seed)
+
+
+def with_argument(text: str, network: str, cls, name: str, value, source: str, seed: int = 0):
+    """The generated network class `cls` called with `name=value` against compiling `text` with
+    `name=source`: None where they agree, where the class does not take `name` (fixed for its
+    network) or where the program is not valid with that value."""
     try:
         other = netlang.loads(text, network=network, filename="prog.net", **{name: source})
     except NetlangError:
         return None                     # not valid with that value
     G = other.graph
+    if name not in inspect.signature(cls.__init__).parameters:
+        return None                     # fixed for the network the class was written for
     built = cls(**{name: value}).double()
-    got = [(k, tuple(v.shape)) for k, v in built.state_dict().items()]
-    want = [(k, tuple(s)) for k, s, _ in state_entries(G)]
-    if got != want:
+    if _entries(built) != [(k, tuple(s)) for k, s, _ in state_entries(G)]:
         return "mismatch", f"{cls.__name__}({name}={value!r}): state_dict differs from compiling with {name}={source}"
     state = random_state(G, seed + 1, dtype=torch.float64)
     built.load_state_dict(state, strict=True)

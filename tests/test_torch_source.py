@@ -608,3 +608,89 @@ def test_a_network_parameter_that_gives_the_input_shape_is_fixed():
     net, _ = compiles_and_agrees("network n(shape=3x5x6, w=4) {\n    input shape\n    conv(w, 1)\n}\n")
     text = generate(net).text
     assert fixed(text, "N") == "shape=3x5x6" and "def __init__(self, w=4):" in text
+
+
+def other_argument(src: str, name: str, value, source: str):
+    """The generated class called with name=value agrees with compiling with name=source (or
+    does not take name: it is fixed for this network)."""
+    from lowering_check import with_argument
+    _, model = compiles_and_agrees(src)
+    assert with_argument(src, "n", type(model), name, value, source) is None
+    return generate(netlang.loads(src)).text
+
+
+def test_a_size_read_in_a_loop_whose_rounds_change_it():
+    # `for i in range(n) { conv(4, in.height // 4) }` kept the loop with the first round's kernel
+    # (4), right for n=1 only: called with n=2 the second round's kernel is 3, not 4
+    src = "network n(n=1) {\n    input 3x16x16\n    for i in range(n) {\n        c{i}: conv(4, in.height // 4)\n    }\n}\n"
+    assert fixed(other_argument(src, "n", 2, "2"), "N") == "n=1"
+
+
+def test_numbered_layers_after_a_conditional_whose_other_branch_places_some():
+    # the branch not taken places two sigmoids ('1', '2'): the last conv is '1' or '3' as
+    # `planes` decides, but the class took planes and named it '1'
+    src = ("network n(planes=6) {\n    input 2x6x6\n    conv(4, 1)\n    if planes != 6 {\n"
+           "        for c in range(2) {\n            sigmoid\n        }\n    }\n    conv(3, 1)\n}\n")
+    assert fixed(other_argument(src, "planes", 7, "7"), "N") == "planes=6"
+
+
+def test_a_branch_not_taken_calls_a_block_fixed_for_another_call():
+    # B was written with `stride` fixed (its conditional gives a map or a vector) by the taken
+    # call; the branch not taken still called B(..., stride=1): a TypeError once that branch ran
+    src = ("network n(flag=false) {\n    input 3x8x8\n    z: b(stride=1)\n    a: (b(stride=1) if flag else conv(3, 1))\n}\n"
+           "block b(stride=1) {\n    if stride >= 2 {\n        flatten\n    } else {\n        conv(3, 1)\n    }\n}\n")
+    text = other_argument(src, "flag", True, "true")
+    assert "fixed for this network: stride=1" in class_source(text, "B")
+
+
+def test_a_gate_narrower_than_its_input_broadcasts():
+    # mul { se-gate ; identity }: the width is the identity's where the gate has one channel;
+    # the class wrote the gate's (`c_out`), right only while the two are equal
+    src = ("network n(pre=true) {\n    input 1x5x5\n    if not pre {\n        a: conv(5, 1)\n    }\n    b: g(1)\n"
+           "    c: conv(2, 1)\n}\n"
+           "block g(c_out) {\n    mul {\n        global_avgpool -> conv(c_out, 1) -> sigmoid\n        identity\n    }\n}\n")
+    text = other_argument(src, "pre", False, "false")
+    assert "max(" in class_source(text, "G")
+
+
+def test_a_branch_that_only_refers_to_a_value():
+    # `if m != 1 { @up }` writes no line in either branch: the value after it was taken to be
+    # `up` (the branch not taken) instead of the maxpool's
+    compiles_and_agrees("network n {\n    input 3x6x6\n    b(1)\n}\n"
+                        "block b(m) {\n    up: relu -> z: maxpool(3, stride=1, pad=1)\n"
+                        "    if m != 1 {\n        @up\n    }\n    conv(2, 1)\n}\n")
+
+
+def test_in_channels_in_a_test_forward_reads():
+    # forward wrote `in.channels > 1 or gated` as `self.gated`: in.channels is 1 for this call,
+    # but 5 when gated is false, where __init__ builds the branch and forward skipped it
+    src = ("network n(gated=true) {\n    input 1x6x6\n    if not gated {\n        a: conv(5, 1)\n    }\n"
+           "    if in.channels > 1 or gated {\n        b: conv(3, 1)\n    }\n}\n")
+    other_argument(src, "gated", False, "false")
+
+
+def test_a_width_a_block_passes_on_reads_what_its_input_read():
+    # f() gives its input's width, `ch + 1`, written as a constant expression of the call: the
+    # conditional on it was resolved as if no parameter shaped it
+    src = ("network n(ch=2) {\n    input 3x6x6\n    a: conv(ch + 1, 1)\n    f()\n"
+           "    if in.channels > 3 {\n        b: conv(4, 1)\n    }\n}\n"
+           "block f() {\n    relu\n}\n")
+    other_argument(src, "ch", 3, "3")
+
+
+def test_a_block_no_call_writes_is_called_on_a_vector():
+    # the class of a block called only in a branch not taken was written for a map:
+    # nn.BatchNorm2d where the call gives it a vector
+    src = ("network n(flag=false) {\n    input (16,)\n    if flag {\n        t: tower()\n    }\n    z: linear(3)\n}\n"
+           "block tower() {\n    batchnorm\n}\n")
+    text = other_argument(src, "flag", True, "true")
+    assert "BatchNorm1d" in class_source(text, "Tower")
+
+
+def test_a_pipeline_argument_reads_a_network_parameter():
+    # the pipeline is expanded in b's class with bn's value of this call: bn is fixed there,
+    # so the network cannot take it
+    src = ("network n(bn=false) {\n    input 3x6x6\n"
+           "    let norm = (batchnorm if bn or in.height >= 6 else identity) -> relu\n    a: b(norm)\n}\n"
+           "block b(f) {\n    maxpool(2) -> f\n}\n")
+    assert fixed(other_argument(src, "bn", True, "true"), "N") == "bn=false"

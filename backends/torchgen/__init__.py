@@ -34,9 +34,10 @@ or a comment made safe, so no label, string or file name can inject code.
 """
 from __future__ import annotations
 
-import gc
 import sys
 from dataclasses import dataclass
+
+from netlang.errors import paused_gc
 
 from .assemble import Gen, render_file
 from .names import MODULE_ATTRIBUTES, check_module_names, comment
@@ -57,15 +58,12 @@ def generate(net, header: str | None = None) -> Source:
     old = sys.getrecursionlimit()
     sys.setrecursionlimit(max(old, 20000))
     from . import writer
-    collecting = gc.isenabled()
-    gc.disable()            # thousands of short-lived records and no garbage worth a collection
     try:
-        gen = Gen(net.module, G.graph["name"], getattr(net, "overrides", {}) or {}, G)
-        draft = gen.run()
-        text, entry = render_file(gen, draft, header if header is not None else default_header(net))
+        with paused_gc():   # thousands of short-lived records and no garbage worth a collection
+            gen = Gen(net.module, G.graph["name"], getattr(net, "overrides", {}) or {}, G)
+            draft = gen.run()
+            text, entry = render_file(gen, draft, header if header is not None else default_header(net))
     finally:
-        if collecting:
-            gc.enable()
         sys.setrecursionlimit(old)
         writer.GTIME_BLOCKS.clear()
     return Source(text, entry, draft.cls)

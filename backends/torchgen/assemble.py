@@ -47,6 +47,7 @@ class Draft:
     outputs: object = None
     in_name: str = "in_channels"
     in_shape: tuple | None = None
+    in_rank: int = 3                # 3: a block called on a map, 1: on a vector
     resolved: dict = field(default_factory=dict)
     reads_shape: bool = False       # writes a height or width of the call's as a constant
     in_fixed: bool = False          # the input width is fixed for this network (the class ignores in_channels)
@@ -130,7 +131,7 @@ class Gen:
         self.order.append(d)
         return d
 
-    def write_class(self, kind, decl, cenv: Env, in_shape, concrete: bool = True) -> Draft:
+    def write_class(self, kind, decl, cenv: Env, in_shape, concrete: bool = True, in_rank: int = 3) -> Draft:
         """Write the class of `decl` for one call, again and again until nothing more needs
         resolving."""
         nodes: set = set(self.global_nodes)
@@ -144,7 +145,7 @@ class Gen:
                 # each attempt starts from the call's own values (an attempt's lets and loop
                 # variables must not leak into the next)
                 fresh = Env(cenv.parent, dict(cenv.vars)) if concrete else _unknown_env(cenv, decl)
-                w.body_class(decl, fresh, in_shape)
+                w.body_class(decl, fresh, in_shape, in_rank)
                 if form == "graph" and kind == "block" and w.facts_chain and w.facts_numbered:
                     raise UseSequential()
                 finish(d, w)
@@ -192,8 +193,14 @@ class Gen:
                 break
             for name in sorted(missing):
                 bv = self.module.env.lookup(name) if _known(self.module.env, name) else _find_block(self.order, name)
+                calls = [r for o in self.order for r in live_refs(o) if r.block == name and r.rank is not None]
+                ranks = {r.rank for r in calls}
+                if len(ranks) > 1:
+                    # called on a map and on a vector where no call writes its class: decided there
+                    raise GlobalRestart({r.node for r in calls if r.node is not None}, {name})
                 try:
-                    d = self.write_class("block", bv.decl, Env(bv.env), None, concrete=False)
+                    d = self.write_class("block", bv.decl, Env(bv.env), None, concrete=False,
+                                         in_rank=ranks.pop() if ranks else 3)
                 except NeedsConcrete:
                     # No call of the block to write its class from, and it cannot be written
                     # generally: where it was passed as a value, it is decided there instead.
@@ -233,6 +240,11 @@ class Gen:
                         gtime_blocks.add(r.block)
                     else:
                         ambiguous.add(r.node)
+                elif not r.drafts and r.node is not None and any(
+                        c.resolved or c.in_fixed or (r.rank is not None and c.in_rank != r.rank) for c in cands):
+                    # a call written without its values (a branch not taken) cannot use a class
+                    # fixed for another call's values: its conditional is decided instead
+                    ambiguous.add(r.node)
         if ambiguous or gtime_blocks:
             raise GlobalRestart(ambiguous, gtime_blocks)
         # Names: the network's class after the network, blocks after themselves, variants numbered.

@@ -134,6 +134,7 @@ class Ref:
     node: object = None                          # what to resolve when the drafts disagree
     kind: str = "class"                          # "class", or "def": the function of a def of one block
     value: object = None                         # the DefValue, for a "def"
+    rank: int | None = None                      # a call's: the rank of the input it is called on
 
 
 class SEnv:

@@ -219,6 +219,7 @@ class _Core:
         self.let_owner: dict = {}   # a let's local -> what the let last assigned to it reads
         self.live_chans: list = []  # the incoming widths of the loops being written
         self.loop_reads: dict = {}  # a kept loop's key -> what its list reads
+        self.round_reads: set = set()  # loops (("round", id)) a round of which read its input's size
         self.size_reads = None      # while a let's value is written: the free keys of the sizes it reads
         self.pins: dict = {}        # forward variables that must not be overwritten -> count
         self.stores: dict = {}      # binding id -> (binding, attr token)
@@ -260,8 +261,8 @@ class _Core:
     def norm_refs(self, text: str) -> str:
         return CLASS_REF.sub(lambda m: f"<{self.d.refs[int(m.group(1))].block}>", text)
 
-    def ref(self, block: str, drafts=(), node=None, kind: str = "class", value=None) -> str:
-        self.d.refs.append(Ref(block, list(drafts), node, kind, value))
+    def ref(self, block: str, drafts=(), node=None, kind: str = "class", value=None, rank=None) -> str:
+        self.d.refs.append(Ref(block, list(drafts), node, kind, value, rank))
         return f"\x00R{len(self.d.refs) - 1}\x00"
 
     def lookup(self, name: str, env: SEnv) -> Binding:
@@ -501,7 +502,8 @@ class _Core:
         if e.attr == "channels":
             if mode == "init" or cur.var is None:
                 return cur.chan
-            return Py(f"{cur.var}.shape[1]", frozenset(), P_POSTFIX)
+            # (it varies with what shaped the width: `in.channels > 1 or p` is not `p`)
+            return Py(f"{cur.var}.shape[1]", cur.chan.deps, P_POSTFIX)
         if mode == "crop" and cur.var is not None:
             if e.attr == "shape":
                 return Py(f"tuple({cur.var}.shape[1:])", frozenset(), P_POSTFIX)
@@ -546,6 +548,8 @@ class _Core:
                 out.add(k)
             elif k[0] == "loop":
                 todo.extend(self.loop_reads.get(k, ()))
+            elif k[0] == "round":
+                self.round_reads.add(k)     # (decided where the loop ends: see loop())
         return out - self.rkeys
 
     def where(self) -> str:
@@ -687,7 +691,7 @@ class _Core:
         self.locals_f.add("x")
         self.chain_vars.add("x")
         if d.kind == "block":
-            rank = len(in_shape) if in_shape else in_rank
+            rank = d.in_rank = len(in_shape) if in_shape else in_rank
             key = ("in",)
             d.in_fixed = key in self.rkeys and bool(in_shape)
             chan = self.const_py(in_shape[0]) if d.in_fixed else Py(d.in_name, frozenset({key}))
@@ -959,6 +963,11 @@ class _Core:
         real_env = st.env
         numbered0 = st.scope.numbered
         self.live_chans.append(cur.chan.code)
+        # a round's input has the size the rounds before it left: where a round reads it and
+        # the rounds change it, how many rounds run shapes what the source says
+        marker = ("round", id(node))
+        self.round_reads.discard(marker)
+        round_sizes = []
         for v in runs:
             symbolic = v is UNKNOWN
             # a round no call runs must not touch this call's values
@@ -977,7 +986,8 @@ class _Core:
                 rank = len(shape) if (shape and not symbolic) else cur.rank
                 inner = replace(st, cur=Val(tv if cur.var is not None else None, Py(tc, cur.chan.deps), rank,
                                             None if symbolic else shape, tail=cur.tail,
-                                            sdeps=cur.sdeps | (records[-1][3].sdeps if records else frozenset())),
+                                            sdeps=cur.sdeps | {marker} |
+                                            (records[-1][3].sdeps if records else frozenset())),
                                 top=False, loops=st.loops + (node,), inside=inside)
                 self.overwritten.discard(tv)
                 out = body_fn(inner)
@@ -990,17 +1000,22 @@ class _Core:
                 self.concrete = was
                 li, lf = restore()
                 self.expansions = expansions0
+            deltas.append(st.scope.count - count0)
             if symbolic:
                 st.scope.count, st.scope.dynamic = count0, dyn0
             oc = out.cur
-            deltas.append(st.scope.count - count0)
             text = (self.norm_refs(li.flat()), self.norm_refs(lf.flat()), self.norm_refs(oc.chan.code), oc.var,
                     oc.rank, 0)
             records.append((text, li, lf, oc, tv in self.overwritten, _ref_ids(li.flat() + lf.flat() + oc.chan.code)))
+            round_sizes.append((_size(shape), _size(oc.shape)))
             shape = oc.shape
         self.live_chans.pop()
         self.unpin(cur.var)
         self.unpin(spare)
+        if marker in self.round_reads and any(a != b_ for a, b_ in round_sizes):
+            keys = self.free(b.py.deps)
+            if keys:
+                raise Restart(keys=keys, why="a size read in a loop whose rounds change it")
         first = records[0]
         named_by_index = st.scope.numbered != numbered0 and st.scope.form == "graph"
         if any(r[0] != first[0] for r in records[1:]) or (named_by_index and b.py.deps):
@@ -1057,8 +1072,8 @@ class _Core:
         if (len(set(deltas)) > 1 or (deltas[0] and b.py.deps)) or (not rounds and deltas[0]):
             st.scope.dynamic = node
         fresh = False
-        sdeps = cur.sdeps | oc.sdeps
-        if oc.sdeps or any(r[3].shape != cur.shape for r in records) or not rounds:
+        sdeps = cur.sdeps | (oc.sdeps - {marker})
+        if oc.sdeps - {marker} or any(r[3].shape != cur.shape for r in records) or not rounds:
             sdeps |= b.py.deps      # how many rounds run shapes it
         return replace(out, cur=Val(var, chan, orank, out.cur.shape if rounds else cur.shape, fresh, oc.saves,
                                     sdeps=sdeps),
@@ -1120,8 +1135,8 @@ class _Core:
             else:
                 chan = tc.chan
             var = tc.var
-            same_fwd = tf.flat() == ef.flat()
-            if tc.var != ec.var and not same_fwd:
+            if tc.var != ec.var:
+                # (also where neither writes a line: a branch that only refers to a value)
                 var = tc.var if tc.var not in self.pins and tc.var is not None else self.chain_var(st)
                 if tc.var != var:
                     tf.add(f"{var} = {tc.var}")
@@ -1129,6 +1144,7 @@ class _Core:
                     ef.add(f"{var} = {ec.var}")
                 if var.startswith("\x00V"):
                     self.overwritten.add(var)
+            same_fwd = tf.flat() == ef.flat()
             shape = pick.cur.shape if was else None
             cur = Val(var, chan, tc.rank, shape, tc.fresh and ec.fresh, tc.saves or ec.saves,
                       sdeps=tc.sdeps | ec.sdeps | (frozenset() if shapes[True] is not None and shapes[True] == shapes[False]
@@ -1170,6 +1186,28 @@ class _Core:
 
 SAME_SIZE = {"batchnorm", "lrn", "relu", "relu6", "tanh", "sigmoid", "softmax", "identity", "scale", "dropout",
              "drop_path"}
+
+
+def _names(expr) -> set:
+    """The names an expression mentions, at any depth."""
+    out, todo, seen = set(), [expr], set()
+    while todo:
+        node = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, (list, tuple)):
+            todo.extend(node)
+        elif isinstance(node, ast.Node):
+            if type(node) is ast.Name:
+                out.add(node.id)
+            todo.extend(getattr(node, f) for f in node.__dataclass_fields__)
+    return out
+
+
+def _size(shape) -> tuple | None:
+    """The height and width of a shape (a vector's length)."""
+    return None if shape is None else tuple(shape[1:]) if len(shape) == 3 else tuple(shape)
 
 
 def _layer_sdeps(name: str, a: dict, cur: Val, rank: int) -> frozenset:
@@ -1409,6 +1447,26 @@ class _Items:
             finally:
                 self.ctx_path = saved
         raise NeedsConcrete("a callee not known here")
+
+    def thunk_reads(self, value, seen=None) -> set:
+        """The free keys (see free()) of the names a pipeline made in this class reads."""
+        if not isinstance(value, Thunk):
+            return set()
+        env = self.thunk_env(value)
+        seen = set() if seen is None else seen
+        if env.foreign or id(value) in seen:
+            return set()
+        seen.add(id(value))
+        out: set = set()
+        for name in _names(value.expr):
+            b = env.find(name)
+            if b is None:
+                continue
+            if b.py is not None:
+                out |= self.free(b.py.deps)
+            else:
+                out |= self.thunk_reads(b.value, seen)
+        return out
 
     def thunk_env(self, th: Thunk) -> SEnv:
         owner = self.gen.senv_of.get(id(th.env))
@@ -1806,7 +1864,8 @@ class _Layers:
         # the class: a block named in the source is a reference to its class; a parameter holding
         # a block is that parameter
         if decl is not None and b.py.code.startswith("\x00R"):
-            klass = self.ref(decl.name, [child] if child else [], st.inside[-1] if st.inside else None)
+            klass = self.ref(decl.name, [child] if child else [], st.inside[-1] if st.inside else None,
+                             rank=cur.rank)
         else:
             klass = b.py.code
             if child is not None:
@@ -1830,6 +1889,11 @@ class _Layers:
             if v.py is None:
                 if child is None:
                     raise NeedsConcrete("a layer passed to a block not written here")
+                if pname is not None and pname in resolved:
+                    # expanded in the class with this call's values: what it reads is fixed here
+                    reads = self.thunk_reads(v.value)
+                    if reads:
+                        raise Restart(keys=reads, why="a pipeline argument the class has fixed")
                 keywords = True
                 continue
             if pname is not None and pname in resolved:
@@ -1870,6 +1934,7 @@ class _Layers:
         # its size: the input's, and the arguments' where the class's parameters shape it
         sdeps = cur.sdeps | (frozenset(argdeps) if out is None or out.sdeps else frozenset())
         if closed is not None:
+            closed = Py(closed.code, frozenset(deps), closed.prec)    # (it reads what the call's arguments read)
             return Val(var, closed, out.rank, out.shape, fresh_out, bool(out.saves), storage=storage, sdeps=sdeps)
         rank = out.rank if out is not None else cur.rank
         return Val(var, Py(chan_code, frozenset(deps), P_POSTFIX), rank, out.shape if out is not None else None,
@@ -1994,9 +2059,14 @@ class _Layers:
         if e.op == "concat":
             chans = [o.chan for o in outs]
             chan = Py(" + ".join(c.at(P_ADD) for c in chans), deps, P_ADD if len(chans) > 1 else chans[0].prec)
-        elif e.op == "mul" and shape is not None:
-            # sizes of 1 broadcast: the width is a branch's that has all of it
-            chan = next(o.chan for o in outs if o.shape[0] == shape[0])
+        elif e.op == "mul":
+            # widths of 1 broadcast: the width is the widest branch's (which one that is may
+            # depend on the parameters)
+            codes = list(dict.fromkeys(o.chan.code for o in outs if o.chan.code != "1"))
+            if len(codes) <= 1:
+                chan = next((o.chan for o in outs if o.chan.code != "1"), first.chan)
+            else:
+                chan = Py(f"max({', '.join(codes)})", frozenset().union(*(o.chan.deps for o in outs)), P_POSTFIX)
         else:
             chan = first.chan
         sdeps = frozenset().union(*(o.sdeps for o in outs), *(v.deps for v in a.values()))
