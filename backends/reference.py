@@ -145,8 +145,32 @@ def run(G: nx.MultiDiGraph, state: dict, x, training: bool = False) -> tuple:
             values[n] = x
             continue
         ins = [values[s] for s in inputs_of(G, n)]
-        values[n] = evaluate(data["op"], data["args"], ins, per_node.get(n, {}), training)
+        if any(k in data for k in ("prologue", "epilogue", "siblings")):
+            values[n] = _fused(data, ins, per_node, training)
+        elif data["op"] == "slice":
+            values[n] = ins[0][:, data["args"]["start"]:data["args"]["stop"]]
+        else:
+            values[n] = evaluate(data["op"], data["args"], ins, per_node.get(n, {}), training)
     return tuple(values[o] for o in G.graph["outputs"])
+
+
+def _fused(data: dict, ins: list, per_node: dict, training: bool):
+    """A node the fusion passes made: its steps one after another, each as the node it stands
+    for would compute it (a folded batchnorm is a batchnorm here: folding is the backends' job)."""
+    def steps(t, seq):
+        for st in seq:
+            if st["op"] == "add":
+                for i in st["inputs"]:
+                    t = t + ins[i]
+            else:
+                t = evaluate(st["op"], st["args"], [t], per_node.get(st["node"], {}), training)
+        return t
+    x = steps(ins[0], data.get("prologue", ()))
+    if "siblings" in data:
+        return torch.cat([steps(evaluate(data["op"], s["args"], [x], per_node.get(s["node"], {}), training),
+                                s["epilogue"]) for s in data["siblings"]], 1)
+    own = {k: v for k, v in per_node.get(data["fused_from"][0], {}).items()}
+    return steps(evaluate(data["op"], data["args"], [x], own, training), data.get("epilogue", ()))
 
 
 def random_state(G: nx.MultiDiGraph, seed: int = 0, dtype=torch.float32) -> dict:

@@ -230,7 +230,7 @@ BUILTIN_FUNCS = {
 
 def builtin_env() -> Env:
     env = Env()
-    for name, op in ops.OPS.items():
+    for name, op in ops.LANGUAGE.items():
         if name != "input" and not op.merge:
             env.vars[name] = OpValue(op)
     for name, fn in BUILTIN_FUNCS.items():
@@ -835,7 +835,7 @@ class Elaborator:
         for s in stmts:
             t = type(s)
             if t is ast.Let:
-                if s.name in ops.OPS or s.name in BUILTIN_FUNCS:
+                if s.name in ops.LANGUAGE or s.name in BUILTIN_FUNCS:
                     raise NetlangNameError(f"'{s.name}' is a built-in and cannot be rebound", s.loc)
                 env.vars[s.name] = self.eval(s.value, env, cur)
             elif t is ast.If:

@@ -10,6 +10,8 @@ node attrs op      name of an op in netlang.ops.OPS
            loc     SourceLoc of the item that made the node
            scope   dotted path of the innermost scope the node belongs to ("" at the top)
            fused_from (optional) tuple of the names a pass merged into this node
+           prologue, epilogue, siblings, placement (optional) what fusion passes made a node
+           do besides its op (see FUSED_ATTRS and docs/ir.md)
 edges      (src, dst, key=i) with attr pos=i: src is the i-th input of dst
 graph      name, file, inputs (node ids), outputs (node ids; the first is the main output),
            params (the network's resolved parameters), scopes: {path: {kind, call, block, loc, args, given}}
@@ -26,6 +28,22 @@ from . import ops
 from .errors import SourceLoc
 
 NODE_ATTRS = ("op", "args", "shape", "loc", "scope")
+
+# What fusion passes add to a node (all optional, all plain data):
+#   fused_from  tuple of the ids of the nodes it stands for, its own first
+#   prologue    steps applied to input 0 as the op reads it (a pre-activation batchnorm and relu)
+#   epilogue    steps applied to the op's output, in order (a folded batchnorm, an activation, a
+#               scale, a residual add of further inputs)
+#   siblings    a convolution that computes several: each {"node", "start", "stop", "args", "loc",
+#               "epilogue"}, the original convolution's channels start:stop of this node's output
+#   placement   {"into": a concat node, "offset": channels}: the node writes its output into
+#               that slice of the concat's output, so the concat copies nothing
+# A step is {"op", "node", "args", "loc"}: the op and arguments of the node it stands for (whose
+# state_dict entries keep that node's name); an "add" step has "inputs", the positions (1, 2...)
+# of the further inputs it adds.
+FUSED_ATTRS = ("fused_from", "prologue", "epilogue", "siblings", "placement")
+STEP_OPS = ("batchnorm", "relu", "relu6", "tanh", "sigmoid", "scale", "add")
+FUSABLE = ("conv", "linear")     # the ops that take prologues, epilogues and siblings
 
 
 class IRError(AssertionError):
@@ -89,8 +107,9 @@ def verify(G: nx.MultiDiGraph, check_shapes: bool = True) -> None:
         for _, _, k, d in G.in_edges(n, keys=True, data=True):
             if d.get("pos") != k:
                 fail(f"node {n!r}: edge key {k} and pos {d.get('pos')} differ")
-        if op.arity is not None and len(positions) != op.arity:
-            fail(f"node {n!r}: op {op.name} takes {op.arity} inputs, has {len(positions)}")
+        extra = _verify_fused(n, data, fail)
+        if op.arity is not None and len(positions) != op.arity + extra:
+            fail(f"node {n!r}: op {op.name} takes {op.arity + extra} inputs, has {len(positions)}")
         if op.arity is None and len(positions) < op.min_inputs:
             fail(f"node {n!r}: op {op.name} needs at least {op.min_inputs} inputs, has {len(positions)}")
     for n in G.graph["inputs"]:
@@ -104,17 +123,80 @@ def verify(G: nx.MultiDiGraph, check_shapes: bool = True) -> None:
     for n, data in G.nodes(data=True):
         if data["op"] == "input" and n not in G.graph["inputs"]:
             fail(f"input node {n!r} is not listed in graph inputs")
+    for n, data in G.nodes(data=True):
+        place = data.get("placement")
+        if place is not None:
+            into = place.get("into")
+            if into not in G or G.nodes[into]["op"] != "concat" or n not in inputs_of(G, into):
+                fail(f"node {n!r} is placed into {into!r}, which is not a concat it feeds")
+            offset = sum(G.nodes[s]["shape"][0] for s in inputs_of(G, into)[:inputs_of(G, into).index(n)])
+            if place.get("offset") != offset:
+                fail(f"node {n!r}: placed at channel {place.get('offset')} of {into!r}, its slice starts at {offset}")
     if check_shapes:
         for n in topo_order(G):
             data = G.nodes[n]
             op = ops.OPS[data["op"]]
             in_shapes = [G.nodes[s]["shape"] for s in inputs_of(G, n)]
+            base = in_shapes[:op.arity] if op.arity is not None else in_shapes
             try:
-                expect = op.shape(data["args"], in_shapes)
+                expect = op.shape(data["args"], base)
             except ops.OpError as err:
                 fail(f"node {n!r}: shape rule fails on its own inputs: {err.message}")
             if tuple(expect) != data["shape"]:
                 fail(f"node {n!r}: recorded shape {data['shape']} but its rule gives {tuple(expect)}")
+            for i, s in enumerate(in_shapes[len(base):], len(base)):
+                if tuple(s) != data["shape"]:
+                    fail(f"node {n!r}: residual input {i} has shape {s}, the node {data['shape']}")
+
+
+def _verify_fused(n: str, data: dict, fail) -> int:
+    """Check a node's fusion attributes; return how many inputs its epilogue adds."""
+    if not any(k in data for k in FUSED_ATTRS):
+        return 0
+    ff = data.get("fused_from", (n,))
+    if not (isinstance(ff, tuple) and ff and ff[0] == n and all(isinstance(x, str) for x in ff)):
+        fail(f"node {n!r}: fused_from {ff!r} is not a tuple of names starting with its own")
+    fused = any(k in data for k in ("prologue", "epilogue", "siblings"))
+    if fused and data["op"] not in FUSABLE:
+        fail(f"node {n!r}: op {data['op']} takes no prologue, epilogue or siblings")
+    extra = []
+    for part in ("prologue", "epilogue"):
+        for step in data.get(part, ()):
+            extra += _verify_step(n, step, part, fail)
+    if extra and sorted(extra) != list(range(1, len(extra) + 1)):
+        fail(f"node {n!r}: the epilogue adds inputs {sorted(extra)}, not 1..{len(extra)}")
+    sibs = data.get("siblings")
+    if sibs is not None:
+        if "epilogue" in data or "prologue" in data or data["op"] != "conv":
+            fail(f"node {n!r}: merged siblings are a convolution whose epilogues are the siblings' own")
+        at = 0
+        for sib in sibs:
+            if not {"node", "start", "stop", "args", "loc", "epilogue"} <= set(sib) or sib["start"] != at:
+                fail(f"node {n!r}: sibling {sib.get('node')!r} is not the next channels from {at}")
+            if dict(sib["args"], out=data["args"]["out"]) != data["args"]:
+                fail(f"node {n!r}: sibling {sib['node']!r} is another kind of convolution")
+            if sib["args"]["out"] != sib["stop"] - sib["start"]:
+                fail(f"node {n!r}: sibling {sib['node']!r} has {sib['args']['out']} channels, not its slice's")
+            for step in sib["epilogue"]:
+                if _verify_step(n, step, "sibling epilogue", fail):
+                    fail(f"node {n!r}: a sibling's epilogue adds no inputs")
+            at = sib["stop"]
+        if at != data["args"]["out"]:
+            fail(f"node {n!r}: siblings cover {at} of {data['args']['out']} channels")
+    return len(extra)
+
+
+def _verify_step(n: str, step, part: str, fail) -> list:
+    if not (isinstance(step, dict) and step.get("op") in STEP_OPS and isinstance(step.get("node"), str)
+            and isinstance(step.get("loc"), SourceLoc) and isinstance(step.get("args"), dict)):
+        fail(f"node {n!r}: {part} step {step!r} is not {{op, node, args, loc}} with op in {STEP_OPS}")
+    if step["op"] == "add":
+        if part != "epilogue":
+            fail(f"node {n!r}: an add in its {part}")
+        return list(step.get("inputs", ()))
+    if set(step["args"]) != set(ops.OPS[step["op"]].param_index):
+        fail(f"node {n!r}: {part} step {step['node']!r} has args {sorted(step['args'])}")
+    return []
 
 
 def state_entries(G: nx.MultiDiGraph) -> list[tuple[str, tuple, bool]]:
@@ -125,8 +207,76 @@ def state_entries(G: nx.MultiDiGraph) -> list[tuple[str, tuple, bool]]:
     """
     out = []
     for n in topo_order(G):
-        data = G.nodes[n]
-        in_shapes = [G.nodes[s]["shape"] for s in inputs_of(G, n)]
-        for suffix, shape, buffer in ops.OPS[data["op"]].state(data["args"], in_shapes):
-            out.append((f"{n}.{suffix}", tuple(shape), buffer))
+        out += node_state(G, n)
     return out
+
+
+def node_state(G: nx.MultiDiGraph, n: str) -> list[tuple[str, tuple, bool]]:
+    """The state_dict entries of one node: a fused node keeps those of every node it stands for,
+    under their names (a checkpoint of the unfused network loads into the fused one)."""
+    data = G.nodes[n]
+    ins = inputs_of(G, n)
+    in_shape = G.nodes[ins[0]]["shape"] if ins else None
+    op = ops.OPS[data["op"]]
+    parts = []
+    if "siblings" in data:
+        for sib in data["siblings"]:
+            out_shape = (sib["stop"] - sib["start"],) + tuple(data["shape"][1:])
+            parts.append((sib["node"], data["op"], sib["args"], in_shape))
+            parts += [(st["node"], st["op"], st["args"], out_shape) for st in sib["epilogue"]]
+    else:
+        parts += [(st["node"], st["op"], st["args"], in_shape) for st in data.get("prologue", ())]
+        base = [G.nodes[s]["shape"] for s in ins[:op.arity]] if op.arity is not None else \
+            [G.nodes[s]["shape"] for s in ins]
+        out = [(f"{n}.{suffix}", tuple(shape), buffer) for suffix, shape, buffer in op.state(data["args"], base)]
+        parts += [(st["node"], st["op"], st["args"], data["shape"]) for st in data.get("epilogue", ())
+                  if st["op"] != "add"]
+        before = len(data.get("prologue", ()))
+        return _entries(parts[:before]) + out + _entries(parts[before:])
+    return _entries(parts)
+
+
+def _entries(parts) -> list:
+    return [(f"{name}.{suffix}", tuple(shape), buffer)
+            for name, op, args, in_shape in parts
+            for suffix, shape, buffer in ops.OPS[op].state(args, [in_shape])]
+
+
+def dump(G: nx.MultiDiGraph, under: str | None = None) -> str:
+    """The graph as text, one node per line in topological order (a fused node's parts indented
+    under it): what golden tests of passes compare. `under` keeps the nodes named under that
+    scope and the nodes they read."""
+    def fmt(v):
+        if isinstance(v, tuple) and len(v) == 2 and all(isinstance(x, int) for x in v):
+            return f"{v[0]}x{v[1]}"
+        return repr(v)
+
+    def call(op, args):
+        return f"{op}({', '.join(f'{k}={fmt(v)}' for k, v in args.items())})"
+
+    def steps(seq):
+        return " -> ".join(f"add(+{', +'.join(map(str, s['inputs']))})" if s["op"] == "add" else
+                           f"{call(s['op'], s['args'])} [{s['node']}]" for s in seq)
+
+    keep = [n for n in topo_order(G) if under is None or n.startswith(under + ".")]
+    shown = set(keep)
+    lines = []
+    for n in topo_order(G):
+        if n not in shown and not any(n in inputs_of(G, m) for m in keep):
+            continue
+        data = G.nodes[n]
+        ins = ", ".join(inputs_of(G, n))
+        lines.append(f"{n} = {call(data['op'], data['args'])}({ins}) : {'x'.join(map(str, data['shape']))}"
+                     + ("" if n in shown else "   (read)"))
+        if n not in shown:
+            continue
+        if data.get("prologue"):
+            lines.append(f"    prologue: {steps(data['prologue'])}")
+        if data.get("epilogue"):
+            lines.append(f"    epilogue: {steps(data['epilogue'])}")
+        for sib in data.get("siblings", ()):
+            tail = f" -> {steps(sib['epilogue'])}" if sib["epilogue"] else ""
+            lines.append(f"    sibling {sib['node']} [{sib['start']}:{sib['stop']}]{tail}")
+        if "placement" in data:
+            lines.append(f"    placed into {data['placement']['into']} at channel {data['placement']['offset']}")
+    return "\n".join(lines) + "\n"

@@ -73,6 +73,8 @@ class OpDef:
     # (suffix, shape, is_buffer). Parameter and buffer counts derive from this one rule.
     state: Callable[[dict, list], list] = lambda a, ins: []
     doc: str = ""
+    # Made by passes, never written in a .net file (the channel views of merged convolutions).
+    internal: bool = False
     param_index: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):
@@ -428,5 +430,18 @@ register(OpDef("mul", (), _mul_shape, lambda a, ins, out: Cost(ew_ops=(len(ins) 
                arity=None, min_inputs=2, merge=True, doc="element-wise product with broadcasting (gating)"))
 
 
-LAYERS = tuple(name for name, op in OPS.items() if not op.merge and name != "input")
-MERGES = tuple(name for name, op in OPS.items() if op.merge)
+def _slice_shape(a, ins):
+    c = ins[0][0]
+    if not 0 <= a["start"] < a["stop"] <= c:
+        raise OpError(f"slice {a['start']}:{a['stop']} of {c} channels")
+    return (a["stop"] - a["start"],) + tuple(ins[0][1:])
+
+
+register(OpDef("slice", (Param("start", "int", minimum=0), Param("stop", "int", minimum=1)), _slice_shape,
+               lambda a, ins, out: Cost(), aliases_input=True, internal=True,
+               doc="channels start:stop of its input, a view (merge-siblings' outputs)"))
+
+# The language's ops: what a .net file can name.
+LANGUAGE = {name: op for name, op in OPS.items() if not op.internal}
+LAYERS = tuple(name for name, op in LANGUAGE.items() if not op.merge and name != "input")
+MERGES = tuple(name for name, op in LANGUAGE.items() if op.merge)

@@ -41,8 +41,8 @@ from netlang import ops
 
 KEYWORDS = ("import", "def", "block", "network", "let", "if", "else", "for", "in", "input", "output",
             "true", "false", "and", "or", "not", "concat", "add", "mean", "mul")
-OP_NAMES = tuple(n for n, op in ops.OPS.items() if n != "input" and not op.merge)
-MERGE_NAMES = tuple(n for n, op in ops.OPS.items() if op.merge)
+OP_NAMES = tuple(n for n, op in ops.LANGUAGE.items() if n != "input" and not op.merge)
+MERGE_NAMES = tuple(n for n, op in ops.LANGUAGE.items() if op.merge)
 FUNC_NAMES = ("range", "len", "min", "max", "sum", "int", "round")
 BUILTIN_NAMES = frozenset(OP_NAMES) | frozenset(FUNC_NAMES)
 

@@ -102,12 +102,12 @@ COVERED = {
 
 
 def test_every_registered_op_is_covered():
-    assert set(ops.OPS) == COVERED
+    assert set(ops.LANGUAGE) == COVERED
 
 
 def test_registry_partitions_layers_and_merges():
     assert set(ops.MERGES) == {"concat", "add", "mean", "mul"}
-    assert set(ops.LAYERS) | set(ops.MERGES) | {"input"} == set(ops.OPS)
+    assert set(ops.LAYERS) | set(ops.MERGES) | {"input"} == set(ops.LANGUAGE)
     assert not set(ops.LAYERS) & set(ops.MERGES)
 
 

@@ -68,7 +68,7 @@ def test_generated_programs():
     assert instances >= 10
     missing = [f for f in progen.FEATURES if not seen[f]]
     assert not missing, f"not generated in {N} programs: {missing}"
-    layers = {o for o, op in netlang.ops.OPS.items() if o != "input" and not op.merge}
+    layers = {o for o, op in netlang.ops.LANGUAGE.items() if o != "input" and not op.merge}
     assert {f"op:{o}" for o in layers} | {f"merge:{m}" for m in progen.MERGE_NAMES} <= set(progen.FEATURES)
 
 

@@ -18,7 +18,7 @@ import networkx as nx
 
 from .. import ops
 from ..errors import NetlangValueError, paused_gc
-from ..ir import inputs_of, topo_order
+from ..ir import FUSED_ATTRS, inputs_of, node_state, topo_order
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "int8": 1}
 
@@ -194,13 +194,43 @@ def _analyse(G: nx.MultiDiGraph, dtype: str) -> CostReport:
         data = G.nodes[n]
         op = ops.OPS[data["op"]]
         in_shapes = [G.nodes[s]["shape"] for s in inputs_of(G, n)]
-        c = op.costs(data["args"], in_shapes, data["shape"])
+        if any(k in data for k in FUSED_ATTRS):
+            c = _fused_cost(G, n, in_shapes)
+        else:
+            c = op.costs(data["args"], in_shapes, data["shape"])
         act = 0 if shares[n] else ops.numel(data["shape"])
         layers.append(LayerCost(n, data["op"], data["shape"], c.params, c.buffers, c.macs, c.ew_ops, act,
                                 data["scope"]))
     input_shape = G.nodes[G.graph["inputs"][0]]["shape"] if G.graph.get("inputs") else ()
     return CostReport(G.graph.get("name", ""), layers, dtype, _peak(G, order, shares), input_shape,
                       list(G.graph.get("outputs", [])), dict(G.graph.get("scopes", {})))
+
+
+def _fused_cost(G: nx.MultiDiGraph, n: str, in_shapes: list) -> ops.Cost:
+    """A node the fusion passes made costs what the nodes it stands for cost (the same MACs, the
+    same element-wise work, the same state), except the memory of the tensors between them."""
+    data = G.nodes[n]
+    op = ops.OPS[data["op"]]
+    base = in_shapes[:op.arity] if op.arity is not None else in_shapes
+    out = data["shape"]
+    own = op.cost(data["args"], base, out)
+    macs, ew = own.macs, own.ew_ops
+    for st in data.get("prologue", ()):
+        ew += ops.OPS[st["op"]].cost(st["args"], [base[0]], base[0]).ew_ops
+    if "siblings" in data:
+        ew = 0
+        for sib in data["siblings"]:
+            shape = (sib["stop"] - sib["start"],) + tuple(out[1:])
+            ew += op.cost(sib["args"], base, shape).ew_ops
+            ew += sum(ops.OPS[st["op"]].cost(st["args"], [shape], shape).ew_ops for st in sib["epilogue"])
+    for st in data.get("epilogue", ()):
+        if st["op"] == "add":
+            ew += len(st["inputs"]) * ops.numel(out)
+        else:
+            ew += ops.OPS[st["op"]].cost(st["args"], [out], out).ew_ops
+    entries = node_state(G, n)
+    return ops.Cost(params=sum(ops.numel(s) for _, s, buf in entries if not buf),
+                    buffers=sum(ops.numel(s) for _, s, buf in entries if buf), macs=macs, ew_ops=ew)
 
 
 def shares_input(G: nx.MultiDiGraph, order: list[str]) -> dict[str, bool]:
