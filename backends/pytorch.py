@@ -118,12 +118,13 @@ def _rebuild(text, entry, tag, state, training, outputs=1):
     return model.train(training)
 
 
-def lower(net, init: bool = True) -> nn.Module:
-    """The torch.nn.Module of an analysed netlang Network (netlang.load's result)."""
+def lower(net, init: bool = True, fuse: bool = False) -> nn.Module:
+    """The torch.nn.Module of an analysed netlang Network (netlang.load's result); with fuse, the
+    network fused for inference (docs/fusion.md), which loads the unfused state_dict."""
     G = net.graph
     verify(G, check_shapes=False)
-    src = generate(net)
-    model = build(src.text, src.entry, G.graph["name"], init, len(G.graph["outputs"]))
+    src = generate(net, fuse=fuse)
+    model = build(src.text, src.entry, G.graph["name"], init, 1 if fuse else len(G.graph["outputs"]))
     check_against_ir(model, G)
     return model
 
@@ -147,9 +148,9 @@ def check_against_ir(model: nn.Module, G) -> None:
         raise InternalError(f"netlang internal error: parameters and buffers of {G.graph['name']} differ from its IR")
 
 
-def generate_source(net, header: str | None = None) -> str:
+def generate_source(net, header: str | None = None, fuse: bool = False) -> str:
     """The standalone file netlang compile -o writes."""
-    return generate(net, header).text
+    return generate(net, header, fuse).text
 
 
 __all__ = ["lower", "build", "generate_source", "check_against_ir", "InternalError", "load_source"]

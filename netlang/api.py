@@ -112,20 +112,22 @@ def loads(text: str, network: str | None = None, input=None, filename: str = "<s
 BACKENDS = ("torch",)
 
 
-def compile(path: str | Path, backend: str = "torch", network: str | None = None, input=None, **params):
+def compile(path: str | Path, backend: str = "torch", network: str | None = None, input=None, fuse: bool = False,
+            **params):
     """Compile `network` of the .net file at `path` to an executable model.
 
     backend="torch" returns a torch.nn.Module whose state_dict keys are the IR's names. torch is
-    imported here, not when netlang is imported.
+    imported here, not when netlang is imported. fuse=True gives the network fused for inference
+    (docs/fusion.md): it loads the unfused state_dict and folds it as it loads.
     """
     if backend not in BACKENDS:
         from .errors import NetlangValueError
         raise NetlangValueError(f"unknown backend {backend!r}", None, hint="backends: " + ", ".join(BACKENDS))
     net = load(path, network=network, input=input, **params)
-    return lower(net, backend)
+    return lower(net, backend, fuse=fuse)
 
 
-def lower(net: Network, backend: str = "torch", init: bool = True):
+def lower(net: Network, backend: str = "torch", init: bool = True, fuse: bool = False):
     """Lower an analysed Network with `backend` (torch: the generated source, executed)."""
     from backends.pytorch import lower as lower_torch
-    return lower_torch(net, init=init)
+    return lower_torch(net, init=init, fuse=fuse)

@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("--backend", "-b", default="torch", choices=BACKENDS, help="the backend (default: torch)")
     p.add_argument("-o", "--output", metavar="OUT.py", help="the file to write (default: print it)")
+    p.add_argument("--fuse", action="store_true",
+                   help="also write the network fused for inference (docs/fusion.md); the file's entry builds that")
     p.set_defaults(run=cmd_compile)
     return ap
 
@@ -187,7 +189,7 @@ def cmd_compile(args) -> int:
     from backends.torchgen import generate
     module = load_module(args.file)
     net = analyse_module(module, args.network, args.input, params=dict(args.params))
-    src = generate(net, header=compile_header(args, net))
+    src = generate(net, header=compile_header(args, net), fuse=args.fuse)
     if args.output and args.output != "-":
         from pathlib import Path
         try:
@@ -215,7 +217,7 @@ def compile_header(args, net) -> str:
     """The generated file's first lines: where it came from and how to make it again."""
     from backends.torchgen.names import comment
     file = shown_path(args.file)
-    cmd = ["netlang compile", file, "--backend", args.backend]
+    cmd = ["netlang compile", file, "--backend", args.backend] + (["--fuse"] if args.fuse else [])
     cmd += [f"--network {net.name}"] if args.network else []
     cmd += [f"--input {'x'.join(map(str, args.input))}"] if args.input else []
     cmd += [f"-p {k}={v}" for k, v in args.params]

@@ -279,4 +279,7 @@ def dump(G: nx.MultiDiGraph, under: str | None = None) -> str:
             lines.append(f"    sibling {sib['node']} [{sib['start']}:{sib['stop']}]{tail}")
         if "placement" in data:
             lines.append(f"    placed into {data['placement']['into']} at channel {data['placement']['offset']}")
+    plan = G.graph.get("memory_plan")
+    if plan is not None:
+        lines.append(f"memory plan: an arena of {plan['arena']} elements per sample, {plan['peak']} live at most")
     return "\n".join(lines) + "\n"

@@ -51,8 +51,22 @@ class Source:
     cls: str
 
 
-def generate(net, header: str | None = None) -> Source:
-    """The network of an analysed `netlang.Network` as a standalone PyTorch file."""
+def generate(net, header: str | None = None, fuse: bool = False) -> Source:
+    """The network of an analysed `netlang.Network` as a standalone PyTorch file; with fuse, the
+    file also holds the network fused for inference (fused.py), and its entry builds that."""
+    src = _generate(net, header)
+    if not fuse:
+        return src
+    from netlang.passes import run_pipeline
+
+    from .fused import fused_source
+    G = net.graph
+    H = run_pipeline(G, ["fuse"])
+    more, entry = fused_source(H, src.cls, src.entry, G.graph["name"], G.nodes[G.graph["inputs"][0]]["shape"])
+    return Source(src.text.rstrip("\n") + "\n\n" + more, entry, f"{src.cls}Fused")
+
+
+def _generate(net, header: str | None = None) -> Source:
     G = net.graph
     check_module_names(G)
     old = sys.getrecursionlimit()

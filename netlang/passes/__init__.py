@@ -12,6 +12,7 @@ import networkx as nx
 from ..errors import NetlangValueError
 from ..ir import verify
 from .concat_in_place import concat_in_place
+from .drop_identities import drop_identities
 from .fold_bn import fold_bn
 from .fuse_activation import fuse_activation
 from .fuse_residual import fuse_residual
@@ -22,10 +23,11 @@ from .shapes import infer_shapes
 
 PASSES: dict[str, Callable[[nx.MultiDiGraph], nx.MultiDiGraph]] = {
     "infer-shapes": infer_shapes,
+    "drop-identities": drop_identities,
     "fold-bn": fold_bn,
     "fuse-activation": fuse_activation,
-    "fuse-residual": fuse_residual,
     "merge-siblings": merge_siblings,
+    "fuse-residual": fuse_residual,
     "prologue-bn": prologue_bn,
     "concat-in-place": concat_in_place,
     "memory-plan": memory_plan,
@@ -33,12 +35,12 @@ PASSES: dict[str, Callable[[nx.MultiDiGraph], nx.MultiDiGraph]] = {
 
 # Named pipelines: a name that stands for several passes.
 PIPELINES: dict[str, tuple[str, ...]] = {
-    "fuse": ("fold-bn", "fuse-activation", "fuse-residual", "merge-siblings", "prologue-bn", "concat-in-place",
-             "memory-plan"),
+    "fuse": ("drop-identities", "fold-bn", "fuse-activation", "merge-siblings", "fuse-residual", "prologue-bn",
+             "concat-in-place", "memory-plan"),
 }
 
 # Passes whose result is only right at inference (a fused network refuses train mode).
-INFERENCE_ONLY = frozenset({"fold-bn", "fuse-activation", "fuse-residual", "merge-siblings", "prologue-bn"})
+INFERENCE_ONLY = frozenset({"drop-identities", "fold-bn", "fuse-activation", "fuse-residual", "merge-siblings", "prologue-bn"})
 
 
 def expand(names) -> list[str]:

@@ -11,9 +11,11 @@ Rewrites  the convolution reads the add's other inputs too (at positions 1, 2, .
           (and the activation) go. Where several inputs qualify (ResNet's projection shortcut
           is a conv too), the one computed last in topological order takes the add, so the
           other is ready when it runs.
-Refuses   an add whose convolution input something else also reads; adds of three or more
-          inputs are fused the same way (every other input becomes a residual input).
-Precondition: run after fold-bn (a batchnorm between the conv and the add blocks the match).
+Refuses   an add whose convolution input something else also reads, or a merged convolution
+          (its output is several tensors); adds of three or more inputs are fused the same way
+          (every other input becomes a residual input).
+Precondition: run after fold-bn (a batchnorm between the conv and the add blocks the match)
+          and merge-siblings (ResNet v1's downsample merges with conv1, and conv3 takes the add).
 """
 from __future__ import annotations
 

@@ -5,15 +5,15 @@ Matches   two or more convolutions reading the same input with the same kernel, 
           "bottleneck" 1x1 reducers (three on one input in the seed's Inception module), and
           ResNet v1's stride-2 conv1 with its stride-2 downsample (both 1x1, stride 2). ResNet
           v1.5 puts the stride on the 3x3 conv2, so its conv1 (1x1, stride 1) and downsample
-          (1x1, stride 2) differ and stay apart. Their epilogues must have the same steps after
-          the batchnorm each folded (the same activation, the same scale): a backend applies
-          those once, to all the merged channels.
+          (1x1, stride 2) differ and stay apart. Each keeps its own epilogue (its folded
+          batchnorm, its activation or none): a backend applies each to its channels, and once
+          to all of them where they are the same.
 Rewrites  one convolution, named after the first sibling in topological order, whose output
           channels are the siblings' concatenated; "siblings" records each one's channels, args,
-          location and epilogue. Each sibling's readers read a `slice`
-          node ("<sibling>:view"), a view of its channels, so nothing is copied.
-Refuses   siblings that are graph outputs or whose epilogues differ beyond their batchnorms;
-          grouped convolutions (their groups would interleave).
+          location and epilogue. Each sibling's readers read a `slice` node ("<sibling>:view"),
+          a view of its channels, so nothing is copied.
+Refuses   siblings that are graph outputs; grouped convolutions (their groups would interleave).
+Precondition: runs before fuse-residual, which would give the shortcut convolution an add.
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def merge_siblings(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
             if pos != 0 or not _mergeable(G, dst):
                 continue
             a = G.nodes[dst]["args"]
-            key = tuple(a[k] for k in KEY_ARGS) + (tail(G.nodes[dst].get("epilogue", ())),)
+            key = tuple(a[k] for k in KEY_ARGS)
             if dst not in groups.setdefault(key, []):
                 groups[key].append(dst)
         for sibs in groups.values():
@@ -50,12 +50,6 @@ def _mergeable(G, n: str) -> bool:
     return (data["op"] == "conv" and data["args"]["groups"] == 1 and "siblings" not in data
             and "prologue" not in data and n not in G.graph["outputs"] and G.in_degree(n) == 1
             and not any(s["op"] == "add" for s in data.get("epilogue", ())))
-
-
-def tail(epilogue) -> tuple:
-    """The steps after a folded batchnorm, as comparable data."""
-    steps = epilogue[1:] if epilogue and epilogue[0]["op"] == "batchnorm" else epilogue
-    return tuple((s["op"], tuple(sorted(s["args"].items()))) for s in steps)
 
 
 def _merge(G, sibs: list[str]) -> None:

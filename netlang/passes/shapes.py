@@ -1,4 +1,4 @@
-"""Shape inference over a whole graph.
+"""infer-shapes: shape inference over a whole graph.
 
 Elaboration already gives each node its shape as it is placed (a block may read in.channels);
 this pass recomputes every shape from the inputs in topological order, for graphs that a pass
