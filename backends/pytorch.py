@@ -118,9 +118,10 @@ def _rebuild(text, entry, tag, state, training, outputs=1):
     return model.train(training)
 
 
-def lower(net, init: bool = True, fuse: bool = False) -> nn.Module:
+def lower(net, init: bool = True, fuse=False) -> nn.Module:
     """The torch.nn.Module of an analysed netlang Network (netlang.load's result); with fuse, the
-    network fused for inference (docs/fusion.md), which loads the unfused state_dict."""
+    network fused for inference (docs/fusion.md), which loads the unfused state_dict. fuse is
+    True (the `fuse` pipeline) or the names of the passes to run."""
     G = net.graph
     verify(G, check_shapes=False)
     src = generate(net, fuse=fuse)
@@ -148,7 +149,7 @@ def check_against_ir(model: nn.Module, G) -> None:
         raise InternalError(f"netlang internal error: parameters and buffers of {G.graph['name']} differ from its IR")
 
 
-def generate_source(net, header: str | None = None, fuse: bool = False) -> str:
+def generate_source(net, header: str | None = None, fuse=False) -> str:
     """The standalone file netlang compile -o writes."""
     return generate(net, header, fuse).text
 

@@ -51,9 +51,10 @@ class Source:
     cls: str
 
 
-def generate(net, header: str | None = None, fuse: bool = False) -> Source:
+def generate(net, header: str | None = None, fuse=False) -> Source:
     """The network of an analysed `netlang.Network` as a standalone PyTorch file; with fuse, the
-    file also holds the network fused for inference (fused.py), and its entry builds that."""
+    file also holds the network fused for inference (fused.py), and its entry builds that. fuse
+    is True (the `fuse` pipeline) or the names of the passes to run."""
     src = _generate(net, header)
     if not fuse:
         return src
@@ -61,7 +62,7 @@ def generate(net, header: str | None = None, fuse: bool = False) -> Source:
 
     from .fused import fused_source
     G = net.graph
-    H = run_pipeline(G, ["fuse"])
+    H = run_pipeline(G, ["fuse"] if fuse is True else list(fuse))
     more, entry = fused_source(H, src.cls, src.entry, G.graph["name"], G.nodes[G.graph["inputs"][0]]["shape"])
     return Source(src.text.rstrip("\n") + "\n\n" + more, entry, f"{src.cls}Fused")
 

@@ -98,6 +98,8 @@ def init_weights(module):
 def check_input(model, x, shape):
     """Raise a ValueError naming the layer that cannot take x, where x is not of the declared
     shape (each new size is tried once, on the meta device)."""
+    if isinstance(x, torch.fx.Proxy):
+        return                  # symbolic tracing (torch.fx): no sizes to check
     size = tuple(x.shape[1:])
     if size == shape or torch.compiler.is_compiling() or model.__dict__.get("_checking"):
         return
