@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", "-d", type=int, metavar="N", help="collapse names deeper than N parts into their block")
     p.add_argument("--json", action="store_true", help="print JSON for machines")
     p.add_argument("--dtype", default="float32", choices=sorted(DTYPE_BYTES), help="element type for byte counts")
+    _add_passes(p)
     p.set_defaults(run=cmd_summary)
 
     p = sub.add_parser("zoo", help="check every network of a folder of .net files and print their cost table")
@@ -72,16 +73,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="draw every repeated block and every batchnorm/activation on its own")
     p.add_argument("--color", choices=("params", "macs", "memory"), help="shade boxes by this cost, with a legend")
     p.add_argument("--rankdir", choices=("TB", "LR"), default="TB", help="top to bottom (default) or left to right")
+    _add_passes(p)
     p.set_defaults(run=cmd_render)
 
     p = sub.add_parser("compile", help="lower a network with a backend; torch: write a standalone PyTorch file")
     _add_common(p)
     p.add_argument("--backend", "-b", default="torch", choices=BACKENDS, help="the backend (default: torch)")
     p.add_argument("-o", "--output", metavar="OUT.py", help="the file to write (default: print it)")
-    p.add_argument("--fuse", action="store_true",
-                   help="also write the network fused for inference (docs/fusion.md); the file's entry builds that")
+    _add_passes(p)
     p.set_defaults(run=cmd_compile)
     return ap
+
+
+def _add_passes(p) -> None:
+    p.add_argument("--passes", type=lambda t: [x.strip() for x in t.split(",") if x.strip()], default=[],
+                   metavar="NAME,...", help="run these passes (or pipelines) over the IR first (docs/fusion.md)")
+    p.add_argument("--fuse", action="store_true",
+                   help="the same as --passes fuse: the graph fused for inference (compile: the file's entry "
+                        "builds the fused network)")
+
+
+def _passes(args) -> list:
+    return list(args.passes) + (["fuse"] if args.fuse else [])
 
 
 def _render_depth(text: str):
@@ -114,12 +127,19 @@ def cmd_summary(args) -> int:
     if args.depth is not None and args.depth < 1:
         raise NetlangValueError(f"--depth must be at least 1, got {args.depth}", None)
     module = load_module(args.file)
-    net = analyse_module(module, args.network, args.input, dtype=args.dtype, params=dict(args.params))
+    passes = _passes(args)
+    net = analyse_module(module, args.network, args.input, passes=passes, dtype=args.dtype,
+                         params=dict(args.params))
     if args.json:
         json.dump(net.cost.to_json(args.depth), sys.stdout, indent=1)
         print()
     else:
         print(net.summary(args.depth))
+        if passes:
+            from .summary import fusion_table
+            plain = analyse_module(module, args.network, args.input, dtype=args.dtype, params=dict(args.params))
+            print()
+            print(fusion_table(plain.graph, net.graph, plain.cost, net.cost, args.depth or 2))
     return 0
 
 
@@ -176,7 +196,7 @@ def cmd_render(args) -> int:
     if fmt != "dot":
         dot_program()                     # fail before the work when Graphviz is missing
     module = load_module(args.file)
-    net = analyse_module(module, args.network, args.input, params=dict(args.params))
+    net = analyse_module(module, args.network, args.input, passes=_passes(args), params=dict(args.params))
     opts = dict(depth=args.depth, expand=args.expand, color=args.color, rankdir=args.rankdir)
     if args.output == "-":
         sys.stdout.write(to_dot(net, **opts))
@@ -189,7 +209,8 @@ def cmd_compile(args) -> int:
     from backends.torchgen import generate
     module = load_module(args.file)
     net = analyse_module(module, args.network, args.input, params=dict(args.params))
-    src = generate(net, header=compile_header(args, net), fuse=args.fuse)
+    passes = _passes(args)
+    src = generate(net, header=compile_header(args, net), fuse=passes or False)
     if args.output and args.output != "-":
         from pathlib import Path
         try:
@@ -217,7 +238,8 @@ def compile_header(args, net) -> str:
     """The generated file's first lines: where it came from and how to make it again."""
     from backends.torchgen.names import comment
     file = shown_path(args.file)
-    cmd = ["netlang compile", file, "--backend", args.backend] + (["--fuse"] if args.fuse else [])
+    cmd = ["netlang compile", file, "--backend", args.backend] + (["--fuse"] if args.fuse else []) \
+        + ([f"--passes {','.join(args.passes)}"] if args.passes else [])
     cmd += [f"--network {net.name}"] if args.network else []
     cmd += [f"--input {'x'.join(map(str, args.input))}"] if args.input else []
     cmd += [f"-p {k}={v}" for k, v in args.params]

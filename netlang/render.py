@@ -39,7 +39,7 @@ from pathlib import Path
 from .errors import NetlangError, NetlangValueError
 from .ir import topo_order
 from .ops import fmt_shape
-from .summary import describe_op, human, human_bytes
+from .summary import describe_op, fusion_parts, human, human_bytes
 
 FORMATS = ("svg", "png", "pdf", "dot")
 COLORS = ("params", "macs", "memory")
@@ -666,6 +666,13 @@ def to_dot(net, depth="auto", expand: bool = False, color: str | None = None, ra
         else:
             d = nodes[first]
             text = f"<b>{_h(describe_op(d['op'], d['args']))}</b>"
+            fused = fusion_parts(d)
+            if fused:
+                # a node the fusion passes made names its parts (and its split, and its concat)
+                text += f"<br/><font point-size=\"8\">{_h(' '.join(fused))}</font>"
+                tip.append(", ".join(d.get("fused_from", ())))
+                if d.get("placement"):
+                    attrs["style"] = '"rounded,filled,dashed"'
             tails = []
             for n in it.members[1:]:
                 t = nodes[n]

@@ -140,3 +140,95 @@ def zoo_table(rows, markdown: bool = False) -> str:
     def line(cells):
         return "  ".join(f"{c:{a}{w}}" for c, a, w in zip(cells, align, widths)).rstrip()
     return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in body])
+
+
+# ---------------------------------------------------------------------------- fusion
+
+STEP_NAMES = {"batchnorm": "bn", "add": "add", "relu": "relu", "relu6": "relu6", "tanh": "tanh",
+              "sigmoid": "sigmoid", "scale": "scale"}
+
+
+def fusion_parts(data: dict) -> list[str]:
+    """What a fused node does besides its op, in short: ["bn+relu ->", "+bn+add+relu", ...]."""
+    out = []
+    if data.get("prologue"):
+        out.append("+".join(STEP_NAMES[s["op"]] for s in data["prologue"]) + " ->")
+    if data.get("epilogue"):
+        out.append("-> " + "+".join(STEP_NAMES[s["op"]] for s in data["epilogue"]))
+    if data.get("siblings"):
+        sibs = data["siblings"]
+        parts = [s["node"].split(".") for s in sibs]
+        common = 0
+        while all(len(p) > common + 1 and p[common] == parts[0][common] for p in parts):
+            common += 1
+        out.append(f"{len(sibs)} merged: " + " | ".join(
+            f"{'.'.join(p[common:])} {s['stop'] - s['start']}" for p, s in zip(parts, sibs)))
+    if data.get("placement"):
+        p = data["placement"]
+        out.append(f"in place: {p['into']} channels {p['offset']}..")
+    return out
+
+
+def fusion_kind(data: dict) -> str | None:
+    """A fused node's pattern, as the summary counts them: `conv+bn+add+relu`, `1x1 x3 merged`."""
+    if data.get("siblings"):
+        k = data["args"].get("k", (1, 1))
+        return f"{pair(k)} x{len(data['siblings'])} merged"
+    steps = [STEP_NAMES[s["op"]] for s in data.get("prologue", ())] + [data["op"]] + \
+        [STEP_NAMES[s["op"]] for s in data.get("epilogue", ())]
+    return "+".join(steps) if len(steps) > 1 else None
+
+
+def _runs(G) -> tuple[int, int]:
+    """(kernels launched, activation elements written) of one forward at inference: views write
+    nothing, and a concat copies only the inputs not placed into it."""
+    from . import ops
+    from .ir import inputs_of
+    kernels = written = 0
+    for n, d in G.nodes(data=True):
+        op = ops.OPS[d["op"]]
+        if d["op"] == "input" or op.aliases_input:
+            continue
+        if d["op"] == "concat":
+            copied = [s for s in inputs_of(G, n) if G.nodes[s].get("placement", {}).get("into") != n]
+            if not copied:
+                continue
+            written += sum(ops.numel(G.nodes[s]["shape"]) for s in copied)
+        else:
+            written += ops.numel(d["shape"])
+        kernels += 1
+    return kernels, written
+
+
+def fusion_table(G, H, before: CostReport, after: CostReport, depth: int = 2) -> str:
+    """Before and after the passes: nodes, kernels, bytes written, memory, and what fused where."""
+    nb = before.bytes_per_elem
+    k0, w0 = _runs(G)
+    k1, w1 = _runs(H)
+    plan = H.graph.get("memory_plan")
+    rows = [("layers (IR nodes)", f"{G.number_of_nodes() - 1:,}", f"{H.number_of_nodes() - 1:,}"),
+            ("kernels to launch", f"{k0:,}", f"{k1:,}"),
+            ("activation bytes written", human_bytes(w0 * nb), human_bytes(w1 * nb)),
+            ("peak activation memory", human_bytes(before.peak_elems * nb),
+             human_bytes(plan["peak"] * nb) if plan else human_bytes(after.peak_elems * nb)),
+            ("arena (memory plan)", "-", human_bytes(plan["arena"] * nb) if plan else "-"),
+            ("MACs", human(before.macs), human(after.macs) + (" (unchanged)" if after.macs == before.macs else ""))]
+    width = max(len(r[0]) for r in rows)
+    out = [f"Fusion ({', '.join(H.graph.get('passes', ())) or 'no passes'}), one forward at inference, "
+           f"{before.dtype}, per sample:",
+           f"  {'':<{width}}  {'before':>14}  {'after':>14}"]
+    out += [f"  {a:<{width}}  {b:>14}  {c:>14}" for a, b, c in rows]
+    groups: dict = {}
+    for n, d in H.nodes(data=True):
+        kind = fusion_kind(d)
+        if kind is None:
+            continue
+        key = ".".join(n.split(".")[:depth]) if n.count(".") >= depth else (d["scope"] or n)
+        groups.setdefault(key, {}).setdefault(kind, 0)
+        groups[key][kind] += 1
+    if groups:
+        out.append(f"  fused, by block (depth {depth}):")
+        w = max(len(k) for k in groups)
+        for key, kinds in groups.items():
+            out.append(f"    {key:<{w}}  " + ", ".join(f"{k}" + (f" x{c}" if c > 1 else "") for k, c in kinds.items()))
+    return "\n".join(out)

@@ -325,3 +325,36 @@ def test_every_pass_is_registered_and_documented():
         assert fn.__module__.startswith("netlang.passes."), name
         doc = __import__(fn.__module__, fromlist=["x"]).__doc__
         assert doc.startswith(name), f"{fn.__module__}'s docstring starts with its pass name"
+
+
+def test_summary_and_render_take_passes(capsys):
+    assert main(["summary", str(ARCH / "resnet.net"), "--network", "resnet18", "--fuse"]) == 0
+    fused = capsys.readouterr().out
+    assert main(["summary", str(ARCH / "resnet.net"), "--network", "resnet18"]) == 0
+    plain = capsys.readouterr().out
+    layers = [line for line in fused.splitlines() if line.startswith("Layers:")]
+    assert layers != [line for line in plain.splitlines() if line.startswith("Layers:")]
+    assert [x for x in fused.splitlines() if x.startswith("MACs:")] == [x for x in plain.splitlines()
+                                                                       if x.startswith("MACs:")]
+    assert main(["render", str(ARCH / "resnet.net"), "--network", "resnet18", "--passes", "fold-bn", "-o", "-"]) == 0
+    assert "digraph" in capsys.readouterr().out
+    assert main(["summary", str(ARCH / "resnet.net"), "--network", "resnet18", "--passes", "fold,fuse"]) == 1
+    assert "unknown pass 'fold'" in capsys.readouterr().err
+
+
+def test_summary_fuse_shows_before_and_after(capsys):
+    assert main(["summary", str(ARCH / "googlenet.net"), "--network", "googlenet", "--fuse", "-d", "1"]) == 0
+    out = capsys.readouterr().out.split("Fusion (")[1]
+    rows = {line[:28].strip(): line[28:].split() for line in out.splitlines()[2:8]}
+    assert int(rows["layers (IR nodes)"][0]) > int(rows["layers (IR nodes)"][1])
+    assert int(rows["kernels to launch"][0]) > int(rows["kernels to launch"][1])
+    assert rows["MACs"] == ["1.59G", "1.59G", "(unchanged)"]
+    assert "inception3a  1x1 x3 merged, conv+bn+relu x3" in out
+
+
+def test_render_fuse_names_the_parts():
+    from netlang.render import to_dot
+    net = netlang.load(ARCH / "googlenet.net", network="googlenet", passes=["fuse"])
+    dot = to_dot(net, depth=None)
+    assert "3 merged: branch1.conv 64 | branch2.0.conv 96 | branch3.0.conv 16" in dot
+    assert "in place: inception3a.0 channels 64.." in dot and "dashed" in dot
