@@ -63,7 +63,8 @@ def generate(net, header: str | None = None, fuse=False) -> Source:
     from .fused import fused_source
     G = net.graph
     H = run_pipeline(G, ["fuse"] if fuse is True else list(fuse))
-    more, entry = fused_source(H, src.cls, src.entry, G.graph["name"], G.nodes[G.graph["inputs"][0]]["shape"])
+    more, entry = fused_source(H, src.cls, src.entry, G.graph["name"], G.nodes[G.graph["inputs"][0]]["shape"],
+                               src.text)
     return Source(src.text.rstrip("\n") + "\n\n" + more, entry, f"{src.cls}Fused")
 
 

@@ -16,6 +16,8 @@ built in eval mode, and forward in train mode is an error.
 """
 from __future__ import annotations
 
+import re
+
 from netlang.ir import inputs_of, topo_order
 
 from .names import comment, py_ident
@@ -24,7 +26,7 @@ PARAM_OPS = ("conv", "conv_t", "linear", "batchnorm")
 
 HELPERS = '''
 
-def fold_batchnorm(weight, bias, bn_weight, bn_bias, mean, var, eps):
+def {fold_batchnorm}(weight, bias, bn_weight, bn_bias, mean, var, eps):
     """A convolution or linear layer's weight and bias with the batchnorm after it folded in."""
     scale = bn_weight / torch.sqrt(var + eps) if bn_weight is not None else 1 / torch.sqrt(var + eps)
     shift = (bias - mean if bias is not None else -mean) * scale
@@ -33,7 +35,7 @@ def fold_batchnorm(weight, bias, bn_weight, bn_bias, mean, var, eps):
     return weight * scale.reshape(-1, *([1] * (weight.dim() - 1))), shift
 
 
-def affine_of(bn_weight, bn_bias, mean, var, eps):
+def {affine_of}(bn_weight, bn_bias, mean, var, eps):
     """A batchnorm at inference as scale and shift per channel, shaped for an NCHW map."""
     scale = 1 / torch.sqrt(var + eps)
     if bn_weight is not None:
@@ -44,20 +46,25 @@ def affine_of(bn_weight, bn_bias, mean, var, eps):
     return scale.reshape(1, -1, 1, 1), shift.reshape(1, -1, 1, 1)
 
 
-def crop_to(x, h, w):
+def {crop_to}(x, h, w):
     top, left = (x.shape[2] - h) // 2, (x.shape[3] - w) // 2
     return x[:, :, top:top + h, left:left + w]
 '''
 
 
-def fused_source(H, base_cls: str, base_entry: str, network: str, input_shape: tuple) -> tuple[str, str]:
-    """(source, entry) to append to the unfused file: the fused class and its factory."""
-    w = _Writer(H)
+def fused_source(H, base_cls: str, base_entry: str, network: str, input_shape: tuple,
+                 base_text: str = "") -> tuple[str, str]:
+    """(source, entry) to append to the unfused file `base_text`: the fused class, its helpers
+    and its factory, named apart from every name the file already defines."""
+    taken = set(re.findall(r"^(?:class|def) (\w+)", base_text, re.M)) | set(re.findall(r"^(\w+) =", base_text, re.M))
+    names = {h: py_ident(h, taken) for h in ("fold_batchnorm", "affine_of", "crop_to", "refold")}
+    w = _Writer(H, names)
     w.write()
-    cls = f"{base_cls}Fused"
-    factory = py_ident(f"{network}_fused", set(), "make")
+    cls = py_ident(f"{base_cls}Fused", taken)
+    factory = py_ident(f"{network}_fused", taken, "make")
+    helpers = HELPERS.format(**names)
     passes = ", ".join(H.graph.get("passes", ()))
-    out = [HELPERS, "", f"class {cls}({base_cls}):",
+    out = [helpers, "", f"class {cls}({base_cls}):",
            f'    """{comment(network)} fused for inference by netlang ({comment(passes)}).',
            "",
            "    Loads the unfused state_dict (strict) and folds it as it loads; eval mode only.",
@@ -83,20 +90,21 @@ def fused_source(H, base_cls: str, base_entry: str, network: str, input_shape: t
             "                self.fold()       # a source tensor changed in place",
             "        m = self.netlang_modules"]
     out += ["        " + line for line in w.fwd_lines]
-    out += ["", "", f"def _refold(module, incompatible_keys):", "    module.fold()", "", "",
+    out += ["", "", f"def {names['refold']}(module, incompatible_keys):", "    module.fold()", "", "",
             f"def {factory}():",
             f'    """{comment(network)}, fused for inference."""',
             f"    model = {base_entry}",
             f"    model.__class__ = {cls}",
-            "    model.register_load_state_dict_post_hook(_refold)",
+            f"    model.register_load_state_dict_post_hook({names['refold']})",
             "    model.fold()",
             "    return model.eval()", ""]
     return "\n".join(out), f"{factory}()"
 
 
 class _Writer:
-    def __init__(self, H):
+    def __init__(self, H, helpers: dict):
         self.H = H
+        self.helpers = helpers
         self.fold_lines: list[str] = []
         self.fwd_lines: list[str] = []
         self.sources: set = set()
@@ -167,7 +175,7 @@ class _Writer:
             return self.fused(n, dict(data, epilogue=()), ins)
         if op in PARAM_OPS:
             return f"{self.module(n)}({ins[0]})"
-        return _plain(op, a, ins, len(data["shape"]))
+        return _plain(op, a, ins, len(data["shape"]), self.helpers["crop_to"])
 
     def fused(self, n: str, data: dict, ins: list[str]) -> str:
         op, a = data["op"], data["args"]
@@ -175,8 +183,9 @@ class _Writer:
         pre = ""
         for st in data.get("prologue", ()):
             if st["op"] == "batchnorm":
-                scale = self.buffer(f"affine_of({self.bn(st['node'])}, {st['args']['eps']!r})[0]")
-                shift = self.buffer(f"affine_of({self.bn(st['node'])}, {st['args']['eps']!r})[1]")
+                affine = f"{self.helpers['affine_of']}({self.bn(st['node'])}, {st['args']['eps']!r})"
+                scale = self.buffer(f"{affine}[0]")
+                shift = self.buffer(f"{affine}[1]")
                 x = f"torch.addcmul({shift}, {x}, {scale})"
             else:
                 x = _pointwise(st, x, inplace=x.startswith("torch.addcmul"))
@@ -226,7 +235,7 @@ class _Writer:
         b = self.state(n, "bias") if a["bias"] else "None"
         if epilogue and epilogue[0]["op"] == "batchnorm":
             bn = epilogue[0]
-            folded = f"fold_batchnorm({w}, {b}, {self.bn(bn['node'])}, {bn['args']['eps']!r})"
+            folded = f"{self.helpers['fold_batchnorm']}({w}, {b}, {self.bn(bn['node'])}, {bn['args']['eps']!r})"
             return f"{folded}[0]", f"{folded}[1]"
         return w, b if b != "None" else "None"
 
@@ -259,7 +268,7 @@ def _pool_pad(a: dict) -> tuple:
     return (a["k"][0] // 2, a["k"][1] // 2) if a["pad"] == "same" else tuple(a["pad"])
 
 
-def _plain(op: str, a: dict, ins: list[str], rank: int) -> str:
+def _plain(op: str, a: dict, ins: list[str], rank: int, crop_to: str) -> str:
     """An op the passes left alone, in eval: functional, never in place."""
     x = ins[0] if ins else None
     if op in ("identity", "dropout", "drop_path"):
@@ -288,13 +297,13 @@ def _plain(op: str, a: dict, ins: list[str], rank: int) -> str:
         extra = ", align_corners=False" if a["mode"] == "bilinear" else ""
         return f"F.interpolate({x}, scale_factor={factor!r}, mode={a['mode']!r}{extra})"
     if op == "center_crop":
-        return f"crop_to({x}, {a['h']}, {a['w']})"
+        return f"{crop_to}({x}, {a['h']}, {a['w']})"
     if op == "slice":
         return f"{x}[:, {a['start']}:{a['stop']}]"
     if op == "concat":
         if a["crop"] and rank == 3:
             h, w = f"min(t.shape[2] for t in ({', '.join(ins)},))", f"min(t.shape[3] for t in ({', '.join(ins)},))"
-            return f"torch.cat([crop_to(t, {h}, {w}) for t in ({', '.join(ins)},)], 1)"
+            return f"torch.cat([{crop_to}(t, {h}, {w}) for t in ({', '.join(ins)},)], 1)"
         return f"torch.cat([{', '.join(ins)}], 1)"
     if op == "add":
         return " + ".join(ins)
