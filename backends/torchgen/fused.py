@@ -10,9 +10,11 @@ place since. The forward is straight-line code over the fused graph's nodes in t
 each fused node one convolution call with its epilogue in place on the fresh output; it deletes a
 value after its last reader, as the memory plan assumes.
 
-Layout: activations are channels_last (NHWC) from the first convolution on, weights too: oneDNN's
-convolutions are fastest so on the CPU (benchmarks/fusion.py). Inference only: the module is
-built in eval mode, and forward in train mode is an error.
+Layout: activations are channels_last (NHWC) from the input on, and so are the weights, since
+oneDNN's convolutions run fastest that way on the CPU (benchmarks/fusion.py). Grouped
+convolutions are the exception. Their weights stay NCHW, and at batch 1 they also read NCHW
+input, where oneDNN is faster. Inference only: the module is built in eval mode, and forward in
+train mode is an error.
 """
 from __future__ import annotations
 
@@ -110,8 +112,9 @@ class _Writer:
         self.sources: set = set()
         self.modules: list[str] = []
         self.names: dict = {}
-        self.taken: set = {"x", "m", "self", "torch", "F", "nn"}
+        self.taken: set = {"x", "m", "one", "self", "torch", "F", "nn"}
         self.buffers = 0
+        self.grouped = False
 
     # ------------------------------------------------------------------ helpers
     def var(self, n: str) -> str:
@@ -162,6 +165,8 @@ class _Writer:
             dead = sorted({self.var(s) for s in inputs_of(H, n) if last.get(s) == i and s != main} - {out})
             if dead:
                 self.fwd_lines.append(f"del {', '.join(dead)}")
+        if self.grouped:
+            self.fwd_lines.insert(0, "one = x.shape[0] == 1")
         result = self.var(main)
         if len(H.nodes[main]["shape"]) == 3:
             result += ".contiguous()"
@@ -217,7 +222,7 @@ class _Writer:
         else:
             steps_all = data.get("epilogue", ())
             w, b = self.weights(n, a, steps_all, op)
-            layout = ".contiguous(memory_format=torch.channels_last)" if op == "conv" else ""
+            layout = ".contiguous(memory_format=torch.channels_last)" if op == "conv" and not _nchw_at_one(data) else ""
             weight = self.buffer(w, layout)
             bias = self.buffer(b) if b != "None" else "None"
             steps = _after_bn(steps_all)
@@ -227,6 +232,9 @@ class _Writer:
         if self.H.nodes[n]["op"] == "linear":
             return f"F.linear({x}, {weight}, {bias})"
         pad = '"same"' if a["pad"] == "same" else repr(tuple(a["pad"]))
+        if _nchw_at_one(self.H.nodes[n]):
+            self.grouped = True
+            x = f"({x}.contiguous() if one else {x})"
         return f"F.conv2d({x}, {weight}, {bias}, {tuple(a['stride'])!r}, {pad}, {tuple(a['dilation'])!r}, {a['groups']})"
 
     def weights(self, n: str, a: dict, epilogue, op: str = "conv") -> tuple[str, str]:
@@ -238,6 +246,15 @@ class _Writer:
             folded = f"{self.helpers['fold_batchnorm']}({w}, {b}, {self.bn(bn['node'])}, {bn['args']['eps']!r})"
             return f"{folded}[0]", f"{folded}[1]"
         return w, b if b != "None" else "None"
+
+
+def _nchw_at_one(data: dict) -> bool:
+    """Convolutions that oneDNN runs faster on NCHW than on channels_last at batch 1: grouped
+    ones, and those with small output maps (7x7: ResNet's last stage), where channels_last
+    takes a slower path (benchmarks/fusion.py). Their weights stay NCHW; at batch 8 they read
+    channels_last input, which is faster there."""
+    shape = data["shape"]
+    return data["args"]["groups"] > 1 or (len(shape) == 3 and shape[1] * shape[2] <= 64)
 
 
 def _steps(steps, code: str, ins: list[str]) -> str:
