@@ -111,6 +111,10 @@ def test_merge_siblings_makes_inception_reducers_one_convolution():
         ("inception3a.branch1.conv", 0, 64), ("inception3a.branch2.0.conv", 64, 160),
         ("inception3a.branch3.0.conv", 160, 176)]
     assert H.nodes["inception3a.branch2.0.conv:view"]["op"] == "slice"
+    # the lecture notes' module with dimension reduction: its three 1x1 reducers are one conv
+    seed = run_pipeline(netlang.load(ARCH / "inception_modules.net", network="inception_bottleneck").graph, ["fuse"])
+    (merged,) = [d for _, d in seed.nodes(data=True) if "siblings" in d]
+    assert [s["args"]["out"] for s in merged["siblings"]] == [128, 64, 64] and merged["args"]["k"] == (1, 1)
 
 
 def test_fuse_residual_takes_the_shortcut_conv_computed_last():
