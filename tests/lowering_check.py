@@ -173,3 +173,39 @@ def with_argument(text: str, network: str, cls, name: str, value, source: str, s
     if not _close(a, b):
         return "mismatch", f"{cls.__name__}({name}={value!r}): eval differs from compiling with {name}={source}"
     return None
+
+
+def check_fused(text: str, network: str = "n", seed: int = 0) -> tuple[str, str] | None:
+    """The fuse pipeline on one random program: verify() after every pass, the fused graph's
+    reference run equal to the unfused one, and the fused module equal to the reference, in
+    float64 (to 1e-9 of the largest output). None where all agree; else (kind, detail)."""
+    from netlang.ir import verify
+    from netlang.passes import PIPELINES, run_pipeline
+    try:
+        net = netlang.loads(text, network=network, filename="prog.net")
+    except NetlangError:
+        return None
+    G = net.graph
+    try:
+        H = G
+        for name in PIPELINES["fuse"]:
+            H = run_pipeline(H, [name])
+            verify(H)
+        state = random_state(G, seed, dtype=torch.float64)
+        x = torch.randn(2, *G.nodes[G.graph["inputs"][0]]["shape"], generator=torch.Generator().manual_seed(seed),
+                        dtype=torch.float64)
+        with torch.no_grad():
+            want = run(G, state, x)
+            if not all(torch.allclose(a, b, rtol=1e-9, atol=1e-9) for a, b in zip(run(H, state, x), want)):
+                return "mismatch", "the fused graph computes another function (reference on both)"
+            model = lower(net, init=False, fuse=True).double()
+            model.load_state_dict(state, strict=True)
+            got = model(x)
+        scale = max(want[0].abs().max().item(), 1e-3)
+        if tuple(got.shape) != tuple(want[0].shape) or (got - want[0]).abs().max().item() > 1e-9 * scale:
+            return "mismatch", "the fused module differs from the reference"
+        return None
+    except Exception as err:  # noqa: BLE001 - every failure is reported, with where it happened
+        tb = traceback.extract_tb(err.__traceback__)
+        where = f"{tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno}" if tb else "?"
+        return "crash", f"{type(err).__name__} at {where}: {str(err).splitlines()[0][:200] if str(err) else ''}"

@@ -1,7 +1,10 @@
 """The long differential run: random valid programs (tests/progen.py) through the PyTorch
 lowering and the reference interpreter (tests/lowering_check.py), with counts at the end.
 
-    .venv/bin/python tools/fuzz_lowering.py --count 50000 [--start 0] [--jobs 2] [--out fuzz-failures]
+    .venv/bin/python tools/fuzz_lowering.py --count 50000 [--start 0] [--jobs 2] [--out fuzz-failures] [--fuse]
+
+--fuse checks the fuse pipeline instead (tests/lowering_check.py: check_fused): verify() after
+every pass, and the fused graph and the fused module against the reference interpreter.
 
 Each failing program is written to the --out folder as <seed>.net with the failure on its first
 line; the exit status is 1 if any program failed.
@@ -20,15 +23,15 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 
 def _work(args):
-    start, count = args
+    start, count, fuse = args
     import torch
     torch.set_num_threads(1)
     import progen
-    from lowering_check import check
+    from lowering_check import check, check_fused
     out = []
     for seed in range(start, start + count):
         text = progen.generate(seed)
-        got = check(text, seed=seed, timeout=60)
+        got = check_fused(text, seed=seed) if fuse else check(text, seed=seed, timeout=60)
         out.append((seed, text, got))
     return out
 
@@ -40,9 +43,11 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--chunk", type=int, default=200)
     ap.add_argument("--out", default="fuzz-failures")
+    ap.add_argument("--fuse", action="store_true", help="check the fuse pipeline and the fused module")
     args = ap.parse_args(argv)
     out = Path(args.out)
-    chunks = [(s, min(args.chunk, args.start + args.count - s)) for s in range(args.start, args.start + args.count, args.chunk)]
+    chunks = [(s, min(args.chunk, args.start + args.count - s), args.fuse)
+              for s in range(args.start, args.start + args.count, args.chunk)]
     kinds: Counter = Counter()
     details: Counter = Counter()
     done = 0

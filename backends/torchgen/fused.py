@@ -112,7 +112,8 @@ class _Writer:
         self.sources: set = set()
         self.modules: list[str] = []
         self.names: dict = {}
-        self.taken: set = {"x", "m", "one", "self", "torch", "F", "nn"}
+        # forward's locals never shadow what it calls
+        self.taken: set = {"x", "m", "one", "self", "torch", "F", "nn", "check_input"} | set(helpers.values())
         self.buffers = 0
         self.grouped = False
 
