@@ -118,13 +118,13 @@ def _rebuild(text, entry, tag, state, training, outputs=1):
     return model.train(training)
 
 
-def lower(net, init: bool = True, fuse=False) -> nn.Module:
+def lower(net, init: bool = True, fuse=False, layout: str = "auto") -> nn.Module:
     """The torch.nn.Module of an analysed netlang Network (netlang.load's result); with fuse, the
     network fused for inference (docs/fusion.md), which loads the unfused state_dict. fuse is
     True (the `fuse` pipeline) or the names of the passes to run."""
     G = net.graph
     verify(G, check_shapes=False)
-    src = generate(net, fuse=fuse)
+    src = generate(net, fuse=fuse, layout=layout)
     model = build(src.text, src.entry, G.graph["name"], init, 1 if fuse else len(G.graph["outputs"]))
     check_against_ir(model, G)
     return model

@@ -19,10 +19,12 @@ every side with the same random weights and batchnorm statistics, checked to agr
 runs every side once, in an order that rotates from round to round; the report gives each side's
 median and the median and interquartile range of its per-round ratio to torchvision.
 
-    python benchmarks/fusion.py [--threads 2] [--quick] [--passes]
+    python benchmarks/fusion.py [--threads 2] [--quick] [--passes] [--routes]
 
 --passes also times resnet50 and googlenet at batch 1 with the fuse pipeline cut after each pass
-(what each pass contributes). Targets (issue 10): fused <= 0.90x torchvision at batch 1 on resnet50
+(what each pass contributes). --routes times the fused module's memory layouts against each other
+(NCHW, channels_last throughout, and the rule fused.py uses), at batch 1 and 8: the measurement
+that chose the rule. Targets (issue 10): fused <= 0.90x torchvision at batch 1 on resnet50
 and googlenet, and fused no slower than the best anchor (fx.fuse, jit.opt) on any network.
 """
 from __future__ import annotations
@@ -152,11 +154,31 @@ def contributions(threads: int, rounds: int) -> None:
         report("batch 1", timed(models, x, rounds), base="unfused")
 
 
+def routes(rounds: int) -> None:
+    print("\nthe fused module's layouts (ratio to netlang unfused)")
+    for name, file, network in NETWORKS:
+        if network is None:
+            import torch_backend as tb
+            network = tb.googlenet_network()[0]
+        net = netlang.load(ARCH / file, network=network)
+        state = random_state(net.graph, 0)
+        models = {"unfused": lower(net, init=False).eval()}
+        for layout in ("nchw", "channels_last", "auto"):
+            models[layout] = lower(net, init=False, fuse=True, layout=layout)
+        for m in models.values():
+            m.load_state_dict(state, strict=True)
+        print(f"{name}:")
+        for batch in (1, 8):
+            x = torch.randn(batch, *net.graph.nodes["input"]["shape"])
+            report(f"batch {batch}", timed(models, x, rounds if batch == 1 else max(3, rounds // 3)), base="unfused")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="fewer rounds")
     ap.add_argument("--passes", action="store_true", help="also time the pipeline cut after each pass")
+    ap.add_argument("--routes", action="store_true", help="also time the fused module's memory layouts")
     ap.add_argument("--only", nargs="*", help="networks to run (default: all five)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -191,6 +213,8 @@ def main(argv=None) -> int:
             print(f"  batch {batch}: " + "; ".join(verdict))
     if args.passes:
         contributions(args.threads, 8 if args.quick else 15)
+    if args.routes:
+        routes(8 if args.quick else 15)
     print(f"\ntargets: {'PASS' if ok else 'FAIL'} (no slower than an anchor means within 2%, the noise of this machine)")
     return 0 if ok else 1
 

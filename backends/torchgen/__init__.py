@@ -51,10 +51,11 @@ class Source:
     cls: str
 
 
-def generate(net, header: str | None = None, fuse=False) -> Source:
+def generate(net, header: str | None = None, fuse=False, layout: str = "auto") -> Source:
     """The network of an analysed `netlang.Network` as a standalone PyTorch file; with fuse, the
     file also holds the network fused for inference (fused.py), and its entry builds that. fuse
-    is True (the `fuse` pipeline) or the names of the passes to run."""
+    is True (the `fuse` pipeline) or the names of the passes to run; layout picks the fused
+    module's memory layout (fused.py; "auto" unless a benchmark compares them)."""
     src = _generate(net, header)
     if not fuse:
         return src
@@ -64,7 +65,7 @@ def generate(net, header: str | None = None, fuse=False) -> Source:
     G = net.graph
     H = run_pipeline(G, ["fuse"] if fuse is True else list(fuse))
     more, entry = fused_source(H, src.cls, src.entry, G.graph["name"], G.nodes[G.graph["inputs"][0]]["shape"],
-                               src.text)
+                               src.text, layout)
     return Source(src.text.rstrip("\n") + "\n\n" + more, entry, f"{src.cls}Fused")
 
 

@@ -55,12 +55,12 @@ def {crop_to}(x, h, w):
 
 
 def fused_source(H, base_cls: str, base_entry: str, network: str, input_shape: tuple,
-                 base_text: str = "") -> tuple[str, str]:
+                 base_text: str = "", layout: str = "auto") -> tuple[str, str]:
     """(source, entry) to append to the unfused file `base_text`: the fused class, its helpers
     and its factory, named apart from every name the file already defines."""
     taken = set(re.findall(r"^(?:class|def) (\w+)", base_text, re.M)) | set(re.findall(r"^(\w+) =", base_text, re.M))
     names = {h: py_ident(h, taken) for h in ("fold_batchnorm", "affine_of", "crop_to", "refold")}
-    w = _Writer(H, names)
+    w = _Writer(H, names, layout)
     w.write()
     cls = py_ident(f"{base_cls}Fused", taken)
     factory = py_ident(f"{network}_fused", taken, "make")
@@ -104,8 +104,9 @@ def fused_source(H, base_cls: str, base_entry: str, network: str, input_shape: t
 
 
 class _Writer:
-    def __init__(self, H, helpers: dict):
+    def __init__(self, H, helpers: dict, layout: str = "auto"):
         self.H = H
+        self.layout = layout        # "auto" (below), "channels_last" or "nchw": benchmarks/fusion.py --routes
         self.helpers = helpers
         self.fold_lines: list[str] = []
         self.fwd_lines: list[str] = []
@@ -135,6 +136,11 @@ class _Writer:
         self.fold_lines.append(f"self.register_buffer({name!r}, ({expr}).detach(){layout}, persistent=False)")
         return f"self.{name}"
 
+    def weight_layout(self, data: dict) -> str:
+        if self.layout == "nchw" or (self.layout == "auto" and _nchw_at_one(data)):
+            return ""
+        return ".contiguous(memory_format=torch.channels_last)"
+
     def module(self, node: str) -> str:
         self.modules.append(node)
         return f"m[{len(self.modules) - 1}]"
@@ -157,7 +163,7 @@ class _Writer:
             data = H.nodes[n]
             if data["op"] == "input":
                 self.names[n] = "x"
-                if len(data["shape"]) == 3:
+                if len(data["shape"]) == 3 and self.layout != "nchw":
                     self.fwd_lines.append("x = x.contiguous(memory_format=torch.channels_last)")
                 continue
             ins = [self.var(s) for s in inputs_of(H, n)]
@@ -201,7 +207,7 @@ class _Writer:
                 w, b = self.weights(sib["node"], sib["args"], sib["epilogue"])
                 ws.append(w)
                 bs.append(b)
-            weight = self.buffer(f"torch.cat([{', '.join(ws)}])", ".contiguous(memory_format=torch.channels_last)")
+            weight = self.buffer(f"torch.cat([{', '.join(ws)}])", self.weight_layout(data))
             if any(b != "None" for b in bs):
                 # (a sibling without a bias of its own adds zeros)
                 bs = [b if b != "None" else f"{self.state(sib['node'], 'weight')}.new_zeros({sib['args']['out']})"
@@ -223,7 +229,7 @@ class _Writer:
         else:
             steps_all = data.get("epilogue", ())
             w, b = self.weights(n, a, steps_all, op)
-            layout = ".contiguous(memory_format=torch.channels_last)" if op == "conv" and not _nchw_at_one(data) else ""
+            layout = self.weight_layout(data) if op == "conv" else ""
             weight = self.buffer(w, layout)
             bias = self.buffer(b) if b != "None" else "None"
             steps = _after_bn(steps_all)
@@ -233,7 +239,7 @@ class _Writer:
         if self.H.nodes[n]["op"] == "linear":
             return f"F.linear({x}, {weight}, {bias})"
         pad = '"same"' if a["pad"] == "same" else repr(tuple(a["pad"]))
-        if _nchw_at_one(self.H.nodes[n]):
+        if self.layout == "auto" and _nchw_at_one(self.H.nodes[n]):
             self.grouped = True
             x = f"({x}.contiguous() if one else {x})"
         return f"F.conv2d({x}, {weight}, {bias}, {tuple(a['stride'])!r}, {pad}, {tuple(a['dilation'])!r}, {a['groups']})"
