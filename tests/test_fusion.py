@@ -355,3 +355,12 @@ def test_render_fuse_names_the_parts():
     dot = to_dot(net, depth=None)
     assert "3 merged: branch1.conv 64 | branch2.0.conv 96 | branch3.0.conv 16" in dot
     assert "in place: inception3a.0 channels 64.." in dot and "dashed" in dot
+
+
+def test_a_cropping_concat_whose_input_is_named_t():
+    # found by tools/fuzz_lowering.py --fuse: forward cropped with `min(t.shape[2] for t in (t, v))`
+    # inside `[... for t in (t, v)]`, where the inner `t` was the loop's, not the label's
+    src = ("network n {\n    input 2x6x6\n    concat(crop=true) {\n        t: center_crop(2, w=4)\n"
+           "        conv(3, 3, pad=1)\n    }\n    conv(4, 1)\n}\n")
+    from lowering_check import check_fused
+    assert check_fused(src) is None

@@ -51,6 +51,12 @@ def {affine_of}(bn_weight, bn_bias, mean, var, eps):
 def {crop_to}(x, h, w):
     top, left = (x.shape[2] - h) // 2, (x.shape[3] - w) // 2
     return x[:, :, top:top + h, left:left + w]
+
+
+def {crop_all}(maps):
+    """Maps cropped to the smallest height and width among them (concat(crop=true))."""
+    h, w = min(t.shape[2] for t in maps), min(t.shape[3] for t in maps)
+    return [{crop_to}(t, h, w) for t in maps]
 '''
 
 
@@ -59,7 +65,7 @@ def fused_source(H, base_cls: str, base_entry: str, network: str, input_shape: t
     """(source, entry) to append to the unfused file `base_text`: the fused class, its helpers
     and its factory, named apart from every name the file already defines."""
     taken = set(re.findall(r"^(?:class|def) (\w+)", base_text, re.M)) | set(re.findall(r"^(\w+) =", base_text, re.M))
-    names = {h: py_ident(h, taken) for h in ("fold_batchnorm", "affine_of", "crop_to", "refold")}
+    names = {h: py_ident(h, taken) for h in ("fold_batchnorm", "affine_of", "crop_to", "crop_all", "refold")}
     w = _Writer(H, names, layout)
     w.write()
     cls = py_ident(f"{base_cls}Fused", taken)
@@ -187,7 +193,7 @@ class _Writer:
             return self.fused(n, dict(data, epilogue=()), ins)
         if op in PARAM_OPS:
             return f"{self.module(n)}({ins[0]})"
-        return _plain(op, a, ins, len(data["shape"]), self.helpers["crop_to"])
+        return _plain(op, a, ins, len(data["shape"]), self.helpers)
 
     def fused(self, n: str, data: dict, ins: list[str]) -> str:
         op, a = data["op"], data["args"]
@@ -292,7 +298,7 @@ def _pool_pad(a: dict) -> tuple:
     return (a["k"][0] // 2, a["k"][1] // 2) if a["pad"] == "same" else tuple(a["pad"])
 
 
-def _plain(op: str, a: dict, ins: list[str], rank: int, crop_to: str) -> str:
+def _plain(op: str, a: dict, ins: list[str], rank: int, helpers: dict) -> str:
     """An op the passes left alone, in eval: functional, never in place."""
     x = ins[0] if ins else None
     if op in ("identity", "dropout", "drop_path"):
@@ -321,13 +327,12 @@ def _plain(op: str, a: dict, ins: list[str], rank: int, crop_to: str) -> str:
         extra = ", align_corners=False" if a["mode"] == "bilinear" else ""
         return f"F.interpolate({x}, scale_factor={factor!r}, mode={a['mode']!r}{extra})"
     if op == "center_crop":
-        return f"{crop_to}({x}, {a['h']}, {a['w']})"
+        return f"{helpers['crop_to']}({x}, {a['h']}, {a['w']})"
     if op == "slice":
         return f"{x}[:, {a['start']}:{a['stop']}]"
     if op == "concat":
         if a["crop"] and rank == 3:
-            h, w = f"min(t.shape[2] for t in ({', '.join(ins)},))", f"min(t.shape[3] for t in ({', '.join(ins)},))"
-            return f"torch.cat([{crop_to}(t, {h}, {w}) for t in ({', '.join(ins)},)], 1)"
+            return f"torch.cat({helpers['crop_all']}([{', '.join(ins)}]), 1)"
         return f"torch.cat([{', '.join(ins)}], 1)"
     if op == "add":
         return " + ".join(ins)
