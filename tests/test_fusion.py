@@ -364,3 +364,9 @@ def test_a_cropping_concat_whose_input_is_named_t():
            "        conv(3, 3, pad=1)\n    }\n    conv(4, 1)\n}\n")
     from lowering_check import check_fused
     assert check_fused(src) is None
+
+
+def test_lowering_an_already_fused_ir_is_a_clear_error():
+    net = netlang.load(ARCH / "googlenet.net", network="googlenet", passes=["fuse"])
+    with pytest.raises(netlang.errors.NetlangValueError, match="already went through drop-identities"):
+        lower(net)

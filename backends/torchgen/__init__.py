@@ -56,6 +56,12 @@ def generate(net, header: str | None = None, fuse=False, layout: str = "auto") -
     file also holds the network fused for inference (fused.py), and its entry builds that. fuse
     is True (the `fuse` pipeline) or the names of the passes to run; layout picks the fused
     module's memory layout (fused.py; "auto" unless a benchmark compares them)."""
+    done = [p for p in net.graph.graph.get("passes", ()) if p != "infer-shapes"]
+    if done:
+        from netlang.errors import NetlangValueError
+        raise NetlangValueError(f"{net.name}'s IR already went through {', '.join(done)}", None,
+                                hint="lower the network as loaded, and give the passes to the lowering: "
+                                     "netlang.compile(..., fuse=True), or fuse=[...] for some of them")
     src = _generate(net, header)
     if not fuse:
         return src
