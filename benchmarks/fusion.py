@@ -215,7 +215,8 @@ def main(argv=None) -> int:
         contributions(args.threads, 8 if args.quick else 15)
     if args.routes:
         routes(8 if args.quick else 15)
-    print(f"\ntargets: {'PASS' if ok else 'FAIL'} (no slower than an anchor means within 2%, the noise of this machine)")
+    print(f"\ntargets: {'PASS' if ok else 'FAIL'} "
+          "(no slower than an anchor means within 2%, the noise of this machine)")
     return 0 if ok else 1
 
 

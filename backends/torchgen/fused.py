@@ -84,7 +84,8 @@ def fused_source(H, base_cls: str, base_entry: str, network: str, input_shape: t
            "        state = self.state_dict(keep_vars=True)",
            "        with torch.no_grad():"]
     out += ["            " + line for line in w.fold_lines] or ["            pass"]
-    out += ["        self.__dict__['netlang_sources'] = [state[k] for k in " + repr(sorted(w.sources)) + " if k in state]",
+    out += ["        self.__dict__['netlang_sources'] = [state[k] for k in " + repr(sorted(w.sources))
+            + " if k in state]",
             "        self.__dict__['netlang_versions'] = [t._version for t in self.netlang_sources]",
             "        self.__dict__['netlang_modules'] = [self.get_submodule(n) for n in "
             + repr(w.modules) + "]", "",
@@ -248,7 +249,8 @@ class _Writer:
         if self.layout == "auto" and _nchw_at_one(self.H.nodes[n]):
             self.grouped = True
             x = f"({x}.contiguous() if one else {x})"
-        return f"F.conv2d({x}, {weight}, {bias}, {tuple(a['stride'])!r}, {pad}, {tuple(a['dilation'])!r}, {a['groups']})"
+        return (f"F.conv2d({x}, {weight}, {bias}, {tuple(a['stride'])!r}, {pad}, {tuple(a['dilation'])!r}, "
+                f"{a['groups']})")
 
     def weights(self, n: str, a: dict, epilogue, op: str = "conv") -> tuple[str, str]:
         """Source (in fold) of the weight and bias a convolution uses, its batchnorm folded."""
@@ -316,8 +318,8 @@ def _plain(op: str, a: dict, ins: list[str], rank: int, helpers: dict) -> str:
     if op == "maxpool":
         return f"F.max_pool2d({x}, {tuple(a['k'])!r}, {tuple(a['stride'])!r}, {_pool_pad(a)!r}, ceil_mode={a['ceil']})"
     if op == "avgpool":
-        return (f"F.avg_pool2d({x}, {tuple(a['k'])!r}, {tuple(a['stride'])!r}, {_pool_pad(a)!r}, ceil_mode={a['ceil']}, "
-                f"count_include_pad={a['count_include_pad']})")
+        return (f"F.avg_pool2d({x}, {tuple(a['k'])!r}, {tuple(a['stride'])!r}, {_pool_pad(a)!r}, "
+                f"ceil_mode={a['ceil']}, count_include_pad={a['count_include_pad']})")
     if op == "global_avgpool":
         return f"{x}.mean((2, 3), keepdim=True)"
     if op == "adaptive_avgpool":

@@ -39,9 +39,6 @@ PIPELINES: dict[str, tuple[str, ...]] = {
              "concat-in-place", "memory-plan"),
 }
 
-# Passes whose result is only right at inference (a fused network refuses train mode).
-INFERENCE_ONLY = frozenset({"drop-identities", "fold-bn", "fuse-activation", "fuse-residual", "merge-siblings", "prologue-bn"})
-
 
 def expand(names) -> list[str]:
     """Pass names with pipelines spelled out, checked against the registry."""
