@@ -175,7 +175,9 @@ class _Writer:
                 continue
             ins = [self.var(s) for s in inputs_of(H, n)]
             out = self.var(n)
-            self.fwd_lines.append(f"{out} = {self.node(n, data, ins)}  # {comment(n)}")
+            code = self.node(n, data, ins)
+            if code is not None:            # (None: the node wrote its own lines)
+                self.fwd_lines.append(f"{out} = {code}  # {comment(n)}")
             dead = sorted({self.var(s) for s in inputs_of(H, n) if last.get(s) == i and s != main} - {out})
             if dead:
                 self.fwd_lines.append(f"del {', '.join(dead)}")
@@ -186,7 +188,7 @@ class _Writer:
             result += ".contiguous()"
         self.fwd_lines.append(f"return {result}")
 
-    def node(self, n: str, data: dict, ins: list[str]) -> str:
+    def node(self, n: str, data: dict, ins: list[str]) -> str | None:
         op, a = data["op"], data["args"]
         if op in ("conv", "linear") and any(k in data for k in ("prologue", "epilogue", "siblings")):
             return self.fused(n, data, ins)
@@ -196,10 +198,9 @@ class _Writer:
             return f"{self.module(n)}({ins[0]})"
         return _plain(op, a, ins, len(data["shape"]), self.helpers)
 
-    def fused(self, n: str, data: dict, ins: list[str]) -> str:
+    def fused(self, n: str, data: dict, ins: list[str]) -> str | None:
         op, a = data["op"], data["args"]
         x = ins[0]
-        pre = ""
         for st in data.get("prologue", ()):
             if st["op"] == "batchnorm":
                 affine = f"{self.helpers['affine_of']}({self.bn(st['node'])}, {st['args']['eps']!r})"
@@ -232,7 +233,7 @@ class _Writer:
                     view = f"{self.var(n)}[:, {s['start']}:{s['stop']}]"
                     if t:
                         self.fwd_lines.append(_steps(t, view, ins) + "  # " + comment(s["node"]))
-                return self.var(n)
+                return None
         else:
             steps_all = data.get("epilogue", ())
             w, b = self.weights(n, a, steps_all, op)
