@@ -1,0 +1,105 @@
+"""The Triton backend's convolution kernel against torch, on fresh random inputs. Without a GPU it
+runs through Triton's interpreter (TRITON_INTERPRET=1, set here before triton is imported), so
+the shapes are tiny; the same tests run on CUDA where one is present.
+
+Tolerance: fp32 accumulation with input_precision="ieee" against F.conv2d in fp32, so outputs
+agree to 1e-4 of their largest value (a sum of up to a few hundred products)."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+torch = pytest.importorskip("torch")
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+pytest.importorskip("triton")
+import torch.nn.functional as F  # noqa: E402
+
+from backends.triton.conv import MIN_DOT, conv2d, launch_config, pack_weight  # noqa: E402
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+RTOL = 1e-4
+
+
+def nhwc(t):
+    return t.permute(0, 2, 3, 1).contiguous()
+
+
+def close(got_nhwc, want_nchw):
+    want = nhwc(want_nchw)
+    scale = max(want.abs().max().item(), 1e-3)
+    err = (got_nhwc - want).abs().max().item()
+    assert err <= RTOL * scale, f"max |triton - torch| = {err:.3g} (outputs up to {scale:.3g})"
+
+
+def case(n, c, h, w, cout, k, stride=1, pad=0, dilation=1, groups=1, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, c, h, w, generator=g)
+    wt = torch.randn(cout, c // groups, *k, generator=g) / (c // groups * k[0] * k[1]) ** 0.5
+    b = torch.randn(cout, generator=g)
+    return x, wt, b
+
+
+CONVS = [
+    # n, c, h, w, cout, kernel, stride, pad, dilation, groups
+    (1, 3, 5, 7, 8, (1, 1), 1, 0, 1, 1),
+    (2, 5, 7, 6, 20, (3, 3), 1, 1, 1, 1),
+    (1, 8, 9, 9, 16, (3, 3), 2, 1, 1, 1),
+    (1, 4, 8, 8, 6, (5, 5), 1, 2, 1, 1),
+    (1, 3, 9, 9, 4, (7, 7), 2, 3, 1, 1),
+    (1, 6, 6, 9, 6, (1, 7), 1, (0, 3), 1, 1),
+    (1, 6, 9, 6, 6, (7, 1), 1, (3, 0), 1, 1),
+    (1, 4, 9, 9, 4, (3, 3), 1, 2, 2, 1),
+    (1, 8, 6, 6, 8, (3, 3), 1, 1, 1, 2),
+    (1, 16, 6, 6, 16, (3, 3), 2, 1, 1, 4),
+    (1, 64, 5, 5, 64, (3, 3), 1, 1, 1, 32),        # ResNeXt: 32 groups of 2 channels
+    (1, 8, 6, 6, 8, (3, 3), 1, 1, 1, 8),           # depthwise
+]
+
+
+@pytest.mark.parametrize("n,c,h,w,cout,k,stride,pad,dilation,groups", CONVS)
+def test_conv_matches_torch(n, c, h, w, cout, k, stride, pad, dilation, groups):
+    x, wt, b = case(n, c, h, w, cout, k, stride, pad, dilation, groups)
+    pad2 = pad if isinstance(pad, tuple) else (pad, pad)
+    want = F.conv2d(x, wt, b, stride, pad2, dilation, groups)
+    got = conv2d(nhwc(x).to(DEVICE), pack_weight(wt, groups).to(DEVICE), b.to(DEVICE), kernel=k,
+                 stride=(stride, stride), padding=pad2, dilation=(dilation, dilation), groups=groups)
+    close(got.cpu(), want)
+
+
+@pytest.mark.parametrize("act", ["relu", "relu6", "tanh", "sigmoid"])
+def test_epilogue_scale_residual_activation(act):
+    # Inception-ResNet's order: bias, scale, residual add, activation
+    x, wt, b = case(2, 6, 5, 5, 6, (3, 3), seed=1)
+    res = torch.randn(2, 6, 5, 5) * 3
+    z = F.conv2d(x, wt, b, 1, 1) * 0.17 + res
+    want = {"relu": F.relu, "relu6": F.relu6, "tanh": torch.tanh, "sigmoid": torch.sigmoid}[act](z)
+    got = conv2d(nhwc(x).to(DEVICE), pack_weight(wt, 1).to(DEVICE), b.to(DEVICE), kernel=(3, 3), padding=(1, 1),
+                 scale=0.17, residual=nhwc(res).to(DEVICE), act=act)
+    close(got.cpu(), want)
+
+
+def test_writes_into_a_channel_slice_of_a_concat_buffer():
+    x, wt, b = case(1, 4, 6, 6, 5, (1, 1), seed=2)
+    buf = torch.full((1, 6, 6, 12), 7.0, device=DEVICE)
+    conv2d(nhwc(x).to(DEVICE), pack_weight(wt, 1).to(DEVICE), b.to(DEVICE), kernel=(1, 1), out=buf, out_offset=3)
+    close(buf[..., 3:8].cpu(), F.conv2d(x, wt, b))
+    assert torch.all(buf[..., :3] == 7.0) and torch.all(buf[..., 8:] == 7.0)     # nothing else written
+
+
+def test_every_block_is_at_least_what_tl_dot_needs():
+    for m in (1, 7, 64, 1000):
+        for cout_g in (1, 4, 16, 100):
+            for cin_g in (1, 2, 4, 36, 512):
+                assert min(launch_config(m, cout_g, cin_g)) >= MIN_DOT
+
+
+def test_the_comparison_fails_on_a_wrong_kernel():
+    # the check can fail: weights packed for the wrong group count give another answer
+    x, wt, b = case(1, 8, 6, 6, 8, (3, 3), groups=2, seed=3)
+    want = F.conv2d(x, wt, b, 1, 1, 1, 2)
+    wrong = pack_weight(wt.flip(0), 2)
+    got = conv2d(nhwc(x).to(DEVICE), wrong.to(DEVICE), b.to(DEVICE), kernel=(3, 3), padding=(1, 1), groups=2)
+    with pytest.raises(AssertionError):
+        close(got.cpu(), want)
