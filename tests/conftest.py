@@ -1,7 +1,17 @@
-"""Shared fixtures."""
+"""Shared fixtures, and the Triton interpreter where there is no GPU."""
+import importlib.util
+import os
 import sys
 
 import pytest
+
+# Triton reads TRITON_INTERPRET when it is first imported, and torch may import it early (for
+# torch.compile), so it is set here, before any test runs: without a GPU the Triton backend's
+# kernels run in the interpreter.
+if "TRITON_INTERPRET" not in os.environ and importlib.util.find_spec("torch") is not None:
+    import torch
+    if not torch.cuda.is_available():
+        os.environ["TRITON_INTERPRET"] = "1"
 
 
 @pytest.fixture(scope="module")

@@ -1,19 +1,15 @@
 """The Triton backend's convolution kernel against torch, on fresh random inputs. Without a GPU it
-runs through Triton's interpreter (TRITON_INTERPRET=1, set here before triton is imported), so
+runs through Triton's interpreter (TRITON_INTERPRET=1, which conftest.py sets before anything imports triton), so
 the shapes are tiny; the same tests run on CUDA where one is present.
 
 Tolerance: fp32 accumulation with input_precision="ieee" against F.conv2d in fp32, so outputs
 agree to 1e-4 of their largest value (a sum of up to a few hundred products)."""
 from __future__ import annotations
 
-import os
-
 import pytest
 
 torch = pytest.importorskip("torch")
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-pytest.importorskip("triton")
+pytest.importorskip("triton")     # (without a GPU, conftest.py has set TRITON_INTERPRET=1)
 import torch.nn.functional as F  # noqa: E402
 
 from backends.triton.conv import MIN_DOT, conv2d, launch_config, pack_weight  # noqa: E402
