@@ -1,6 +1,6 @@
 """The Triton backend's convolution kernel against torch, on fresh random inputs. Without a GPU it
-runs through Triton's interpreter (TRITON_INTERPRET=1, which conftest.py sets before anything imports triton), so
-the shapes are tiny; the same tests run on CUDA where one is present.
+runs through Triton's interpreter (TRITON_INTERPRET=1, which conftest.py sets before anything
+imports triton), so the shapes are tiny; the same tests run on CUDA where one is present.
 
 Tolerance: fp32 accumulation with input_precision="ieee" against F.conv2d in fp32, so outputs
 agree to 1e-4 of their largest value (a sum of up to a few hundred products)."""
