@@ -209,3 +209,24 @@ Decl = Union[Import, DefDecl, BlockDecl, NetworkDecl, NetworkInst]
 class Module(Node):
     file: str
     decls: tuple[Decl, ...] = field(default=())
+
+
+_FIELDS: dict = {}
+
+
+def walk(*roots):
+    """Every Node reachable from roots (nodes, or lists and tuples of them), each once."""
+    todo, seen = list(roots), set()
+    while todo:
+        node = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, (list, tuple)):
+            todo.extend(node)
+        elif isinstance(node, Node):
+            yield node
+            names = _FIELDS.get(node.__class__)
+            if names is None:
+                names = _FIELDS[node.__class__] = tuple(node.__class__.__dataclass_fields__)
+            todo.extend(v for v in (getattr(node, f) for f in names) if isinstance(v, (Node, list, tuple)))

@@ -331,39 +331,12 @@ def _value_key(values: dict) -> str:
 def _referenced_labels(module) -> set:
     """Every label path a reference or an output statement anywhere in the program names: such
     a label's value keeps a variable of its own wherever it is placed."""
-    found: set = set()
-    seen: set = set()
-    todo: list = []
+    decls = []
     env = module.env
     while env is not None:
-        for v in env.vars.values():
-            decl = getattr(v, "decl", None)
-            if isinstance(decl, ast.Node):
-                todo.append(decl)
+        decls += [v.decl for v in env.vars.values() if isinstance(getattr(v, "decl", None), ast.Node)]
         env = env.parent
-    node_fields = _NODE_FIELDS
-    while todo:
-        node = todo.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if isinstance(node, (list, tuple)):
-            todo.extend(x for x in node if isinstance(x, (ast.Node, list, tuple)))
-            continue
-        if isinstance(node, ast.Ref):
-            found.add(".".join(node.path))
-        cls = node.__class__
-        names = node_fields.get(cls)
-        if names is None:
-            names = node_fields[cls] = tuple(cls.__dataclass_fields__)
-        for f in names:
-            v = getattr(node, f)
-            if isinstance(v, (ast.Node, list, tuple)):
-                todo.append(v)
-    return found
-
-
-_NODE_FIELDS: dict = {}
+    return {".".join(n.path) for n in ast.walk(decls) if isinstance(n, ast.Ref)}
 
 
 # ====================================================================== finishing a draft

@@ -1190,19 +1190,7 @@ SAME_SIZE = {"batchnorm", "lrn", "relu", "relu6", "tanh", "sigmoid", "softmax", 
 
 def _names(expr) -> set:
     """The names an expression mentions, at any depth."""
-    out, todo, seen = set(), [expr], set()
-    while todo:
-        node = todo.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if isinstance(node, (list, tuple)):
-            todo.extend(node)
-        elif isinstance(node, ast.Node):
-            if type(node) is ast.Name:
-                out.add(node.id)
-            todo.extend(getattr(node, f) for f in node.__dataclass_fields__)
-    return out
+    return {n.id for n in ast.walk(expr) if type(n) is ast.Name}
 
 
 def _size(shape) -> tuple | None:
