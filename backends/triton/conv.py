@@ -26,6 +26,14 @@ MIN_DOT = 16
 
 
 @triton.jit
+def output_pixels(pid, N, OH, OW, BLOCK_M: tl.constexpr):
+    """A block of output pixels (M = N*OH*OW, int64): offsets, mask, and (n, oh, ow)."""
+    offs_m = pid.to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
+    rest = offs_m % (OH * OW)
+    return offs_m, offs_m < N * OH * OW, offs_m // (OH * OW), rest // OW, rest % OW
+
+
+@triton.jit
 def _conv2d_nhwc(x_ptr, w_ptr, b_ptr, r_ptr, y_ptr,
                  N, H, W, OH, OW, scale,
                  C: tl.constexpr, Y_C: tl.constexpr, Y_OFF: tl.constexpr, R_C: tl.constexpr,
@@ -34,18 +42,10 @@ def _conv2d_nhwc(x_ptr, w_ptr, b_ptr, r_ptr, y_ptr,
                  CIN_G: tl.constexpr, COUT_G: tl.constexpr,
                  HAS_BIAS: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_RES: tl.constexpr, ACT: tl.constexpr,
                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
-    pid_m = tl.program_id(0)
-    pid_n = tl.program_id(1)
+    offs_m, mask_m, n, oh, ow = output_pixels(tl.program_id(0), N, OH, OW, BLOCK_M)
+    offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     g = tl.program_id(2)
-    M = N * OH * OW
-    offs_m = pid_m.to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    mask_m = offs_m < M
     mask_n = offs_n < COUT_G
-    n = offs_m // (OH * OW)
-    rest = offs_m % (OH * OW)
-    oh = rest // OW
-    ow = rest % OW
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for kh in tl.static_range(KH):
         for kw in tl.static_range(KW):

@@ -13,23 +13,17 @@ import torch
 import triton
 import triton.language as tl
 
+from .conv import output_pixels
+
 
 @triton.jit
 def _pool2d_nhwc(x_ptr, y_ptr, N, H, W, OH, OW,
                  C: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr,
                  PH: tl.constexpr, PW: tl.constexpr, IS_MAX: tl.constexpr, COUNT_PAD: tl.constexpr,
                  BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr):
-    pid_m = tl.program_id(0)
-    pid_c = tl.program_id(1)
-    M = N * OH * OW
-    offs_m = pid_m.to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
-    mask_m = offs_m < M
+    offs_m, mask_m, n, oh, ow = output_pixels(tl.program_id(0), N, OH, OW, BLOCK_M)
+    offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     mask_c = offs_c < C
-    n = offs_m // (OH * OW)
-    rest = offs_m % (OH * OW)
-    oh = rest // OW
-    ow = rest % OW
     h0 = oh * SH - PH
     w0 = ow * SW - PW
     if IS_MAX:
