@@ -71,15 +71,16 @@ def test_epilogue_scale_residual_activation(act):
     res = torch.randn(2, 6, 5, 5) * 3
     z = F.conv2d(x, wt, b, 1, 1) * 0.17 + res
     want = {"relu": F.relu, "relu6": F.relu6, "tanh": torch.tanh, "sigmoid": torch.sigmoid}[act](z)
+    steps = [{"op": "scale", "args": {"s": 0.17}}, {"op": "add", "inputs": (1,)}, {"op": act}]
     got = conv2d(nhwc(x).to(DEVICE), pack_weight(wt, 1).to(DEVICE), b.to(DEVICE), kernel=(3, 3), padding=(1, 1),
-                 scale=0.17, residual=nhwc(res).to(DEVICE), act=act)
+                 steps=steps, residual=nhwc(res).to(DEVICE))
     close(got.cpu(), want)
 
 
 def test_writes_into_a_channel_slice_of_a_concat_buffer():
     x, wt, b = case(1, 4, 6, 6, 5, (1, 1), seed=2)
     buf = torch.full((1, 6, 6, 12), 7.0, device=DEVICE)
-    conv2d(nhwc(x).to(DEVICE), pack_weight(wt, 1).to(DEVICE), b.to(DEVICE), kernel=(1, 1), out=buf, out_offset=3)
+    conv2d(nhwc(x).to(DEVICE), pack_weight(wt, 1).to(DEVICE), b.to(DEVICE), kernel=(1, 1), out=buf[..., 3:8])
     close(buf[..., 3:8].cpu(), F.conv2d(x, wt, b))
     assert torch.all(buf[..., :3] == 7.0) and torch.all(buf[..., 8:] == 7.0)     # nothing else written
 

@@ -1,19 +1,26 @@
-"""Implicit-GEMM convolution on NHWC activations, with the fused node's epilogue.
+"""Implicit-GEMM convolution on NHWC activations, with the fused node's prologue and epilogue.
 
-One launch computes y[n, oh, ow, off + g*COUT_G + j] for a tile of output pixels (M = N*OH*OW)
-and a tile of one group's output channels, summing over the window and the group's input
-channels: K = KH*KW*CIN_G, walked as a static loop over the window and a loop over channel
-blocks. Kernel size, stride, padding, dilation and the group widths are `tl.constexpr`, so each
-layer gets its own specialisation with the window unrolled. Accumulation is fp32 with
-`input_precision="ieee"` (no TF32); every load and store is masked; pixel offsets are int64.
+One program computes y[n, oh, ow, g*COUT_G + j] for a tile of output pixels (M = N*OH*OW) and a
+tile of one group's output channels, summing over K = KH*KW*CIN_G. Kernel size, stride, padding,
+dilation, group widths and row strides are `tl.constexpr`, so each layer gets its own
+specialisation with the window unrolled. Three ways to walk K:
 
-The epilogue follows the fused IR's step order: bias (a folded batchnorm), scale, residual add,
-activation, cast to the output's dtype, store into channels off.. of an output buffer whose row
-is Y_C channels wide (a concat's buffer, for concat in place).
+- GEMM (1x1, stride 1, no padding): pixel p's row is x[p*X_RS:], a plain matrix product;
+- the window unrolled statically, channels in blocks of BLOCK_K (the general case);
+- FLAT_K (a group narrower than tl.dot's 16, ResNeXt's 4 channels per group): K is walked as
+  one flat index over (kh, kw, c), so a 3x3 window of 4 channels is 36 of a 64-wide block
+  instead of nine 16-wide blocks a quarter used.
 
-`tl.dot` needs every tile dimension >= 16 on a GPU, and the interpreter does not check it:
-`launch_config` never returns a smaller block, and channel blocks are masked where a group has
-fewer channels (ResNeXt's 4 per group).
+Accumulation is fp32 with `input_precision="ieee"` (no TF32); every load and store is masked;
+pixel offsets are int64 (an activation may pass 2^31 elements at large batch).
+
+Prologue (pre-activation networks): x*scale[c] + shift[c], then relu or relu6, on every real
+pixel as it is read; padding stays zero. Epilogue (common.epilogue): the bias (a folded
+batchnorm), the element-wise steps, a residual, more steps, the cast and the store into a view
+with row stride Y_RS: a whole buffer, a concat's channel slice, or a merged sibling's part.
+
+Weights are prepacked once (`pack_weight`): (groups, KH, KW, CIN_G, COUT_G), so a K row is
+contiguous in the output channels a tile reads.
 """
 from __future__ import annotations
 
@@ -21,109 +28,159 @@ import torch
 import triton
 import triton.language as tl
 
-ACTIVATIONS = {None: 0, "relu": 1, "relu6": 2, "tanh": 3, "sigmoid": 4}
-MIN_DOT = 16
+from .common import MIN_DOT, STEPS, Launch, apply_step, epilogue, epilogue_codes, output_pixels, row_stride
+
+FAMILY = "conv2d_nhwc"
 
 
 @triton.jit
-def output_pixels(pid, N, OH, OW, BLOCK_M: tl.constexpr):
-    """A block of output pixels (M = N*OH*OW, int64): offsets, mask, and (n, oh, ow)."""
-    offs_m = pid.to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
-    rest = offs_m % (OH * OW)
-    return offs_m, offs_m < N * OH * OW, offs_m // (OH * OW), rest // OW, rest % OW
-
-
-@triton.jit
-def _conv2d_nhwc(x_ptr, w_ptr, b_ptr, r_ptr, y_ptr,
-                 N, H, W, OH, OW, scale,
-                 C: tl.constexpr, Y_C: tl.constexpr, Y_OFF: tl.constexpr, R_C: tl.constexpr,
+def _conv2d_nhwc(x_ptr, w_ptr, b_ptr, ps_ptr, pt_ptr, r_ptr, y_ptr, N, H, W, OH, OW,
+                 X_RS: tl.constexpr, Y_RS: tl.constexpr, R_RS: tl.constexpr,
                  KH: tl.constexpr, KW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr,
                  PH: tl.constexpr, PW: tl.constexpr, DH: tl.constexpr, DW: tl.constexpr,
-                 CIN_G: tl.constexpr, COUT_G: tl.constexpr,
-                 HAS_BIAS: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_RES: tl.constexpr, ACT: tl.constexpr,
+                 CIN_G: tl.constexpr, COUT_G: tl.constexpr, GEMM: tl.constexpr, FLAT_K: tl.constexpr,
+                 HAS_BIAS: tl.constexpr, PRO_AFFINE: tl.constexpr, PRO_ACT: tl.constexpr,
+                 HAS_RES: tl.constexpr, E0: tl.constexpr, E1: tl.constexpr, E2: tl.constexpr,
+                 F0: tl.constexpr, F1: tl.constexpr, S0: tl.constexpr, S1: tl.constexpr, S2: tl.constexpr,
+                 T0: tl.constexpr, T1: tl.constexpr,
                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     offs_m, mask_m, n, oh, ow = output_pixels(tl.program_id(0), N, OH, OW, BLOCK_M)
     offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     g = tl.program_id(2)
     mask_n = offs_n < COUT_G
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for kh in tl.static_range(KH):
-        for kw in tl.static_range(KW):
-            ih = oh * SH - PH + kh * DH
-            iw = ow * SW - PW + kw * DW
-            inside = mask_m & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-            row = ((n * H + ih) * W + iw) * C + g * CIN_G
-            for c0 in range(0, CIN_G, BLOCK_K):
-                offs_k = c0 + tl.arange(0, BLOCK_K)
-                mask_k = offs_k < CIN_G
-                a = tl.load(x_ptr + row[:, None] + offs_k[None, :], mask=inside[:, None] & mask_k[None, :], other=0.0)
-                w_rows = ((g * KH + kh) * KW + kw) * CIN_G + offs_k
-                b = tl.load(w_ptr + w_rows[:, None] * COUT_G + offs_n[None, :],
-                            mask=mask_k[:, None] & mask_n[None, :], other=0.0)
-                acc += tl.dot(a, b, input_precision="ieee")
+    if FLAT_K:
+        KTOT: tl.constexpr = KH * KW * CIN_G
+        for k0 in tl.static_range(0, KTOT, BLOCK_K):
+            offs_k = k0 + tl.arange(0, BLOCK_K)
+            mask_k = offs_k < KTOT
+            tap = offs_k // CIN_G
+            c = offs_k % CIN_G
+            ih = (oh * SH - PH)[:, None] + ((tap // KW) * DH)[None, :]
+            iw = (ow * SW - PW)[:, None] + ((tap % KW) * DW)[None, :]
+            inside = mask_m[:, None] & mask_k[None, :] & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+            chan = g * CIN_G + c
+            a = tl.load(x_ptr + ((n[:, None] * H + ih) * W + iw) * X_RS + chan[None, :], mask=inside, other=0.0)
+            if PRO_AFFINE:
+                s = tl.load(ps_ptr + chan, mask=mask_k, other=0.0).to(tl.float32)
+                t = tl.load(pt_ptr + chan, mask=mask_k, other=0.0).to(tl.float32)
+                a = tl.where(inside, apply_step(a.to(tl.float32) * s[None, :] + t[None, :], PRO_ACT, 1.0),
+                             0.0).to(a.dtype)
+            b = tl.load(w_ptr + (g * KTOT + offs_k)[:, None] * COUT_G + offs_n[None, :],
+                        mask=mask_k[:, None] & mask_n[None, :], other=0.0)
+            acc += tl.dot(a, b, input_precision="ieee")
+    else:
+        for kh in tl.static_range(KH):
+            for kw in tl.static_range(KW):
+                if GEMM:
+                    inside = mask_m
+                    row = offs_m * X_RS + g * CIN_G
+                else:
+                    ih = oh * SH - PH + kh * DH
+                    iw = ow * SW - PW + kw * DW
+                    inside = mask_m & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+                    row = ((n * H + ih) * W + iw) * X_RS + g * CIN_G
+                for c0 in range(0, CIN_G, BLOCK_K):
+                    offs_k = c0 + tl.arange(0, BLOCK_K)
+                    mask_k = offs_k < CIN_G
+                    m2 = inside[:, None] & mask_k[None, :]
+                    a = tl.load(x_ptr + row[:, None] + offs_k[None, :], mask=m2, other=0.0)
+                    if PRO_AFFINE:
+                        chan = g * CIN_G + offs_k
+                        s = tl.load(ps_ptr + chan, mask=mask_k, other=0.0).to(tl.float32)
+                        t = tl.load(pt_ptr + chan, mask=mask_k, other=0.0).to(tl.float32)
+                        a = tl.where(m2, apply_step(a.to(tl.float32) * s[None, :] + t[None, :], PRO_ACT, 1.0),
+                                     0.0).to(a.dtype)
+                    w_rows = ((g * KH + kh) * KW + kw) * CIN_G + offs_k
+                    b = tl.load(w_ptr + w_rows[:, None] * COUT_G + offs_n[None, :],
+                                mask=mask_k[:, None] & mask_n[None, :], other=0.0)
+                    acc += tl.dot(a, b, input_precision="ieee")
     chan = g * COUT_G + offs_n
     if HAS_BIAS:
         acc += tl.load(b_ptr + chan, mask=mask_n, other=0.0).to(tl.float32)[None, :]
-    if HAS_SCALE:
-        acc = acc * scale
     mask = mask_m[:, None] & mask_n[None, :]
-    if HAS_RES:
-        acc += tl.load(r_ptr + offs_m[:, None] * R_C + chan[None, :], mask=mask, other=0.0).to(tl.float32)
-    if ACT == 1:
-        acc = tl.maximum(acc, 0.0)
-    elif ACT == 2:
-        acc = tl.minimum(tl.maximum(acc, 0.0), 6.0)
-    elif ACT == 3:
-        e = tl.exp(-2.0 * tl.abs(acc))
-        t = (1.0 - e) / (1.0 + e)
-        acc = tl.where(acc >= 0, t, -t)
-    elif ACT == 4:
-        acc = 1.0 / (1.0 + tl.exp(-acc))
-    tl.store(y_ptr + offs_m[:, None] * Y_C + Y_OFF + chan[None, :], acc.to(y_ptr.dtype.element_ty), mask=mask)
+    acc = epilogue(acc, r_ptr, offs_m * R_RS, chan, mask, HAS_RES, E0, E1, E2, F0, F1, S0, S1, S2, T0, T1)
+    tl.store(y_ptr + (offs_m * Y_RS)[:, None] + chan[None, :], acc.to(y_ptr.dtype.element_ty), mask=mask)
 
 
-def pack_weight(weight: torch.Tensor, groups: int) -> torch.Tensor:
-    """(Cout, Cin/groups, KH, KW), PyTorch's layout, as the kernel reads it: (groups, KH, KW,
-    Cin/groups, Cout/groups), contiguous."""
+KERNELS = (_conv2d_nhwc,)
+
+
+def pack_weight(weight: torch.Tensor, groups: int, dtype=None) -> torch.Tensor:
+    """(Cout, Cin/groups, KH, KW), PyTorch's layout (a linear's (out, in) is 1x1), as the kernel
+    reads it: (groups, KH, KW, Cin/groups, Cout/groups), contiguous."""
+    if weight.dim() == 2:
+        weight = weight[:, :, None, None]
     cout, cin_g, kh, kw = weight.shape
-    return weight.reshape(groups, cout // groups, cin_g, kh, kw).permute(0, 3, 4, 2, 1).contiguous()
+    out = weight.reshape(groups, cout // groups, cin_g, kh, kw).permute(0, 3, 4, 2, 1).contiguous()
+    return out if dtype is None else out.to(dtype)
 
 
-def launch_config(m: int, cout_g: int, cin_g: int) -> tuple[int, int, int]:
-    """(BLOCK_M, BLOCK_N, BLOCK_K): every one >= 16, as tl.dot needs on a GPU."""
+def launch_config(m: int, cout_g: int, cin_g: int, k_flat: int | None = None) -> tuple[int, int, int]:
+    """(BLOCK_M, BLOCK_N, BLOCK_K), the deterministic default: every one >= 16, as tl.dot needs
+    on a GPU (the interpreter does not check it). k_flat: K when it is walked flat."""
     block_m = 64
     block_n = max(MIN_DOT, min(64, triton.next_power_of_2(cout_g)))
-    block_k = max(MIN_DOT, min(32, triton.next_power_of_2(cin_g)))
+    k = k_flat if k_flat is not None else cin_g
+    block_k = max(MIN_DOT, min(64 if k_flat is not None else 32, triton.next_power_of_2(k)))
     assert min(block_m, block_n, block_k) >= MIN_DOT
     return block_m, block_n, block_k
 
 
+def conv_launch(*, cin: int, cout: int, hw: tuple, ohw: tuple, kernel=(1, 1), stride=(1, 1), padding=(0, 0),
+                dilation=(1, 1), groups: int = 1, x_rs: int | None = None, y_rs: int | None = None,
+                r_rs: int | None = None, bias: bool = True, prologue=None, steps=(), blocks=None) -> tuple:
+    """The launch of one fused convolution (a linear layer is a 1x1 one on a 1x1 map), and the
+    epilogue steps it cannot take (run them after it). prologue: None, or the activation after
+    the affine ("relu", "relu6" or None). steps: the epilogue after the bias, as the fused IR
+    gives it (adds refer to input positions: the residual taken is returned as its position)."""
+    (h, w), (oh, ow) = hw, ohw
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    cin_g, cout_g = cin // groups, cout // groups
+    gemm = (kh, kw, sh, sw, ph, pw) == (1, 1, 1, 1, 0, 0)
+    flat = cin_g < MIN_DOT and kh * kw > 1
+    slots, res, rest = epilogue_codes(steps)
+    bm, bn, bk = blocks or launch_config(0, cout_g, cin_g, kh * kw * cin_g if flat else None)
+    consts = dict(X_RS=x_rs or cin, Y_RS=y_rs or cout, R_RS=(r_rs or cout) if res >= 0 else 0,
+                  KH=kh, KW=kw, SH=sh, SW=sw, PH=ph, PW=pw, DH=dh, DW=dw, CIN_G=cin_g, COUT_G=cout_g,
+                  GEMM=gemm, FLAT_K=flat, HAS_BIAS=bias, PRO_AFFINE=prologue is not None,
+                  PRO_ACT=STEPS.get(prologue or "", 0), **slots, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
+    launch = Launch(_conv2d_nhwc, ((oh * ow, bm), triton.cdiv(cout_g, bn), groups),
+                    ("x", "w", "b", "ps", "pt", "r", "y", "N", h, w, oh, ow),
+                    frozenset({"x", "w", "b", "ps", "pt", "r", "y"}), consts)
+    return launch, res, rest
+
+
+def out_hw(h, w, kernel, stride, padding, dilation) -> tuple[int, int]:
+    return tuple((size + 2 * p - d * (k - 1) - 1) // s + 1
+                 for size, k, s, p, d in zip((h, w), kernel, stride, padding, dilation))
+
+
 def conv2d(x: torch.Tensor, w_packed: torch.Tensor, bias: torch.Tensor | None = None, *, kernel, stride=(1, 1),
-           padding=(0, 0), dilation=(1, 1), groups: int = 1, scale: float | None = None,
-           residual: torch.Tensor | None = None, act: str | None = None, out: torch.Tensor | None = None,
-           out_offset: int = 0) -> torch.Tensor:
-    """The fused convolution of NHWC `x` ((N, H, W, C), contiguous). Writes into channels
-    out_offset.. of `out` ((N, OH, OW, Y_C)) where given, else into a new NHWC tensor."""
+           padding=(0, 0), dilation=(1, 1), groups: int = 1, prologue: tuple | None = None, steps=(),
+           residual: torch.Tensor | None = None, out: torch.Tensor | None = None, blocks=None) -> torch.Tensor:
+    """The fused convolution of the NHWC map `x` (common.py's layout: a channel slice is fine).
+    prologue: (scale, shift, activation or None) applied to x as it is read. steps: epilogue
+    steps after the bias ({"op": "relu"}, {"op": "scale", "args": {"s": 0.17}}, {"op": "add",
+    "inputs": (1,)} for `residual`). Writes into `out` (an NHWC view, e.g. a concat's channel
+    slice) where given, else into a new tensor."""
     n, h, w, c = x.shape
     g, kh, kw, cin_g, cout_g = w_packed.shape
     assert g == groups and cin_g * groups == c and (kh, kw) == tuple(kernel), "weights packed for another conv"
-    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    ow = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    oh, ow = out_hw(h, w, kernel, stride, padding, dilation)
     cout = cout_g * groups
     if out is None:
         out = torch.empty((n, oh, ow, cout), device=x.device, dtype=x.dtype)
-        out_offset = 0
-    assert out.shape[:3] == (n, oh, ow) and out.is_contiguous() and out_offset + cout <= out.shape[3]
-    if residual is not None:
-        assert residual.shape == (n, oh, ow, cout) and residual.is_contiguous()
-    bm, bn, bk = launch_config(n * oh * ow, cout_g, cin_g)
-    grid = (triton.cdiv(n * oh * ow, bm), triton.cdiv(cout_g, bn), groups)
-    _conv2d_nhwc[grid](
-        x, w_packed, bias if bias is not None else x, residual if residual is not None else x, out,
-        n, h, w, oh, ow, float(scale if scale is not None else 1.0),
-        C=c, Y_C=out.shape[3], Y_OFF=out_offset, R_C=cout,
-        KH=kh, KW=kw, SH=sh, SW=sw, PH=ph, PW=pw, DH=dh, DW=dw, CIN_G=cin_g, COUT_G=cout_g,
-        HAS_BIAS=bias is not None, HAS_SCALE=scale is not None, HAS_RES=residual is not None,
-        ACT=ACTIVATIONS[act], BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
+    assert tuple(out.shape) == (n, oh, ow, cout), f"out is {tuple(out.shape)}, the conv gives {(n, oh, ow, cout)}"
+    steps = [dict(st, args=st.get("args", {})) for st in steps]
+    launch, res, rest = conv_launch(
+        cin=c, cout=cout, hw=(h, w), ohw=(oh, ow), kernel=kernel, stride=stride, padding=padding,
+        dilation=dilation, groups=groups, x_rs=row_stride(x, "x"), y_rs=row_stride(out, "out"),
+        r_rs=row_stride(residual, "residual") if residual is not None else None, bias=bias is not None,
+        prologue=prologue[2] if prologue else None, steps=steps, blocks=blocks)
+    assert not rest, f"steps the kernel cannot take in one launch: {rest}"
+    assert (res >= 0) == (residual is not None), "a residual given without an add step, or the reverse"
+    ps, pt = (prologue[0], prologue[1]) if prologue else (x, x)
+    launch(n, x=x, w=w_packed, b=bias if bias is not None else x, ps=ps, pt=pt,
+           r=residual if residual is not None else x, y=out)
     return out
