@@ -109,25 +109,35 @@ def loads(text: str, network: str | None = None, input=None, filename: str = "<s
     return analyse_module(load_module(text=text, filename=filename), network, input, passes, dtype, params)
 
 
-BACKENDS = ("torch",)
+BACKENDS = ("torch", "triton")
 
 
 def compile(path: str | Path, backend: str = "torch", network: str | None = None, input=None, fuse: bool = False,
-            **params):
+            dtype=None, device=None, cuda_graph: bool = False, **params):
     """Compile `network` of the .net file at `path` to an executable model.
 
     backend="torch" returns a torch.nn.Module whose state_dict keys are the IR's names. torch is
     imported here, not when netlang is imported. fuse=True gives the network fused for inference
     (docs/fusion.md): it loads the unfused state_dict and folds it as it loads.
+
+    backend="triton" returns the network as Triton kernels (docs/triton.md): an inference module
+    that loads the same unfused state_dict and prepacks it; dtype (torch.float16, bfloat16) and
+    device place it, cuda_graph=True captures its forward once per input shape.
     """
     if backend not in BACKENDS:
         from .errors import NetlangValueError
         raise NetlangValueError(f"unknown backend {backend!r}", None, hint="backends: " + ", ".join(BACKENDS))
     net = load(path, network=network, input=input, **params)
+    if backend == "triton":
+        return lower(net, backend, dtype=dtype, device=device, cuda_graph=cuda_graph)
     return lower(net, backend, fuse=fuse)
 
 
-def lower(net: Network, backend: str = "torch", init: bool = True, fuse: bool = False):
-    """Lower an analysed Network with `backend` (torch: the generated source, executed)."""
+def lower(net: Network, backend: str = "torch", init: bool = True, fuse: bool = False, **options):
+    """Lower an analysed Network with `backend` (torch: the generated source, executed; triton:
+    the generated kernels, options dtype, device, cuda_graph)."""
+    if backend == "triton":
+        from backends.triton import lower as lower_triton
+        return lower_triton(net, init=init, **options)
     from backends.pytorch import lower as lower_torch
     return lower_torch(net, init=init, fuse=fuse)

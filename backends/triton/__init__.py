@@ -1,12 +1,48 @@
-"""The Triton backend: fused GPU kernels generated from the fused IR (issue 11, in progress).
+"""The Triton backend: a network becomes Triton kernels generated from its fused IR (docs/triton.md).
 
-Built so far, each tested against torch (through Triton's interpreter without a GPU):
+`generate(net)` (codegen.py) writes one Python file: the kernels each layer needs, specialised on
+its constants, the launch sequence over an arena laid out by the memory plan, and the loading of
+the unfused checkpoint (batchnorms folded, weights packed). `lower(net)` runs that file as a
+module and returns the network's inference module, so the file `netlang compile --backend triton
+-o` writes and the module `netlang.compile(..., backend="triton")` returns are one code.
 
-- conv.py: an implicit-GEMM convolution over NHWC activations with the fused epilogue
-  (folded-batchnorm bias, scale, residual add, activation) and stores into a channel slice of a
-  wider buffer (concat in place);
-- pool.py: max and average pooling over NHWC, with PyTorch's ceil mode and count_include_pad.
-
-The kernel plan, the launch sequence and the standalone file come next; `--backend triton` is
-not offered until they exist.
+Kernel families: conv.py (implicit-GEMM convolution and linear layers, with prologue and
+epilogue), depthwise.py, pool.py, pointwise.py (element-wise ops, unfolded batchnorms, LRN,
+softmax), resample.py (transposed convolution, upsampling, adaptive and global pooling, window
+copies for crops and concats).
 """
+from __future__ import annotations
+
+from .codegen import Generated, explain, generate
+
+
+def available() -> str | None:
+    """None where the kernels can run; otherwise why not, and the way round it."""
+    import os
+
+    import torch
+    if torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1":
+        return None
+    return ("no CUDA GPU here: the Triton backend's kernels need one; set TRITON_INTERPRET=1 before "
+            "importing triton to run them (slowly) through Triton's interpreter on the CPU")
+
+
+def lower(net, init: bool = True, dtype=None, device=None, cuda_graph: bool = False):
+    """The inference module of an analysed Network (netlang.load's result). init: weights as the
+    torch backend initialises them (else as the file's own rule: load a checkpoint). dtype:
+    torch.float16 / bfloat16 store activations and weights in that type (fp32 accumulation)."""
+    from backends.pytorch import lower as lower_torch
+    from backends.pytorch import load_source
+
+    gen = generate(net)
+    mod = load_source(gen.text, f"{net.name}_triton")
+    model = eval(gen.entry, mod.__dict__)
+    if init:
+        model.load_state_dict(lower_torch(net, init=True).state_dict(), strict=True)
+    if device is not None or dtype is not None:
+        model = model.to(device=device, dtype=dtype)
+    model.netlang_cuda_graph = cuda_graph
+    return model
+
+
+__all__ = ["Generated", "available", "explain", "generate", "lower"]

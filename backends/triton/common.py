@@ -101,8 +101,10 @@ def row_stride(t: torch.Tensor, what: str = "tensor") -> int:
         ok = t.stride(1) == 1
         return t.stride(0) if ok else _bad(t, what)
     n, h, w, c = t.shape
-    rs = t.stride(2)
-    if t.stride(3) != 1 or (h > 1 and t.stride(1) != w * rs) or (n > 1 and t.stride(0) != h * w * rs):
+    # (the stride of a size-1 dimension is arbitrary: read the pixel stride where a pixel steps)
+    rs = t.stride(2) if w > 1 else t.stride(1) if h > 1 else t.stride(0) if n > 1 else c
+    if t.stride(3) != 1 or rs < c or (w > 1 and h > 1 and t.stride(1) != w * rs) \
+            or (n > 1 and t.stride(0) != h * w * rs):
         _bad(t, what)
     return rs
 

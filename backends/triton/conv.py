@@ -70,6 +70,10 @@ def _conv2d_nhwc(x_ptr, w_ptr, b_ptr, ps_ptr, pt_ptr, r_ptr, y_ptr, N, H, W, OH,
                         mask=mask_k[:, None] & mask_n[None, :], other=0.0)
             acc += tl.dot(a, b, input_precision="ieee")
     else:
+        # pointer tiles built once per tap and advanced by BLOCK_K channels (the loop does no
+        # integer arithmetic on 2-D tiles: cheap on a GPU, and much cheaper in the interpreter)
+        offs_kb = tl.arange(0, BLOCK_K)
+        w_tile = offs_kb[:, None] * COUT_G + offs_n[None, :]
         for kh in tl.static_range(KH):
             for kw in tl.static_range(KW):
                 if GEMM:
@@ -80,21 +84,22 @@ def _conv2d_nhwc(x_ptr, w_ptr, b_ptr, ps_ptr, pt_ptr, r_ptr, y_ptr, N, H, W, OH,
                     iw = ow * SW - PW + kw * DW
                     inside = mask_m & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
                     row = ((n * H + ih) * W + iw) * X_RS + g * CIN_G
+                a_ptrs = x_ptr + row[:, None] + offs_kb[None, :]
+                b_ptrs = w_ptr + ((g * KH + kh) * KW + kw) * CIN_G * COUT_G + w_tile
                 for c0 in range(0, CIN_G, BLOCK_K):
-                    offs_k = c0 + tl.arange(0, BLOCK_K)
-                    mask_k = offs_k < CIN_G
+                    mask_k = offs_kb < CIN_G - c0
                     m2 = inside[:, None] & mask_k[None, :]
-                    a = tl.load(x_ptr + row[:, None] + offs_k[None, :], mask=m2, other=0.0)
+                    a = tl.load(a_ptrs, mask=m2, other=0.0)
                     if PRO_AFFINE:
-                        chan = g * CIN_G + offs_k
+                        chan = g * CIN_G + c0 + offs_kb
                         s = tl.load(ps_ptr + chan, mask=mask_k, other=0.0).to(tl.float32)
                         t = tl.load(pt_ptr + chan, mask=mask_k, other=0.0).to(tl.float32)
                         a = tl.where(m2, apply_step(a.to(tl.float32) * s[None, :] + t[None, :], PRO_ACT, 1.0),
                                      0.0).to(a.dtype)
-                    w_rows = ((g * KH + kh) * KW + kw) * CIN_G + offs_k
-                    b = tl.load(w_ptr + w_rows[:, None] * COUT_G + offs_n[None, :],
-                                mask=mask_k[:, None] & mask_n[None, :], other=0.0)
+                    b = tl.load(b_ptrs, mask=mask_k[:, None] & mask_n[None, :], other=0.0)
                     acc += tl.dot(a, b, input_precision="ieee")
+                    a_ptrs += BLOCK_K
+                    b_ptrs += BLOCK_K * COUT_G
     chan = g * COUT_G + offs_n
     if HAS_BIAS:
         acc += tl.load(b_ptr + chan, mask=mask_n, other=0.0).to(tl.float32)[None, :]
@@ -122,7 +127,7 @@ def launch_config(m: int, cout_g: int, cin_g: int, k_flat: int | None = None) ->
     block_m = 64
     block_n = max(MIN_DOT, min(64, triton.next_power_of_2(cout_g)))
     k = k_flat if k_flat is not None else cin_g
-    block_k = max(MIN_DOT, min(64 if k_flat is not None else 32, triton.next_power_of_2(k)))
+    block_k = max(MIN_DOT, min(64, triton.next_power_of_2(k)))
     assert min(block_m, block_n, block_k) >= MIN_DOT
     return block_m, block_n, block_k
 

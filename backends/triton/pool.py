@@ -18,7 +18,8 @@ from .common import Launch, output_pixels, row_stride
 
 @triton.jit
 def _pool2d_nhwc(x_ptr, y_ptr, N, H, W, OH, OW,
-                 C: tl.constexpr, X_RS: tl.constexpr, Y_RS: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr,
+                 C: tl.constexpr, X_RS: tl.constexpr, Y_RS: tl.constexpr,
+                 KH: tl.constexpr, KW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr,
                  PH: tl.constexpr, PW: tl.constexpr, IS_MAX: tl.constexpr, COUNT_PAD: tl.constexpr,
                  BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr):
     offs_m, mask_m, n, oh, ow = output_pixels(tl.program_id(0), N, OH, OW, BLOCK_M)
