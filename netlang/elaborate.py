@@ -1028,7 +1028,10 @@ def elaborate(module: Module, name: str, params: dict | None = None, input_shape
     evaluated in the module's scope, so `block=basic_block` works). input_shape: a CxHxW tuple
     that replaces the network's `input` statement.
     """
-    value = module.env.vars.get(name)
+    try:
+        value = module.env.lookup(name)          # (a network the file imports is one of its networks too)
+    except KeyError:
+        value = None
     if not isinstance(value, NetworkValue):
         raise NetlangNameError(f"no network '{name}'" + (f" in {module.path}" if module.path else ""), None,
                                hint="networks here: " + (", ".join(module.networks) or "none"))

@@ -209,3 +209,33 @@ def check_fused(text: str, network: str = "n", seed: int = 0) -> tuple[str, str]
         tb = traceback.extract_tb(err.__traceback__)
         where = f"{tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno}" if tb else "?"
         return "crash", f"{type(err).__name__} at {where}: {str(err).splitlines()[0][:200] if str(err) else ''}"
+
+
+def check_triton(text: str, network: str = "n", seed: int = 0, rtol: float = 1e-4) -> tuple[str, str] | None:
+    """The Triton backend on one program against the reference interpreter, in fp32 with random
+    weights and batchnorm statistics: outputs equal to `rtol` of the largest output (the kernels
+    sum in another order than torch's). None where they agree; else (kind, detail)."""
+    from backends.triton import lower as lower_triton
+    try:
+        net = netlang.loads(text, network=network, filename="prog.net")
+    except NetlangError:
+        return None
+    G = net.graph
+    try:
+        state = random_state(G, seed)
+        x = torch.randn(2, *G.nodes[G.graph["inputs"][0]]["shape"], generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            want = run(G, state, x)[0]
+            model = lower_triton(net, init=False)
+            model.load_state_dict(state, strict=True)
+            got = model(x)
+        scale = max(want.abs().max().item(), 1e-3)
+        if tuple(got.shape) != tuple(want.shape):
+            return "mismatch", f"shape {tuple(got.shape)}, the reference gives {tuple(want.shape)}"
+        err = (got - want).abs().max().item()
+        if not err <= rtol * scale:
+            return "mismatch", f"max |triton - reference| = {err:.3g}, outputs up to {scale:.3g}"
+        return None
+    except Exception as err:  # noqa: BLE001 - every failure is reported, with where it happened
+        import traceback
+        return "crash", "".join(traceback.format_exception(err))[-3000:]

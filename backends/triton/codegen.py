@@ -360,7 +360,7 @@ class _Writer:
                   + (" +prologue" if pro else "")
                   + (f" {len(data['siblings'])} siblings merged" if "siblings" in data else "")
                   + (f" epilogue: {'+'.join(st['op'] for st in steps)}" if steps else "")
-                  + (f" (+{len(rest)} steps in a second launch)" if rest else "") + placed)
+                  + (f" ({'+'.join(st['op'] for st in rest)} in a second launch)" if rest else "") + placed)
         self.rows.append(Row(n, op, "kernel", detail))
 
     def _folded(self, node: str, a: dict, epilogue) -> tuple[str, str]:
