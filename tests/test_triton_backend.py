@@ -191,3 +191,36 @@ def test_standalone_resnext50_file_gives_the_reference_output(tmp_path):
     assert ran.returncode == 0, ran.stderr[-3000:]
     got, want = torch.load(tmp_path / "got.pt"), run(net.graph, state, x)[0]
     assert (got - want).abs().max().item() <= 1e-4 * want.abs().max().item()
+
+
+# ---------------------------------------------------------------------- autotuning, CUDA graphs
+def test_every_autotuning_configuration_a_layer_keeps_is_one_tl_dot_accepts():
+    from backends.triton.tune import conv_configs, prune_conv
+    for cin_g, cout_g, k, flat in [(3, 64, 7, True), (4, 4, 3, True), (64, 64, 3, False), (2048, 1000, 1, False),
+                                   (8, 256, 1, False), (1, 1, 3, True)]:
+        kept = prune_conv(conv_configs(), {}, CIN_G=cin_g, COUT_G=cout_g, KH=k, KW=k, FLAT_K=flat)
+        assert kept
+        for c in kept:
+            assert min(c.kwargs.values()) >= 16
+            assert c.kwargs["BLOCK_N"] <= max(16, 2 * cout_g)
+
+
+def test_the_interpreter_runs_the_deterministic_default():
+    from backends.triton.tune import tuning
+    assert torch.cuda.is_available() or not tuning()
+
+
+def test_cuda_graph_needs_a_gpu_device():
+    with pytest.raises(ValueError, match="device='cuda'"):
+        tb.lower(tiny("tiny_resnet"), init=False, cuda_graph=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_gpu_half_precision_autotuned_and_graphed(dtype):
+    # bf16 tl.dot is wrong in the interpreter: these run on a GPU only
+    net = tiny("tiny_inception")
+    model = tb.lower(net, init=False, device="cuda", cuda_graph=True)
+    compare(net, model, rtol=3e-2, dtype=dtype)
+    compare(net, model, rtol=3e-2, dtype=dtype, seed=2)             # (replayed: the graph reads the new input)

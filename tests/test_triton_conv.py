@@ -100,3 +100,38 @@ def test_the_comparison_fails_on_a_wrong_kernel():
     got = conv2d(nhwc(x).to(DEVICE), wrong.to(DEVICE), b.to(DEVICE), kernel=(3, 3), padding=(1, 1), groups=2)
     with pytest.raises(AssertionError):
         close(got.cpu(), want)
+
+
+@pytest.mark.parametrize("act", [None, "relu", "relu6"])
+def test_prologue_applies_to_real_pixels_only(act):
+    # pre-activation: bn -> act -> conv; the zero padding is of the activated map, so it stays zero
+    x, wt, b = case(2, 5, 6, 7, 8, (3, 3), seed=4)
+    scale, shift = torch.rand(5) + 0.5, torch.randn(5)
+    pre = x * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
+    pre = {None: pre, "relu": F.relu(pre), "relu6": F.relu6(pre)}[act]
+    want = F.conv2d(pre, wt, b, 1, 1)
+    got = conv2d(nhwc(x).to(DEVICE), pack_weight(wt, 1).to(DEVICE), b.to(DEVICE), kernel=(3, 3), padding=(1, 1),
+                 prologue=(scale.to(DEVICE), shift.to(DEVICE), act))
+    close(got.cpu(), want)
+
+
+def test_reads_and_writes_channel_slices_and_takes_a_residual_slice():
+    # DenseNet reads the first channels of a block buffer; Inception writes its slice of a concat
+    x, wt, b = case(1, 6, 5, 5, 4, (3, 3), seed=5)
+    src = torch.randn(1, 5, 5, 10)
+    src[..., 2:8] = nhwc(x)
+    res = torch.randn(1, 5, 5, 9)
+    out = torch.full((1, 5, 5, 12), 3.0)
+    steps = [{"op": "add", "inputs": (1,)}, {"op": "relu"}]
+    conv2d(src[..., 2:8].to(DEVICE), pack_weight(wt, 1).to(DEVICE), b.to(DEVICE), kernel=(3, 3), padding=(1, 1),
+           steps=steps, residual=res[..., 5:9].to(DEVICE), out=out[..., 4:8])
+    close(out[..., 4:8].cpu(), F.relu(F.conv2d(x, wt, b, 1, 1) + res[..., 5:9].permute(0, 3, 1, 2)))
+    assert torch.all(out[..., :4] == 3.0) and torch.all(out[..., 8:] == 3.0)
+
+
+def test_a_linear_layer_is_a_1x1_conv_on_a_1x1_map():
+    g = torch.Generator().manual_seed(6)
+    x, wt, b = torch.randn(3, 40, generator=g), torch.randn(24, 40, generator=g) / 6, torch.randn(24, generator=g)
+    got = conv2d(x.reshape(3, 1, 1, 40).to(DEVICE), pack_weight(wt, 1).to(DEVICE), b.to(DEVICE), kernel=(1, 1))
+    want = F.linear(x, wt, b)
+    assert (got.reshape(3, 24).cpu() - want).abs().max() <= RTOL * want.abs().max()

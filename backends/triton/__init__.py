@@ -6,6 +6,9 @@ the unfused checkpoint (batchnorms folded, weights packed). `lower(net)` runs th
 module and returns the network's inference module, so the file `netlang compile --backend triton
 -o` writes and the module `netlang.compile(..., backend="triton")` returns are one code.
 
+Autotuning (tune.py) runs on a GPU; `cuda_graph=True` replays the whole forward as one CUDA
+graph per input shape (runtime.graphed).
+
 Kernel families: conv.py (implicit-GEMM convolution and linear layers, with prologue and
 epilogue), depthwise.py, pool.py, pointwise.py (element-wise ops, unfolded batchnorms, LRN,
 softmax), resample.py (transposed convolution, upsampling, adaptive and global pooling, window
@@ -31,9 +34,14 @@ def lower(net, init: bool = True, dtype=None, device=None, cuda_graph: bool = Fa
     """The inference module of an analysed Network (netlang.load's result). init: weights as the
     torch backend initialises them (else as the file's own rule: load a checkpoint). dtype:
     torch.float16 / bfloat16 store activations and weights in that type (fp32 accumulation)."""
-    from backends.pytorch import lower as lower_torch
-    from backends.pytorch import load_source
+    import torch
 
+    from backends.pytorch import load_source
+    from backends.pytorch import lower as lower_torch
+
+    if cuda_graph and not (device is not None and torch.device(device).type == "cuda"):
+        raise ValueError("cuda_graph=True captures the forward on a GPU: give device='cuda'"
+                         + ("" if torch.cuda.is_available() else " (and there is no CUDA GPU here)"))
     gen = generate(net)
     mod = load_source(gen.text, f"{net.name}_triton")
     model = eval(gen.entry, mod.__dict__)

@@ -29,7 +29,7 @@ from netlang.passes import run_pipeline
 
 from ..torchgen.fused import _plain
 from ..torchgen.names import comment, py_ident
-from . import common, conv, depthwise, pointwise, pool, prepack, resample, runtime
+from . import common, conv, depthwise, pointwise, pool, prepack, resample, runtime, tune
 
 VIEW_OPS = ("identity", "dropout", "drop_path", "slice")
 ACT_PROLOGUE = ("relu", "relu6")
@@ -130,9 +130,13 @@ class _Writer:
         if key not in self.specs:
             base = launch.kernel.__name__.strip("_").upper()
             self.specs[key] = f"{base}_{sum(1 for k in self.specs if k[0] == key[0])}"
-        grid = ", ".join(str(g) if isinstance(g, int) else f"cdiv(N * {g[0]}, {g[1]})" for g in launch.grid)
+        if launch.kernel is conv.KERNELS[0]:         # (tunable: the grid follows the blocks)
+            grid = f"conv_grid(N * {launch.grid[0][0]}, {launch.consts['COUT_G']}, {launch.grid[2]})"
+        else:
+            grid = "(" + ", ".join(str(g) if isinstance(g, int) else f"cdiv(N * {g[0]}, {g[1]})"
+                                   for g in launch.grid) + ",)"
         args = [bind[a] if a in launch.roles else ("N" if a == "N" else repr(a)) for a in launch.args]
-        line = f"{launch.kernel.__name__}[({grid},)]({', '.join(args)}, **{self.specs[key]})"
+        line = f"{launch.kernel.__name__}[{grid}]({', '.join(args)}, **{self.specs[key]})"
         self.fwd.append(line + (f"  # {comment(note)}" if note else ""))
 
     def steps_after(self, n: str, out: str, out_rs: int, c: int, hw: tuple, steps, ins: list) -> None:
@@ -342,10 +346,8 @@ class _Writer:
         launcher = depthwise.depthwise_launch if dw else conv.conv_launch
         launch, res, rest = launcher(cin=cin, cout=cout, hw=(h, w), ohw=(oh, ow), kernel=kernel, stride=stride,
                                      padding=padding, dilation=dilation, groups=groups, x_rs=self.rs[ins[0]],
-                                     y_rs=out_rs, r_rs=res_rs, bias=True, prologue=pro_act if pro else None,
-                                     steps=steps)
-        if pro and pro_act is None:
-            launch.consts["PRO_AFFINE"] = True          # (an affine prologue without an activation)
+                                     y_rs=out_rs, r_rs=res_rs, bias=True,
+                                     prologue=(pro_act or "") if pro else None, steps=steps)
         self.launch(family, launch, {"x": x, "w": wname, "b": bname, "ps": ps, "pt": pt, "y": out,
                                      "r": self.value(ins[res]) if res >= 0 else out}, n)
         self.steps_after(n, out, out_rs, cout, (oh, ow), rest, ins)
@@ -450,7 +452,18 @@ class _Writer:
                     lines += [inspect.getsource(fn.fn), ""]
         lines += ["", "# " + "-" * 30 + " specialisations: one per distinct layer configuration", ""]
         for (kname, items), spec in self.specs.items():
-            lines.append(f"{spec} = dict({', '.join(f'{k}={v!r}' for k, v in items)})")
+            lines += _wrapped(f"{spec} = dict(", [f"{k}={v!r}" for k, v in items], ")")
+        convs = [spec for (kname, _), spec in self.specs.items() if kname == conv.KERNELS[0].__name__]
+        lines += ["", "", "# " + "-" * 30 + " autotuning (on a GPU; the defaults above elsewhere)", ""]
+        for fn in tune.FUNCTIONS:
+            lines += [inspect.getsource(fn), ""]
+        lines += [f"TUNE_KEY = {tune.TUNE_KEY!r}", ""]
+        if convs:
+            lines += ["if tuning():",
+                      f"    {conv.KERNELS[0].__name__} = tuned({conv.KERNELS[0].__name__})",
+                      *_wrapped("    for spec in (", [f"{c}" for c in convs] + [""], "):", indent=8),
+                      "        for block in ('BLOCK_M', 'BLOCK_N', 'BLOCK_K'):",
+                      "            del spec[block]", ""]
         lines += ["", "", "# " + "-" * 30 + " weight preparation and runtime (netlang's backends/triton)", ""]
         helpers = list(prepack.FUNCTIONS) + list(runtime.FUNCTIONS) + [conv.pack_weight]
         if depthwise in self.kernels:
@@ -459,9 +472,10 @@ class _Writer:
             helpers.append(resample.pack_weight_t)
         for fn in helpers:
             lines += [inspect.getsource(fn), ""]
-        lines += ["", f"STATE = {_state(G)!r}", "",
-                  f"ARENA = {self.plan['arena']}   # elements per sample (peak live: {self.plan['peak']})",
-                  f"VIEWS = {self.views!r}", ""]
+        lines += [""] + _wrapped("STATE = [", [repr(e) for e in _state(G)], "]", per_line=1) + [""]
+        lines += [f"ARENA = {self.plan['arena']}   # elements per sample (peak live: {self.plan['peak']})"]
+        lines += _wrapped("VIEWS = [  # (offset, H, W, C of the buffer, first channel, channels) per sample",
+                          [repr(v) for v in self.views], "]", per_line=1) + [""]
         lines += ["", f"class {cls}(nn.Module):",
                   f'    """{comment(name)}: input N x {" x ".join(map(str, in_shape))}, output N x '
                   f'{" x ".join(map(str, out_shape))}. Inference only."""', "",
@@ -471,6 +485,7 @@ class _Writer:
                   "        self.training = False",
                   "        self.netlang_arena = {}",
                   "        self.netlang_graphs = {}",
+                  "        self.netlang_cuda_graph = False     # True: forward replays one CUDA graph per input shape",
                   "        self.register_load_state_dict_post_hook(lambda module, keys: module.prepack())",
                   "        self.prepack()", "",
                   "    def train(self, mode=True):",
@@ -504,6 +519,11 @@ class _Writer:
                   "        if self.training:",
                   f"            raise RuntimeError('{cls} is compiled for inference')",
                   f"        check_input(x, {in_shape!r}, {cls!r})",
+                  "        if self.netlang_cuda_graph and x.is_cuda:",
+                  "            return graphed(self, x, self.launches)",
+                  "        return self.launches(x)", "",
+                  "    def launches(self, x):",
+                  '        """The forward pass: every kernel launch, in order."""',
                   "        N = x.shape[0]",
                   "        v = self.views(N, x.device)"]
         in_c, in_h, in_w = _map(in_shape)
@@ -519,6 +539,25 @@ class _Writer:
         lines += ["", "", f"def {factory}():", f'    """{comment(name)}, for inference with Triton kernels."""',
                   f"    return {cls}()", ""]
         return Generated("\n".join(lines), f"{factory}()", cls, self.rows)
+
+
+def _wrapped(head: str, items: list, tail: str, indent: int = 4, per_line: int | None = None,
+             width: int = 110) -> list:
+    """head item, item, ... tail over several lines: `per_line` items each, or as many as fit."""
+    if per_line is None and len(head) + sum(len(i) + 2 for i in items) + len(tail) <= width:
+        return [head + ", ".join(i for i in items if i) + tail]
+    lines, cur = [head], " " * indent
+    for i, item in enumerate(i for i in items if i):
+        piece = item + ","
+        if per_line == 1 or (len(cur) + len(piece) + 1 > width and cur.strip()):
+            if cur.strip():
+                lines.append(cur.rstrip())
+            cur = " " * indent
+        cur += piece + " "
+    if cur.strip():
+        lines.append(cur.rstrip())
+    lines.append(" " * (indent - 4) + tail)
+    return lines
 
 
 def _k(pair) -> str:

@@ -137,8 +137,9 @@ def conv_launch(*, cin: int, cout: int, hw: tuple, ohw: tuple, kernel=(1, 1), st
                 r_rs: int | None = None, bias: bool = True, prologue=None, steps=(), blocks=None) -> tuple:
     """The launch of one fused convolution (a linear layer is a 1x1 one on a 1x1 map), and the
     epilogue steps it cannot take (run them after it). prologue: None, or the activation after
-    the affine ("relu", "relu6" or None). steps: the epilogue after the bias, as the fused IR
-    gives it (adds refer to input positions: the residual taken is returned as its position)."""
+    the affine ("relu", "relu6" or ""). steps: the epilogue after the bias, as the fused IR
+    gives it (adds refer to input positions: the residual taken is returned as its position).
+    prologue "" is the affine alone."""
     (h, w), (oh, ow) = hw, ohw
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
     cin_g, cout_g = cin // groups, cout // groups
@@ -182,7 +183,7 @@ def conv2d(x: torch.Tensor, w_packed: torch.Tensor, bias: torch.Tensor | None = 
         cin=c, cout=cout, hw=(h, w), ohw=(oh, ow), kernel=kernel, stride=stride, padding=padding,
         dilation=dilation, groups=groups, x_rs=row_stride(x, "x"), y_rs=row_stride(out, "out"),
         r_rs=row_stride(residual, "residual") if residual is not None else None, bias=bias is not None,
-        prologue=prologue[2] if prologue else None, steps=steps, blocks=blocks)
+        prologue=(prologue[2] or "") if prologue else None, steps=steps, blocks=blocks)
     assert not rest, f"steps the kernel cannot take in one launch: {rest}"
     assert (res >= 0) == (residual is not None), "a residual given without an add step, or the reverse"
     ps, pt = (prologue[0], prologue[1]) if prologue else (x, x)
