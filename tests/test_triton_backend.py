@@ -75,7 +75,7 @@ def test_the_comparison_fails_on_a_wrong_lowering():
 def test_every_route_is_exercised_by_the_tiny_networks():
     details = " ".join(r.detail for n in NETS for r in tb.generate(tiny(n)).plan)
     ops = {r.op for n in NETS for r in tb.generate(tiny(n)).plan}
-    for what in ("siblings merged", "+prologue", "epilogue: scale+add+relu", "(into", "copied (copy_window)",
+    for what in ("siblings merged", "relu on channels 0:", "+prologue", "epilogue: scale+add+relu", "(into", "copied (copy_window)",
                  "depthwise", "g8", "linear", "pool2d max", "pool2d avg", "lrn", "softmax", "upsample bilinear",
                  "upsample nearest", "conv_transpose", "copy_window", "adaptive_avgpool", "global_avgpool",
                  "pointwise mul", "pointwise mean", "pointwise batchnorm", "pointwise add of 3", "add+relu in a second launch",

@@ -325,9 +325,13 @@ class _Writer:
             wexpr = f"torch.cat([{', '.join(p[0] for p in parts)}])"
             bexpr = f"torch.cat([{', '.join(p[1] for p in parts)}])"
             tails = [tuple(st for st in s["epilogue"] if st["op"] != "batchnorm") for s in data["siblings"]]
-            same = all(t == tails[0] for t in tails)
+            same = all(_same_steps(t, tails[0]) for t in tails)
             steps = list(tails[0]) if same else []
+            band = None if same else _step_band(data["siblings"], tails)
+            if band is not None:            # (one contiguous run of siblings with the same steps, the rest none)
+                steps, band, same = list(band[2]), band[:2], True
         else:
+            band = None
             wexpr, bexpr = self._folded(n, a, data.get("epilogue", ()))
             steps = [st for st in data.get("epilogue", ()) if not (st is data["epilogue"][0] and st["op"] == "batchnorm")]
             same = True
@@ -336,6 +340,8 @@ class _Writer:
             wexpr = f"nhwc_columns({wexpr}, {flat[0]}, {flat[1]}, {flat[2]})"
         dw = op == "conv" and groups == cin and groups > 1
         family = depthwise if dw else conv
+        if dw and band is not None:         # (the depthwise kernel has no channel band: steps in a second launch)
+            steps, band, same = [], None, False
         pack = f"pack_weight_dw({wexpr}, dt)" if dw else f"pack_weight({wexpr}, {groups}, dt)"
         wname = self.put(pack)
         bname = self.put(bexpr)
@@ -347,7 +353,8 @@ class _Writer:
         launch, res, rest = launcher(cin=cin, cout=cout, hw=(h, w), ohw=(oh, ow), kernel=kernel, stride=stride,
                                      padding=padding, dilation=dilation, groups=groups, x_rs=self.rs[ins[0]],
                                      y_rs=out_rs, r_rs=res_rs, bias=True,
-                                     prologue=(pro_act or "") if pro else None, steps=steps)
+                                     prologue=(pro_act or "") if pro else None, steps=steps,
+                                     **({"step_channels": band} if band else {}))
         self.launch(family, launch, {"x": x, "w": wname, "b": bname, "ps": ps, "pt": pt, "y": out,
                                      "r": self.value(ins[res]) if res >= 0 else out}, n)
         self.steps_after(n, out, out_rs, cout, (oh, ow), rest, ins)
@@ -362,6 +369,7 @@ class _Writer:
                   + (" +prologue" if pro else "")
                   + (f" {len(data['siblings'])} siblings merged" if "siblings" in data else "")
                   + (f" epilogue: {'+'.join(st['op'] for st in steps)}" if steps else "")
+                  + (f" on channels {band[0]}:{band[1]}" if band else "")
                   + (f" ({'+'.join(st['op'] for st in rest)} in a second launch)" if rest else "") + placed)
         self.rows.append(Row(n, op, "kernel", detail))
 
@@ -539,6 +547,22 @@ class _Writer:
         lines += ["", "", f"def {factory}():", f'    """{comment(name)}, for inference with Triton kernels."""',
                   f"    return {cls}()", ""]
         return Generated("\n".join(lines), f"{factory}()", cls, self.rows)
+
+
+def _same_steps(a, b) -> bool:
+    return [(st["op"], st["args"]) for st in a] == [(st["op"], st["args"]) for st in b]
+
+
+def _step_band(siblings, tails):
+    """(lo, hi, steps) where the siblings with steps are one contiguous run of channels lo..hi
+    sharing the same steps (resnet50's conv1 -> relu merged with its downsample); else None."""
+    marked = [i for i, t in enumerate(tails) if t]
+    if not marked or marked != list(range(marked[0], marked[-1] + 1)) or \
+            not all(_same_steps(tails[i], tails[marked[0]]) for i in marked):
+        return None
+    if any(st["op"] == "add" for st in tails[marked[0]]):
+        return None
+    return siblings[marked[0]]["start"], siblings[marked[-1]]["stop"], tails[marked[0]]
 
 
 def _wrapped(head: str, items: list, tail: str, indent: int = 4, per_line: int | None = None,

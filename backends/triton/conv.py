@@ -42,7 +42,7 @@ def _conv2d_nhwc(x_ptr, w_ptr, b_ptr, ps_ptr, pt_ptr, r_ptr, y_ptr, N, H, W, OH,
                  HAS_BIAS: tl.constexpr, PRO_AFFINE: tl.constexpr, PRO_ACT: tl.constexpr,
                  HAS_RES: tl.constexpr, E0: tl.constexpr, E1: tl.constexpr, E2: tl.constexpr,
                  F0: tl.constexpr, F1: tl.constexpr, S0: tl.constexpr, S1: tl.constexpr, S2: tl.constexpr,
-                 T0: tl.constexpr, T1: tl.constexpr,
+                 T0: tl.constexpr, T1: tl.constexpr, EP_LO: tl.constexpr, EP_HI: tl.constexpr,
                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     offs_m, mask_m, n, oh, ow = output_pixels(tl.program_id(0), N, OH, OW, BLOCK_M)
     offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -104,7 +104,12 @@ def _conv2d_nhwc(x_ptr, w_ptr, b_ptr, ps_ptr, pt_ptr, r_ptr, y_ptr, N, H, W, OH,
     if HAS_BIAS:
         acc += tl.load(b_ptr + chan, mask=mask_n, other=0.0).to(tl.float32)[None, :]
     mask = mask_m[:, None] & mask_n[None, :]
-    acc = epilogue(acc, r_ptr, offs_m * R_RS, chan, mask, HAS_RES, E0, E1, E2, F0, F1, S0, S1, S2, T0, T1)
+    if EP_HI >= 0:
+        # merged siblings whose steps differ: the steps apply to channels EP_LO..EP_HI only
+        stepped = epilogue(acc, r_ptr, offs_m * R_RS, chan, mask, HAS_RES, E0, E1, E2, F0, F1, S0, S1, S2, T0, T1)
+        acc = tl.where(((chan >= EP_LO) & (chan < EP_HI))[None, :], stepped, acc)
+    else:
+        acc = epilogue(acc, r_ptr, offs_m * R_RS, chan, mask, HAS_RES, E0, E1, E2, F0, F1, S0, S1, S2, T0, T1)
     tl.store(y_ptr + (offs_m * Y_RS)[:, None] + chan[None, :], acc.to(y_ptr.dtype.element_ty), mask=mask)
 
 
@@ -134,12 +139,14 @@ def launch_config(m: int, cout_g: int, cin_g: int, k_flat: int | None = None) ->
 
 def conv_launch(*, cin: int, cout: int, hw: tuple, ohw: tuple, kernel=(1, 1), stride=(1, 1), padding=(0, 0),
                 dilation=(1, 1), groups: int = 1, x_rs: int | None = None, y_rs: int | None = None,
-                r_rs: int | None = None, bias: bool = True, prologue=None, steps=(), blocks=None) -> tuple:
+                r_rs: int | None = None, bias: bool = True, prologue=None, steps=(), blocks=None,
+                step_channels: tuple | None = None) -> tuple:
     """The launch of one fused convolution (a linear layer is a 1x1 one on a 1x1 map), and the
     epilogue steps it cannot take (run them after it). prologue: None, or the activation after
     the affine ("relu", "relu6" or ""). steps: the epilogue after the bias, as the fused IR
     gives it (adds refer to input positions: the residual taken is returned as its position).
-    prologue "" is the affine alone."""
+    prologue "" is the affine alone. step_channels: (lo, hi), the steps apply to those output
+    channels only (merged siblings of which some have an activation and the rest none)."""
     (h, w), (oh, ow) = hw, ohw
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
     cin_g, cout_g = cin // groups, cout // groups
@@ -150,7 +157,9 @@ def conv_launch(*, cin: int, cout: int, hw: tuple, ohw: tuple, kernel=(1, 1), st
     consts = dict(X_RS=x_rs or cin, Y_RS=y_rs or cout, R_RS=(r_rs or cout) if res >= 0 else 0,
                   KH=kh, KW=kw, SH=sh, SW=sw, PH=ph, PW=pw, DH=dh, DW=dw, CIN_G=cin_g, COUT_G=cout_g,
                   GEMM=gemm, FLAT_K=flat, HAS_BIAS=bias, PRO_AFFINE=prologue is not None,
-                  PRO_ACT=STEPS.get(prologue or "", 0), **slots, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
+                  PRO_ACT=STEPS.get(prologue or "", 0), **slots,
+                  EP_LO=step_channels[0] if step_channels else 0, EP_HI=step_channels[1] if step_channels else -1,
+                  BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
     launch = Launch(_conv2d_nhwc, ((oh * ow, bm), triton.cdiv(cout_g, bn), groups),
                     ("x", "w", "b", "ps", "pt", "r", "y", "N", h, w, oh, ow),
                     frozenset({"x", "w", "b", "ps", "pt", "r", "y"}), consts)
