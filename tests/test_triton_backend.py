@@ -137,6 +137,23 @@ def test_without_a_gpu_it_says_how_to_run_on_the_cpu(monkeypatch):
     assert tb.available() is None
 
 
+def test_found_by_fuzzing_a_flattened_map_added_as_a_residual_keeps_nchw_order():
+    # a flatten read by a linear layer only as the residual its epilogue adds: that input is not
+    # permuted like the weights' columns, so the flatten must not stay in NHWC order
+    text = """
+network n {
+    input 2x3x3
+    conv(4, 1)
+    add { conv(2, 3, pad=1) -> flatten
+          global_avgpool -> flatten -> linear(18) }
+}
+"""
+    net = netlang.loads(text, filename="found.net")
+    rows = {r.node: r for r in tb.generate(net).plan}
+    assert not any("NHWC order" in r.detail for r in rows.values())
+    compare(net, tb.lower(net, init=False))
+
+
 def test_random_programs_equal_the_reference():
     import progen
     found = [(seed, got) for seed in range(30) if (got := check_triton(progen.generate(seed), seed=seed))]

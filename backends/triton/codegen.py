@@ -273,12 +273,18 @@ class _Writer:
             return False
         if h * w == 1:
             return True
-        readers, todo = [], [n]
+        readers, todo = [], [n]          # (reader, input position), through views
         while todo:
-            for _, dst in self.H.out_edges(todo.pop()):
-                (todo if self.H.nodes[dst]["op"] in VIEW_OPS else readers).append(dst)
-        if n in self.H.graph["outputs"] or not readers or any(self.H.nodes[r]["op"] != "linear" or
-                                                               "siblings" in self.H.nodes[r] for r in readers):
+            for _, dst, pos in self.H.out_edges(todo.pop(), keys=True):
+                if dst in self.H.graph["outputs"]:
+                    return False
+                if self.H.nodes[dst]["op"] in VIEW_OPS and self.H.nodes[dst]["op"] != "slice":
+                    todo.append(dst)
+                else:
+                    readers.append((dst, pos))
+        # only a linear layer's main input may be read in NHWC order (a residual it adds is not permuted)
+        if n in self.H.graph["outputs"] or not readers or any(
+                self.H.nodes[r]["op"] != "linear" or pos != 0 or "siblings" in self.H.nodes[r] for r, pos in readers):
             return False
         self.flat_nhwc[n] = (c, h, w)
         return True
