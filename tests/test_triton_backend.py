@@ -170,6 +170,9 @@ def test_zoo_network_has_a_plan_without_fallback_and_its_file_compiles(path, nam
     fallbacks = [(r.node, r.op, r.detail) for r in gen.plan if r.route == "fallback"]
     assert not fallbacks, fallbacks
     compile(gen.text, f"{name}_triton.py", "exec")
+    for spec, consts in gen.specs.items():          # tl.dot's minimum, which the interpreter does not check
+        if spec.startswith(("CONV2D_NHWC", "CONV_TRANSPOSE2D_NHWC")):
+            assert min(v for k, v in consts.items() if k.startswith("BLOCK_")) >= 16, (spec, consts)
     imports = {ln.split()[1] for ln in gen.text.splitlines() if ln.startswith(("import ", "from "))}
     assert imports <= {"math", "torch", "triton", "triton.language"}, imports
 

@@ -51,6 +51,7 @@ class Generated:
     entry: str               # the expression that builds the module in the file's namespace
     cls: str
     plan: list = field(default_factory=list)
+    specs: dict = field(default_factory=dict)      # specialisation name -> its constexprs
 
 
 def fuse(net):
@@ -124,9 +125,13 @@ class _Writer:
 
     # ------------------------------------------------------------------ launches
     def launch(self, family, launch: common.Launch, bind: dict, note: str = "") -> None:
+        n = note
         if family not in self.kernels:
             self.kernels.append(family)
         key = (launch.kernel.__name__, tuple(sorted(launch.consts.items())))
+        if launch.kernel in (conv.KERNELS[0], resample.KERNELS[1]):        # (the tl.dot kernels)
+            blocks = [v for k, v in launch.consts.items() if k.startswith("BLOCK_")]
+            assert min(blocks) >= common.MIN_DOT, f"netlang internal error: a tl.dot block below 16 in {n}"
         if key not in self.specs:
             base = launch.kernel.__name__.strip("_").upper()
             self.specs[key] = f"{base}_{sum(1 for k in self.specs if k[0] == key[0])}"
@@ -552,7 +557,8 @@ class _Writer:
             lines.append(f"        return {main}.reshape(N, {out_shape[0]}).clone()")
         lines += ["", "", f"def {factory}():", f'    """{comment(name)}, for inference with Triton kernels."""',
                   f"    return {cls}()", ""]
-        return Generated("\n".join(lines), f"{factory}()", cls, self.rows)
+        return Generated("\n".join(lines), f"{factory}()", cls, self.rows,
+                         {spec: dict(items) for (_, items), spec in self.specs.items()})
 
 
 def _same_steps(a, b) -> bool:
