@@ -116,6 +116,30 @@ class _Writer:
         self.views.append((self.plan["buffers"][b][0], bh, bw, bc, at, c))
         self.expr[n], self.rs[n] = f"v[{self.view_of[n]}]", bc
 
+    def channels(self, expr: str, start: int, stop: int) -> str:
+        """Channels start:stop of the view `expr`: another entry of VIEWS where `expr` is one (so
+        forward slices nothing per call), else a slice."""
+        if expr.startswith("v[") and expr.endswith("]") and expr[2:-1].isdigit():
+            spec = self.views[int(expr[2:-1])]
+            if spec[0] is not None:
+                off, h, w, c, c0, width = spec
+                sub = (off, h, w, c, c0 + start, stop - start)
+                if sub not in self.views:
+                    self.views.append(sub)
+                return f"v[{self.views.index(sub)}]"
+        return f"{expr}[..., {start}:{stop}]"
+
+    def flat(self, expr: str, f: int) -> str:
+        """The whole-buffer view `expr` as (N, 1, 1, f)."""
+        if expr.startswith("v[") and expr.endswith("]") and expr[2:-1].isdigit():
+            spec = self.views[int(expr[2:-1])]
+            if spec[0] is not None:
+                sub = (spec[0], 1, 1, f, 0, f)
+                if sub not in self.views:
+                    self.views.append(sub)
+                return f"v[{self.views.index(sub)}]"
+        return f"{expr}.reshape(N, 1, 1, {f})"
+
     # ------------------------------------------------------------------ weights
     def put(self, expr: str) -> str:
         name = f"p{self.packed}"
@@ -182,9 +206,9 @@ class _Writer:
             src = self.expr[ins[0]]
             self.rs[n] = self.rs[ins[0]]
             if op == "slice":
-                self.expr[n] = f"{src}[..., {a['start']}:{a['stop']}]"
+                self.expr[n] = self.channels(src, a["start"], a["stop"])
             elif op == "flatten":
-                self.expr[n] = f"{src}.reshape(N, 1, 1, {data['shape'][0]})"
+                self.expr[n] = self.flat(src, data["shape"][0])
                 self.rs[n] = data["shape"][0]
             else:
                 self.expr[n] = src
@@ -372,7 +396,7 @@ class _Writer:
         if not same:
             for s, t in zip(data["siblings"], tails):
                 if t:
-                    self.steps_after(s["node"], f"{out}[..., {s['start']}:{s['stop']}]", out_rs,
+                    self.steps_after(s["node"], self.channels(out, s["start"], s["stop"]), out_rs,
                                      s["stop"] - s["start"], (oh, ow), list(t), ins)
         detail = (f"{'linear' if op == 'linear' else ('depthwise' if dw else 'conv2d')} {cin}->{cout}"
                   + (f" {_k(kernel)} s{_k(stride)}" if op == "conv" else "")
@@ -401,7 +425,7 @@ class _Writer:
                 top, left = (sh - h) // 2, (sw - w) // 2
                 launch = resample.copy_launch(c=sc, hw=(sh, sw), ohw=(h, w), top=top, left=left,
                                               x_rs=self.rs[src], y_rs=out_rs)
-                self.launch(resample, launch, {"x": self.value(src), "y": f"{out}[..., {offset}:{offset + sc}]"},
+                self.launch(resample, launch, {"x": self.value(src), "y": self.channels(out, offset, offset + sc)},
                             f"{n} <- {src}")
                 copied += 1
             offset += sc
