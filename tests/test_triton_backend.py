@@ -79,9 +79,12 @@ def test_every_route_is_exercised_by_the_tiny_networks():
                  "depthwise", "g8", "linear", "pool2d max", "pool2d avg", "lrn", "softmax", "upsample bilinear",
                  "upsample nearest", "conv_transpose", "copy_window", "adaptive_avgpool", "global_avgpool",
                  "pointwise mul", "pointwise mean", "pointwise batchnorm", "pointwise add of 3", "add+relu in a second launch",
+                 "then global average pool",
                  "NHWC order"):
         assert what in details, what
     assert {"center_crop", "concat", "add"} <= ops
+    routes = [r.route for n in NETS for r in tb.generate(tiny(n)).plan]
+    assert "fallback" not in routes and "fused" in routes
 
 
 def test_fp16_storage_with_fp32_accumulation():
@@ -130,9 +133,12 @@ def test_inference_only_and_input_checked():
 
 
 def test_without_a_gpu_it_says_how_to_run_on_the_cpu(monkeypatch):
+    model = tb.lower(tiny("tiny_resnet"), init=False)
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert "TRITON_INTERPRET=1" in tb.available()
+    with pytest.raises(RuntimeError, match="need a CUDA GPU.*TRITON_INTERPRET=1"):
+        model(torch.randn(1, 3, 16, 16))
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     assert tb.available() is None
 
@@ -174,7 +180,7 @@ def test_zoo_network_has_a_plan_without_fallback_and_its_file_compiles(path, nam
         if spec.startswith(("CONV2D_NHWC", "CONV_TRANSPOSE2D_NHWC")):
             assert min(v for k, v in consts.items() if k.startswith("BLOCK_")) >= 16, (spec, consts)
     imports = {ln.split()[1] for ln in gen.text.splitlines() if ln.startswith(("import ", "from "))}
-    assert imports <= {"math", "torch", "triton", "triton.language"}, imports
+    assert imports <= {"math", "os", "torch", "triton", "triton.language"}, imports
 
 
 def test_explain_lists_every_node():

@@ -32,6 +32,13 @@ from ..torchgen.names import comment, py_ident
 from . import common, conv, depthwise, pointwise, pool, prepack, resample, runtime, tune
 
 VIEW_OPS = ("identity", "dropout", "drop_path", "slice")
+FAMILIES = (conv, depthwise, pool, pointwise, resample)
+HELPERS = (common.output_pixels, common.apply_step, common.epilogue)
+# the source of every function the generated file carries, read once, as the code was imported
+SOURCE = {fn: inspect.getsource(getattr(fn, "fn", fn))
+          for fn in (*HELPERS, *(k for fam in FAMILIES for k in fam.KERNELS), *prepack.FUNCTIONS,
+                     *runtime.FUNCTIONS, *tune.FUNCTIONS, conv.pack_weight, depthwise.pack_weight_dw,
+                     resample.pack_weight_t)}
 ACT_PROLOGUE = ("relu", "relu6")
 UNARY = ("relu", "relu6", "tanh", "sigmoid", "scale")
 
@@ -185,8 +192,14 @@ class _Writer:
         H = self.H
         main = H.graph["outputs"][0]
         need = {main} | _ancestors(H, main)
-        for n in topo_order(H):
+        order = topo_order(H)
+        self.next = dict(zip(order, order[1:]))
+        self.pooled: dict = {}           # global_avgpool node -> the conv whose epilogue computes it
+        for n in order:
             if n not in need:
+                continue
+            if n in self.pooled:
+                self.rows.append(Row(n, "global_avgpool", "fused", f"the mean of {self.pooled[n]}'s epilogue"))
                 continue
             data = H.nodes[n]
             op = data["op"]
@@ -305,9 +318,9 @@ class _Writer:
         readers, todo = [], [n]          # (reader, input position), through views
         while todo:
             for _, dst, pos in self.H.out_edges(todo.pop(), keys=True):
-                if dst in self.H.graph["outputs"]:
-                    return False
                 if self.H.nodes[dst]["op"] in VIEW_OPS and self.H.nodes[dst]["op"] != "slice":
+                    if dst in self.H.graph["outputs"]:
+                        return False        # (a view of it is an output: that must be NCHW order)
                     todo.append(dst)
                 else:
                     readers.append((dst, pos))
@@ -385,11 +398,17 @@ class _Writer:
         if first_add is not None:
             res_rs = self.rs[ins[first_add["inputs"][0]]]
         launcher = depthwise.depthwise_launch if dw else conv.conv_launch
+        pool_into = self._pool_reader(n, data, dw, oh * ow, steps, band)
+        if pool_into is not None:
+            self.place(pool_into)
+            out, out_rs = self.expr[pool_into], self.rs[pool_into]
+            self.pooled[pool_into] = n
         launch, res, rest = launcher(cin=cin, cout=cout, hw=(h, w), ohw=(oh, ow), kernel=kernel, stride=stride,
                                      padding=padding, dilation=dilation, groups=groups, x_rs=self.rs[ins[0]],
                                      y_rs=out_rs, r_rs=res_rs, bias=True,
                                      prologue=(pro_act or "") if pro else None, steps=steps,
-                                     **({"step_channels": band} if band else {}))
+                                     **({"step_channels": band} if band else {}),
+                                     **({"pool": True} if pool_into is not None else {}))
         self.launch(family, launch, {"x": x, "w": wname, "b": bname, "ps": ps, "pt": pt, "y": out,
                                      "r": self.value(ins[res]) if res >= 0 else out}, n)
         self.steps_after(n, out, out_rs, cout, (oh, ow), rest, ins)
@@ -405,8 +424,23 @@ class _Writer:
                   + (f" {len(data['siblings'])} siblings merged" if "siblings" in data else "")
                   + (f" epilogue: {'+'.join(st['op'] for st in steps)}" if steps else "")
                   + (f" on channels {band[0]}:{band[1]}" if band else "")
+                  + (f" then global average pool (into {pool_into})" if pool_into is not None else "")
                   + (f" ({'+'.join(st['op'] for st in rest)} in a second launch)" if rest else "") + placed)
         self.rows.append(Row(n, op, "kernel", detail))
+
+    def _pool_reader(self, n: str, data: dict, dw: bool, pixels: int, steps, band):
+        """The global_avgpool that is the conv's only reader and runs right after it, if the
+        conv's epilogue can end in that mean (one launch, a map of at most conv.POOL_MAX pixels,
+        written nowhere else); else None."""
+        H = self.H
+        if (dw or data["op"] != "conv" or "siblings" in data or "placement" in data or band
+                or n in H.graph["outputs"] or H.out_degree(n) != 1 or pixels > conv.POOL_MAX):
+            return None
+        g = next(iter(H.successors(n)))
+        # (right after it in the memory plan's order: its buffer is live from the conv's step on)
+        if H.nodes[g]["op"] != "global_avgpool" or self.next.get(n) != g or common.epilogue_codes(steps)[2]:
+            return None
+        return g
 
     def _folded(self, node: str, a: dict, epilogue) -> tuple[str, str]:
         """Expressions (in prepack) of a layer's weight and bias with its batchnorm folded."""
@@ -483,23 +517,22 @@ class _Writer:
                  f"{factory}() builds it; load_state_dict takes the unfused checkpoint (strict) and prepacks it.",
                  "Without a GPU, set TRITON_INTERPRET=1 before importing triton to run it (slowly) on the CPU.",
                  '"""',
-                 "import math", "", "import torch", "import triton", "import triton.language as tl",
+                 "import math", "import os", "", "import torch", "import triton", "import triton.language as tl",
                  "from torch import nn", "", "cdiv = triton.cdiv", ""]
         lines += ["", "# " + "-" * 30 + " kernels (netlang's backends/triton, copied)", ""]
         seen = set()
         for fam in [common] + self.kernels:
-            fns = (common.output_pixels, common.apply_step, common.epilogue) if fam is common else fam.KERNELS
-            for fn in fns:
+            for fn in HELPERS if fam is common else fam.KERNELS:
                 if fn.__name__ not in seen:
                     seen.add(fn.__name__)
-                    lines += [inspect.getsource(fn.fn), ""]
+                    lines += [SOURCE[fn], ""]
         lines += ["", "# " + "-" * 30 + " specialisations: one per distinct layer configuration", ""]
         for (kname, items), spec in self.specs.items():
             lines += _wrapped(f"{spec} = dict(", [f"{k}={v!r}" for k, v in items], ")")
         convs = [spec for (kname, _), spec in self.specs.items() if kname == conv.KERNELS[0].__name__]
         lines += ["", "", "# " + "-" * 30 + " autotuning (on a GPU; the defaults above elsewhere)", ""]
         for fn in tune.FUNCTIONS:
-            lines += [inspect.getsource(fn), ""]
+            lines += [SOURCE[fn], ""]
         lines += [f"TUNE_KEY = {tune.TUNE_KEY!r}", ""]
         if convs:
             lines += ["if tuning():",
@@ -514,7 +547,7 @@ class _Writer:
         if resample in self.kernels and any("pack_weight_t" in ln for ln in self.pack_lines):
             helpers.append(resample.pack_weight_t)
         for fn in helpers:
-            lines += [inspect.getsource(fn), ""]
+            lines += [SOURCE[fn], ""]
         lines += [""] + _wrapped("STATE = [", [repr(e) for e in _state(G)], "]", per_line=1) + [""]
         lines += [f"ARENA = {self.plan['arena']}   # elements per sample (peak live: {self.plan['peak']})"]
         lines += _wrapped("VIEWS = [  # (offset, H, W, C of the buffer, first channel, channels) per sample",

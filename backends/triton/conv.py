@@ -31,6 +31,7 @@ import triton.language as tl
 from .common import MIN_DOT, STEPS, Launch, apply_step, epilogue, epilogue_codes, output_pixels, row_stride
 
 FAMILY = "conv2d_nhwc"
+POOL_MAX = 128            # the largest map a pooled epilogue holds in one tile (ResNet's 7x7, Inception's 8x8)
 
 
 @triton.jit
@@ -43,8 +44,18 @@ def _conv2d_nhwc(x_ptr, w_ptr, b_ptr, ps_ptr, pt_ptr, r_ptr, y_ptr, N, H, W, OH,
                  HAS_RES: tl.constexpr, E0: tl.constexpr, E1: tl.constexpr, E2: tl.constexpr,
                  F0: tl.constexpr, F1: tl.constexpr, S0: tl.constexpr, S1: tl.constexpr, S2: tl.constexpr,
                  T0: tl.constexpr, T1: tl.constexpr, EP_LO: tl.constexpr, EP_HI: tl.constexpr,
+                 POOL: tl.constexpr,
                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
-    offs_m, mask_m, n, oh, ow = output_pixels(tl.program_id(0), N, OH, OW, BLOCK_M)
+    if POOL:
+        # one sample's whole output map per program (BLOCK_M >= OH*OW): the epilogue ends in its mean
+        r = tl.arange(0, BLOCK_M)
+        n = tl.program_id(0).to(tl.int64)
+        offs_m = n * (OH * OW) + r
+        mask_m = r < OH * OW
+        oh = r // OW
+        ow = r % OW
+    else:
+        offs_m, mask_m, n, oh, ow = output_pixels(tl.program_id(0), N, OH, OW, BLOCK_M)
     offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     g = tl.program_id(2)
     mask_n = offs_n < COUT_G
@@ -110,7 +121,11 @@ def _conv2d_nhwc(x_ptr, w_ptr, b_ptr, ps_ptr, pt_ptr, r_ptr, y_ptr, N, H, W, OH,
         acc = tl.where(((chan >= EP_LO) & (chan < EP_HI))[None, :], stepped, acc)
     else:
         acc = epilogue(acc, r_ptr, offs_m * R_RS, chan, mask, HAS_RES, E0, E1, E2, F0, F1, S0, S1, S2, T0, T1)
-    tl.store(y_ptr + (offs_m * Y_RS)[:, None] + chan[None, :], acc.to(y_ptr.dtype.element_ty), mask=mask)
+    if POOL:
+        mean = tl.sum(tl.where(mask, acc, 0.0), axis=0) / (OH * OW * 1.0)
+        tl.store(y_ptr + n * Y_RS + chan, mean.to(y_ptr.dtype.element_ty), mask=mask_n)
+    else:
+        tl.store(y_ptr + (offs_m * Y_RS)[:, None] + chan[None, :], acc.to(y_ptr.dtype.element_ty), mask=mask)
 
 
 KERNELS = (_conv2d_nhwc,)
@@ -140,13 +155,15 @@ def launch_config(m: int, cout_g: int, cin_g: int, k_flat: int | None = None) ->
 def conv_launch(*, cin: int, cout: int, hw: tuple, ohw: tuple, kernel=(1, 1), stride=(1, 1), padding=(0, 0),
                 dilation=(1, 1), groups: int = 1, x_rs: int | None = None, y_rs: int | None = None,
                 r_rs: int | None = None, bias: bool = True, prologue=None, steps=(), blocks=None,
-                step_channels: tuple | None = None) -> tuple:
+                step_channels: tuple | None = None, pool: bool = False) -> tuple:
     """The launch of one fused convolution (a linear layer is a 1x1 one on a 1x1 map), and the
     epilogue steps it cannot take (run them after it). prologue: None, or the activation after
     the affine ("relu", "relu6" or ""). steps: the epilogue after the bias, as the fused IR
     gives it (adds refer to input positions: the residual taken is returned as its position).
     prologue "" is the affine alone. step_channels: (lo, hi), the steps apply to those output
-    channels only (merged siblings of which some have an activation and the rest none)."""
+    channels only (merged siblings of which some have an activation and the rest none). pool:
+    the epilogue ends in a global average pool, the output (N, 1, 1, Cout); one program holds a
+    sample's whole map, so at most POOL_MAX pixels."""
     (h, w), (oh, ow) = hw, ohw
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
     cin_g, cout_g = cin // groups, cout // groups
@@ -154,13 +171,16 @@ def conv_launch(*, cin: int, cout: int, hw: tuple, ohw: tuple, kernel=(1, 1), st
     flat = cin_g < MIN_DOT and kh * kw > 1
     slots, res, rest = epilogue_codes(steps)
     bm, bn, bk = blocks or launch_config(0, cout_g, cin_g, kh * kw * cin_g if flat else None)
+    if pool:
+        assert oh * ow <= POOL_MAX and not rest, "a pooled epilogue needs a small map and every step in one launch"
+        bm = max(MIN_DOT, triton.next_power_of_2(oh * ow))
     consts = dict(X_RS=x_rs or cin, Y_RS=y_rs or cout, R_RS=(r_rs or cout) if res >= 0 else 0,
                   KH=kh, KW=kw, SH=sh, SW=sw, PH=ph, PW=pw, DH=dh, DW=dw, CIN_G=cin_g, COUT_G=cout_g,
                   GEMM=gemm, FLAT_K=flat, HAS_BIAS=bias, PRO_AFFINE=prologue is not None,
                   PRO_ACT=STEPS.get(prologue or "", 0), **slots,
                   EP_LO=step_channels[0] if step_channels else 0, EP_HI=step_channels[1] if step_channels else -1,
-                  BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
-    launch = Launch(_conv2d_nhwc, ((oh * ow, bm), triton.cdiv(cout_g, bn), groups),
+                  POOL=pool, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
+    launch = Launch(_conv2d_nhwc, ((bm if pool else oh * ow, bm), triton.cdiv(cout_g, bn), groups),
                     ("x", "w", "b", "ps", "pt", "r", "y", "N", h, w, oh, ow),
                     frozenset({"x", "w", "b", "ps", "pt", "r", "y"}), consts)
     return launch, res, rest

@@ -4,6 +4,7 @@ the generated file carries these functions' source, so it imports only torch and
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 from torch import nn
@@ -50,9 +51,14 @@ def arena_views(arena: torch.Tensor, n: int, views) -> list:
 
 
 def check_input(x: torch.Tensor, shape: tuple, what: str) -> None:
+    """The input's shape, and a device the kernels can run on."""
     if x.dim() != len(shape) + 1 or tuple(x.shape[1:]) != tuple(shape):
         want = "N x " + " x ".join(map(str, shape))
         raise ValueError(f"{what} takes input of shape {want}, got {tuple(x.shape)}")
+    if not x.is_cuda and os.environ.get("TRITON_INTERPRET", "0") != "1":
+        raise RuntimeError(f"{what} runs Triton kernels, which need a CUDA GPU: move the model and its input "
+                           "there (.cuda()); without a GPU, set TRITON_INTERPRET=1 before importing triton to run "
+                           "them, slowly, through Triton's interpreter on the CPU")
 
 
 def graphed(module: nn.Module, x: torch.Tensor, run):

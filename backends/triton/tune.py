@@ -14,7 +14,7 @@ import os
 import torch
 import triton
 
-TUNE_KEY = ["N", "H", "W", "OH", "OW", "CIN_G", "COUT_G", "KH", "KW", "SH", "SW", "FLAT_K", "GEMM"]
+TUNE_KEY = ["N", "H", "W", "OH", "OW", "CIN_G", "COUT_G", "KH", "KW", "SH", "SW", "FLAT_K", "GEMM", "POOL"]
 
 
 def tuning() -> bool:
@@ -32,12 +32,20 @@ def conv_configs() -> list:
 
 def prune_conv(configs, named_args, **kwargs):
     """The configurations one layer can use: BLOCK_N no wider than its group's output channels
-    need, BLOCK_K no wider than its K (flat or per tap), both at least 16."""
+    need, BLOCK_K no wider than its K (flat or per tap), both at least 16; with a pooled
+    epilogue, BLOCK_M the whole map."""
     cout = max(16, triton.next_power_of_2(kwargs["COUT_G"]))
     k = kwargs["KH"] * kwargs["KW"] * kwargs["CIN_G"] if kwargs["FLAT_K"] else kwargs["CIN_G"]
     kmax = max(16, triton.next_power_of_2(k))
     kept = [c for c in configs if c.kwargs["BLOCK_N"] <= cout and c.kwargs["BLOCK_K"] <= kmax]
-    return kept or [min(configs, key=lambda c: (c.kwargs["BLOCK_N"], c.kwargs["BLOCK_K"]))]
+    kept = kept or [min(configs, key=lambda c: (c.kwargs["BLOCK_N"], c.kwargs["BLOCK_K"]))]
+    if kwargs.get("POOL"):
+        # a pooled epilogue's tile holds one sample's map: BLOCK_M is the layer's, not tuned
+        m = max(16, triton.next_power_of_2(kwargs["OH"] * kwargs["OW"] if "OH" in kwargs else named_args["OH"] *
+                                           named_args["OW"]))
+        kept = [triton.Config(dict(c.kwargs, BLOCK_M=m), num_warps=c.num_warps, num_stages=c.num_stages)
+                for c in kept]
+    return kept
 
 
 def tuned(kernel):
