@@ -36,19 +36,43 @@ def lower(net, init: bool = True, dtype=None, device=None, cuda_graph: bool = Fa
     torch.float16 / bfloat16 store activations and weights in that type (fp32 accumulation)."""
     import torch
 
-    from backends.pytorch import load_source
     from backends.pytorch import lower as lower_torch
 
     if cuda_graph and not (device is not None and torch.device(device).type == "cuda"):
         raise ValueError("cuda_graph=True captures the forward on a GPU: give device='cuda'"
                          + ("" if torch.cuda.is_available() else " (and there is no CUDA GPU here)"))
     gen = generate(net)
-    mod = load_source(gen.text, f"{net.name}_triton")
-    model = eval(gen.entry, mod.__dict__)
+    model = _build(gen.text, gen.entry, f"{net.name}_triton")
     if init:
         model.load_state_dict(lower_torch(net, init=True).state_dict(), strict=True)
     if device is not None or dtype is not None:
         model = model.to(device=device, dtype=dtype)
+    model.netlang_cuda_graph = cuda_graph
+    return model
+
+
+def _build(text: str, entry: str, tag: str):
+    """The module `entry` builds in the generated file `text`; pickling it keeps the file, so
+    torch.save(model) loads in a process that never saw the source."""
+    from backends.pytorch import load_source
+    model = eval(entry, load_source(text, tag).__dict__)
+    cls = type(model)
+    if "__reduce_ex__" not in cls.__dict__:
+        cls.__reduce_ex__ = _reduce
+        cls.netlang_source, cls.netlang_entry, cls.netlang_tag = text, entry, tag
+    return model
+
+
+def _reduce(self, protocol):
+    cls = type(self)
+    return _rebuild, (cls.netlang_source, cls.netlang_entry, cls.netlang_tag, self.state_dict(),
+                      self.netlang_cuda_graph)
+
+
+def _rebuild(text, entry, tag, state, cuda_graph):
+    model = _build(text, entry, tag)
+    model.load_state_dict(state, strict=True, assign=True)
+    model.prepack()                   # (assign=True replaced the tensors: pack from them, on their device)
     model.netlang_cuda_graph = cuda_graph
     return model
 

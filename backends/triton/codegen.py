@@ -258,7 +258,8 @@ class _Writer:
                         {"x": x, "y": out}, n)
             return self.rows.append(Row(n, op, "kernel", f"global_avgpool {ih}x{iw}{placed}"))
         if op == "adaptive_avgpool":
-            self.launch(resample, resample.adaptive_launch(c=c, hw=(ih, iw), out_hw=(h, w), x_rs=x_rs, y_rs=out_rs), {"x": x, "y": out}, n)
+            launch = resample.adaptive_launch(c=c, hw=(ih, iw), out_hw=(h, w), x_rs=x_rs, y_rs=out_rs)
+            self.launch(resample, launch, {"x": x, "y": out}, n)
             return self.rows.append(Row(n, op, "kernel", f"adaptive_avgpool {ih}x{iw} -> {h}x{w}{placed}"))
         if op == "center_crop":
             launch = resample.copy_launch(c=c, hw=(ih, iw), ohw=(h, w), top=(ih - h) // 2, left=(iw - w) // 2,
@@ -268,9 +269,9 @@ class _Writer:
         if op == "concat":
             return self.concat(n, data, ins, out, out_rs)
         if op == "upsample":
-            self.launch(resample, resample.upsample_launch(c=c, hw=(ih, iw), factor=tuple(float(f) for f in a["factor"]),
-                                                           mode=a["mode"], x_rs=x_rs, y_rs=out_rs),
-                        {"x": x, "y": out}, n)
+            launch = resample.upsample_launch(c=c, hw=(ih, iw), factor=tuple(float(f) for f in a["factor"]),
+                                              mode=a["mode"], x_rs=x_rs, y_rs=out_rs)
+            self.launch(resample, launch, {"x": x, "y": out}, n)
             return self.rows.append(Row(n, op, "kernel", f"upsample {a['mode']} x{_k(a['factor'])}{placed}"))
         if op == "conv_t":
             wt = self.put(f"pack_weight_t(s[{n + '.weight'!r}], {a['groups']}, dt)")
@@ -381,7 +382,8 @@ class _Writer:
         else:
             band = None
             wexpr, bexpr = self._folded(n, a, data.get("epilogue", ()))
-            steps = [st for st in data.get("epilogue", ()) if not (st is data["epilogue"][0] and st["op"] == "batchnorm")]
+            epi = list(data.get("epilogue", ()))
+            steps = epi[1:] if epi and epi[0]["op"] == "batchnorm" else epi      # (the batchnorm is folded)
             same = True
         flat = self._flattened_from(ins[0]) if op == "linear" else None
         if flat is not None:
@@ -566,7 +568,8 @@ class _Writer:
                   "        self.prepack()", "",
                   "    def train(self, mode=True):",
                   "        if mode:",
-                  f"            raise RuntimeError('{cls} is compiled for inference: training needs the torch backend')",
+                  f"            raise RuntimeError('{cls} is compiled for inference: training needs the torch "
+                  "backend')",
                   "        return super().train(False)", "",
                   "    def _apply(self, fn, *args, **kwargs):",
                   "        super()._apply(fn, *args, **kwargs)",
