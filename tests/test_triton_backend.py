@@ -81,7 +81,7 @@ def test_the_comparison_fails_on_a_wrong_lowering():
 def test_every_route_is_exercised_by_the_tiny_networks():
     details = " ".join(r.detail for n in NETS for r in tb.generate(tiny(n)).plan)
     ops = {r.op for n in NETS for r in tb.generate(tiny(n)).plan}
-    for what in ("siblings merged", "relu on channels 0:", "+prologue", "epilogue: scale+add+relu", "(into",
+    for what in ("siblings merged", "relu on channels 0:", "channels 0:8 into mixed", "+prologue", "epilogue: scale+add+relu", "(into",
                  "copied (copy_window)", "depthwise", "g8", "linear", "pool2d max", "pool2d avg", "lrn", "softmax",
                  "upsample bilinear", "upsample nearest", "conv_transpose", "copy_window", "adaptive_avgpool",
                  "global_avgpool", "pointwise mul", "pointwise mean", "pointwise batchnorm", "pointwise add of 3",
@@ -164,6 +164,23 @@ network n {
     net = netlang.loads(text, filename="found.net")
     rows = {r.node: r for r in tb.generate(net).plan}
     assert not any("NHWC order" in r.detail for r in rows.values())
+    compare(net, tb.lower(net, init=False))
+
+
+def test_found_by_fuzzing_a_pooled_epilogue_with_a_flat_k():
+    # a narrow convolution (flat K) ending in the global average pool: the pooled tile's sample
+    # index must be a row vector, as the flat-K loads index it
+    text = """
+network n {
+    input 3x9x9
+    conv(8, 3, stride=2) -> relu
+    conv(6, 2, stride=2) -> relu
+    global_avgpool
+    flatten
+}
+"""
+    net = netlang.loads(text, filename="found.net")
+    assert any(r.route == "fused" for r in tb.generate(net).plan)
     compare(net, tb.lower(net, init=False))
 
 

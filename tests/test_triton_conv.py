@@ -135,3 +135,19 @@ def test_a_linear_layer_is_a_1x1_conv_on_a_1x1_map():
     got = conv2d(x.reshape(3, 1, 1, 40).to(DEVICE), pack_weight(wt, 1).to(DEVICE), b.to(DEVICE), kernel=(1, 1))
     want = F.linear(x, wt, b)
     assert (got.reshape(3, 24).cpu() - want).abs().max() <= RTOL * want.abs().max()
+
+
+def test_a_merged_siblings_part_goes_to_its_second_destination():
+    # Inception's 1x1 branch, merged with the reducers, stores its channels straight into the concat
+    from backends.triton.conv import conv_launch
+    x, wt, b = case(1, 6, 5, 5, 10, (1, 1), seed=7)
+    own, cat = torch.full((1, 5, 5, 10), 5.0), torch.full((1, 5, 5, 12), 9.0)
+    launch, _, _ = conv_launch(cin=6, cout=10, hw=(5, 5), ohw=(5, 5), y_rs=10, second=(2, 6, 12))
+    xd, od, cd = nhwc(x).to(DEVICE), own.to(DEVICE), cat.to(DEVICE)
+    launch(1, x=xd, w=pack_weight(wt, 1).to(DEVICE), b=b.to(DEVICE), ps=xd, pt=xd, r=xd, y=od, y2=cd[..., 3:7])
+    want = nhwc(F.conv2d(x, wt, b))
+    od, cd = od.cpu(), cd.cpu()
+    assert (cd[..., 3:7] - want[..., 2:6]).abs().max() <= RTOL * want.abs().max()
+    assert torch.all(od[..., 2:6] == 5.0) and torch.all(cd[..., :3] == 9.0) and torch.all(cd[..., 7:] == 9.0)
+    assert (od[..., :2] - want[..., :2]).abs().max() <= RTOL * want.abs().max()
+    assert (od[..., 6:] - want[..., 6:]).abs().max() <= RTOL * want.abs().max()

@@ -116,6 +116,8 @@ class _Writer:
     def place(self, n: str) -> None:
         """n's view as the memory plan lays it out: its own buffer, or its channels of the concat
         buffer it is placed into."""
+        if n in self.expr:
+            return
         b, at = self.plan["owner"][n]
         c = _map(self.H.nodes[n]["shape"])[0]
         bc, bh, bw = _map(self.H.nodes[b]["shape"])
@@ -194,6 +196,8 @@ class _Writer:
         need = {main} | _ancestors(H, main)
         order = topo_order(H)
         self.next = dict(zip(order, order[1:]))
+        self.step = {n: i for i, n in enumerate(order)}
+        self.redirected: dict = {}       # a merged sibling's slice -> the concat its conv writes it into
         self.pooled: dict = {}           # global_avgpool node -> the conv whose epilogue computes it
         for n in order:
             if n not in need:
@@ -215,6 +219,9 @@ class _Writer:
     def node(self, n: str, data: dict, ins: list) -> None:
         op, a = data["op"], data["args"]
         H = self.H
+        if n in self.redirected:
+            return self.rows.append(Row(n, op, "view", f"its channels of {self.redirected[n]}, which "
+                                        f"{ins[0]} writes"))
         if op in VIEW_OPS or (op == "flatten" and self._flatten_view(n, ins[0])):
             src = self.expr[ins[0]]
             self.rs[n] = self.rs[ins[0]]
@@ -401,6 +408,7 @@ class _Writer:
             res_rs = self.rs[ins[first_add["inputs"][0]]]
         launcher = depthwise.depthwise_launch if dw else conv.conv_launch
         pool_into = self._pool_reader(n, data, dw, oh * ow, steps, band)
+        second, part = self._sibling_into_concat(n, data) if not dw else (None, None)
         if pool_into is not None:
             self.place(pool_into)
             out, out_rs = self.expr[pool_into], self.rs[pool_into]
@@ -410,8 +418,10 @@ class _Writer:
                                      y_rs=out_rs, r_rs=res_rs, bias=True,
                                      prologue=(pro_act or "") if pro else None, steps=steps,
                                      **({"step_channels": band} if band else {}),
-                                     **({"pool": True} if pool_into is not None else {}))
+                                     **({"pool": True} if pool_into is not None else {}),
+                                     **({"second": second} if second else {}))
         self.launch(family, launch, {"x": x, "w": wname, "b": bname, "ps": ps, "pt": pt, "y": out,
+                                     "y2": self.expr[part] if part else out,
                                      "r": self.value(ins[res]) if res >= 0 else out}, n)
         self.steps_after(n, out, out_rs, cout, (oh, ow), rest, ins)
         if not same:
@@ -427,8 +437,40 @@ class _Writer:
                   + (f" epilogue: {'+'.join(st['op'] for st in steps)}" if steps else "")
                   + (f" on channels {band[0]}:{band[1]}" if band else "")
                   + (f" then global average pool (into {pool_into})" if pool_into is not None else "")
+                  + (f", channels {second[0]}:{second[1]} into {self.redirected[part]}" if second else "")
                   + (f" ({'+'.join(st['op'] for st in rest)} in a second launch)" if rest else "") + placed)
         self.rows.append(Row(n, op, "kernel", detail))
+
+    def _sibling_into_concat(self, n: str, data: dict):
+        """((lo, hi, row stride), slice node) for the first merged sibling whose part only a concat
+        reads, where the concat's buffer may be written at this conv's step (nothing else lives
+        there from now until the memory plan's start of that buffer); that part is then stored
+        straight into the concat, which copies nothing for it. (None, None) where none qualifies."""
+        H, plan = self.H, self.plan
+        if "siblings" not in data:
+            return None, None
+        for _, sl in H.out_edges(n):
+            if H.nodes[sl]["op"] != "slice" or sl in H.graph["outputs"] or H.out_degree(sl) != 1 or sl in self.expr:
+                continue
+            cat = next(iter(H.successors(sl)))
+            cd = H.nodes[cat]
+            ins = inputs_of(H, cat)
+            if cd["op"] != "concat" or ins.count(sl) != 1 or _map(cd["shape"])[1:] != _map(H.nodes[sl]["shape"])[1:]:
+                continue
+            b = plan["owner"][cat][0]
+            off, size, first, _ = plan["buffers"][b]
+            now = self.step[n]
+            if first > now and any(o < off + size and off < o + sz and not (last < now or f >= first)
+                                   for other, (o, sz, f, last) in plan["buffers"].items() if other != b):
+                continue
+            self.place(cat)
+            at = sum(_map(H.nodes[s]["shape"])[0] for s in ins[:ins.index(sl)])
+            a = H.nodes[sl]["args"]
+            self.expr[sl] = self.channels(self.expr[cat], at, at + a["stop"] - a["start"])
+            self.rs[sl] = self.rs[cat]
+            self.redirected[sl] = cat
+            return (a["start"], a["stop"], self.rs[cat]), sl
+        return None, None
 
     def _pool_reader(self, n: str, data: dict, dw: bool, pixels: int, steps, band):
         """The global_avgpool that is the conv's only reader and runs right after it, if the
@@ -457,7 +499,7 @@ class _Writer:
         for src in ins:
             sd = self.H.nodes[src]
             sc, sh, sw = _map(sd["shape"])
-            if sd.get("placement", {}).get("into") != n:
+            if sd.get("placement", {}).get("into") != n and self.redirected.get(src) != n:
                 top, left = (sh - h) // 2, (sw - w) // 2
                 launch = resample.copy_launch(c=sc, hw=(sh, sw), ohw=(h, w), top=top, left=left,
                                               x_rs=self.rs[src], y_rs=out_rs)

@@ -35,8 +35,9 @@ POOL_MAX = 128            # the largest map a pooled epilogue holds in one tile 
 
 
 @triton.jit
-def _conv2d_nhwc(x_ptr, w_ptr, b_ptr, ps_ptr, pt_ptr, r_ptr, y_ptr, N, H, W, OH, OW,
-                 X_RS: tl.constexpr, Y_RS: tl.constexpr, R_RS: tl.constexpr,
+def _conv2d_nhwc(x_ptr, w_ptr, b_ptr, ps_ptr, pt_ptr, r_ptr, y_ptr, y2_ptr, N, H, W, OH, OW,
+                 X_RS: tl.constexpr, Y_RS: tl.constexpr, R_RS: tl.constexpr, Y2_RS: tl.constexpr,
+                 Y2_LO: tl.constexpr, Y2_HI: tl.constexpr,
                  KH: tl.constexpr, KW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr,
                  PH: tl.constexpr, PW: tl.constexpr, DH: tl.constexpr, DW: tl.constexpr,
                  CIN_G: tl.constexpr, COUT_G: tl.constexpr, GEMM: tl.constexpr, FLAT_K: tl.constexpr,
@@ -49,7 +50,7 @@ def _conv2d_nhwc(x_ptr, w_ptr, b_ptr, ps_ptr, pt_ptr, r_ptr, y_ptr, N, H, W, OH,
     if POOL:
         # one sample's whole output map per program (BLOCK_M >= OH*OW): the epilogue ends in its mean
         r = tl.arange(0, BLOCK_M)
-        n = tl.program_id(0).to(tl.int64)
+        n = tl.program_id(0).to(tl.int64) + tl.zeros((BLOCK_M,), dtype=tl.int64)     # (a row vector, as below)
         offs_m = n * (OH * OW) + r
         mask_m = r < OH * OW
         oh = r // OW
@@ -123,7 +124,14 @@ def _conv2d_nhwc(x_ptr, w_ptr, b_ptr, ps_ptr, pt_ptr, r_ptr, y_ptr, N, H, W, OH,
         acc = epilogue(acc, r_ptr, offs_m * R_RS, chan, mask, HAS_RES, E0, E1, E2, F0, F1, S0, S1, S2, T0, T1)
     if POOL:
         mean = tl.sum(tl.where(mask, acc, 0.0), axis=0) / (OH * OW * 1.0)
-        tl.store(y_ptr + n * Y_RS + chan, mean.to(y_ptr.dtype.element_ty), mask=mask_n)
+        tl.store(y_ptr + tl.program_id(0).to(tl.int64) * Y_RS + chan, mean.to(y_ptr.dtype.element_ty), mask=mask_n)
+    elif Y2_HI > 0:
+        # a merged sibling's part goes to a second destination (its slice of a concat's buffer)
+        part = (chan >= Y2_LO) & (chan < Y2_HI)
+        tl.store(y_ptr + (offs_m * Y_RS)[:, None] + chan[None, :], acc.to(y_ptr.dtype.element_ty),
+                 mask=mask & ~part[None, :])
+        tl.store(y2_ptr + (offs_m * Y2_RS)[:, None] + (chan - Y2_LO)[None, :], acc.to(y2_ptr.dtype.element_ty),
+                 mask=mask & part[None, :])
     else:
         tl.store(y_ptr + (offs_m * Y_RS)[:, None] + chan[None, :], acc.to(y_ptr.dtype.element_ty), mask=mask)
 
@@ -155,7 +163,7 @@ def launch_config(m: int, cout_g: int, cin_g: int, k_flat: int | None = None) ->
 def conv_launch(*, cin: int, cout: int, hw: tuple, ohw: tuple, kernel=(1, 1), stride=(1, 1), padding=(0, 0),
                 dilation=(1, 1), groups: int = 1, x_rs: int | None = None, y_rs: int | None = None,
                 r_rs: int | None = None, bias: bool = True, prologue=None, steps=(), blocks=None,
-                step_channels: tuple | None = None, pool: bool = False) -> tuple:
+                step_channels: tuple | None = None, pool: bool = False, second: tuple | None = None) -> tuple:
     """The launch of one fused convolution (a linear layer is a 1x1 one on a 1x1 map), and the
     epilogue steps it cannot take (run them after it). prologue: None, or the activation after
     the affine ("relu", "relu6" or ""). steps: the epilogue after the bias, as the fused IR
@@ -163,7 +171,8 @@ def conv_launch(*, cin: int, cout: int, hw: tuple, ohw: tuple, kernel=(1, 1), st
     prologue "" is the affine alone. step_channels: (lo, hi), the steps apply to those output
     channels only (merged siblings of which some have an activation and the rest none). pool:
     the epilogue ends in a global average pool, the output (N, 1, 1, Cout); one program holds a
-    sample's whole map, so at most POOL_MAX pixels."""
+    sample's whole map, so at most POOL_MAX pixels. second: (lo, hi, row stride): output channels
+    lo..hi go to the tensor bound to "y2" instead (a merged sibling's part, into its concat)."""
     (h, w), (oh, ow) = hw, ohw
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
     cin_g, cout_g = cin // groups, cout // groups
@@ -175,14 +184,16 @@ def conv_launch(*, cin: int, cout: int, hw: tuple, ohw: tuple, kernel=(1, 1), st
         assert oh * ow <= POOL_MAX and not rest, "a pooled epilogue needs a small map and every step in one launch"
         bm = max(MIN_DOT, triton.next_power_of_2(oh * ow))
     consts = dict(X_RS=x_rs or cin, Y_RS=y_rs or cout, R_RS=(r_rs or cout) if res >= 0 else 0,
+                  Y2_RS=second[2] if second else 0, Y2_LO=second[0] if second else 0,
+                  Y2_HI=second[1] if second else 0,
                   KH=kh, KW=kw, SH=sh, SW=sw, PH=ph, PW=pw, DH=dh, DW=dw, CIN_G=cin_g, COUT_G=cout_g,
                   GEMM=gemm, FLAT_K=flat, HAS_BIAS=bias, PRO_AFFINE=prologue is not None,
                   PRO_ACT=STEPS.get(prologue or "", 0), **slots,
                   EP_LO=step_channels[0] if step_channels else 0, EP_HI=step_channels[1] if step_channels else -1,
                   POOL=pool, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
     launch = Launch(_conv2d_nhwc, ((bm if pool else oh * ow, bm), triton.cdiv(cout_g, bn), groups),
-                    ("x", "w", "b", "ps", "pt", "r", "y", "N", h, w, oh, ow),
-                    frozenset({"x", "w", "b", "ps", "pt", "r", "y"}), consts)
+                    ("x", "w", "b", "ps", "pt", "r", "y", "y2", "N", h, w, oh, ow),
+                    frozenset({"x", "w", "b", "ps", "pt", "r", "y", "y2"}), consts)
     return launch, res, rest
 
 
@@ -217,5 +228,5 @@ def conv2d(x: torch.Tensor, w_packed: torch.Tensor, bias: torch.Tensor | None = 
     assert (res >= 0) == (residual is not None), "a residual given without an add step, or the reverse"
     ps, pt = (prologue[0], prologue[1]) if prologue else (x, x)
     launch(n, x=x, w=w_packed, b=bias if bias is not None else x, ps=ps, pt=pt,
-           r=residual if residual is not None else x, y=out)
+           r=residual if residual is not None else x, y=out, y2=out)
     return out
