@@ -184,6 +184,14 @@ network n {
     compare(net, tb.lower(net, init=False))
 
 
+def test_found_by_fuzzing_a_pooled_epilogue_never_writes_where_its_input_lives():
+    # generator seed 294: the memory plan had given the pool's output the arena range of the
+    # conv's input, free from the pool's step on; the pooled epilogue writes it a step earlier,
+    # while the input is still read, so the pool's output now has storage of its own
+    import progen
+    assert check_triton(progen.generate(294), seed=294) is None
+
+
 def test_random_programs_equal_the_reference():
     import progen
     found = [(seed, got) for seed in range(30) if (got := check_triton(progen.generate(seed), seed=seed))]

@@ -195,7 +195,6 @@ class _Writer:
         main = H.graph["outputs"][0]
         need = {main} | _ancestors(H, main)
         order = topo_order(H)
-        self.next = dict(zip(order, order[1:]))
         self.step = {n: i for i, n in enumerate(order)}
         self.redirected: dict = {}       # a merged sibling's slice -> the concat its conv writes it into
         self.pooled: dict = {}           # global_avgpool node -> the conv whose epilogue computes it
@@ -410,7 +409,9 @@ class _Writer:
         pool_into = self._pool_reader(n, data, dw, oh * ow, steps, band)
         second, part = self._sibling_into_concat(n, data) if not dw else (None, None)
         if pool_into is not None:
-            self.place(pool_into)
+            # (the pool's output, C values a sample, gets storage of its own: the arena's plan has it
+            # live from the pool's step, and this launch writes it a step earlier)
+            self.own(pool_into, H.nodes[pool_into]["shape"])
             out, out_rs = self.expr[pool_into], self.rs[pool_into]
             self.pooled[pool_into] = n
         launch, res, rest = launcher(cin=cin, cout=cout, hw=(h, w), ohw=(oh, ow), kernel=kernel, stride=stride,
@@ -457,11 +458,7 @@ class _Writer:
             ins = inputs_of(H, cat)
             if cd["op"] != "concat" or ins.count(sl) != 1 or _map(cd["shape"])[1:] != _map(H.nodes[sl]["shape"])[1:]:
                 continue
-            b = plan["owner"][cat][0]
-            off, size, first, _ = plan["buffers"][b]
-            now = self.step[n]
-            if first > now and any(o < off + size and off < o + sz and not (last < now or f >= first)
-                                   for other, (o, sz, f, last) in plan["buffers"].items() if other != b):
+            if not self._free_from(cat, n):
                 continue
             self.place(cat)
             at = sum(_map(H.nodes[s]["shape"])[0] for s in ins[:ins.index(sl)])
@@ -473,18 +470,29 @@ class _Writer:
         return None, None
 
     def _pool_reader(self, n: str, data: dict, dw: bool, pixels: int, steps, band):
-        """The global_avgpool that is the conv's only reader and runs right after it, if the
-        conv's epilogue can end in that mean (one launch, a map of at most conv.POOL_MAX pixels,
-        written nowhere else); else None."""
+        """The global_avgpool that is the conv's only reader, if the conv's epilogue can end in
+        that mean (one launch, a map of at most conv.POOL_MAX pixels, the pool placed nowhere);
+        else None."""
         H = self.H
         if (dw or data["op"] != "conv" or "siblings" in data or "placement" in data or band
                 or n in H.graph["outputs"] or H.out_degree(n) != 1 or pixels > conv.POOL_MAX):
             return None
         g = next(iter(H.successors(n)))
-        # (right after it in the memory plan's order: its buffer is live from the conv's step on)
-        if H.nodes[g]["op"] != "global_avgpool" or self.next.get(n) != g or common.epilogue_codes(steps)[2]:
+        if H.nodes[g]["op"] != "global_avgpool" or "placement" in H.nodes[g] or common.epilogue_codes(steps)[2]:
             return None
         return g
+
+    def _free_from(self, target: str, n: str) -> bool:
+        """Whether node n may write target's buffer (by the memory plan) at its own step, earlier
+        than the plan starts that buffer: no other buffer sharing its arena range is live from n's
+        step until then (n's inputs, read while it writes, and its own buffer included)."""
+        plan = self.plan
+        b = plan["owner"][target][0]
+        off, size, first, _ = plan["buffers"][b]
+        now = self.step[n]
+        return first <= now or not any(
+            o < off + size and off < o + sz and not (last < now or f >= first)
+            for other, (o, sz, f, last) in plan["buffers"].items() if other != b)
 
     def _folded(self, node: str, a: dict, epilogue) -> tuple[str, str]:
         """Expressions (in prepack) of a layer's weight and bias with its batchnorm folded."""
