@@ -81,8 +81,33 @@ def evaluate(op: str, a: dict, xs: list, p: dict, training: bool = False):
         return torch.tanh(x)
     if op == "sigmoid":
         return torch.sigmoid(x)
+    if op == "hardswish":
+        return x * torch.clamp(x + 3, 0, 6) / 6
+    if op == "hardsigmoid":
+        return torch.clamp(x + 3, 0, 6) / 6
+    if op == "silu":
+        return x * torch.sigmoid(x)
+    if op == "gelu":
+        if a["approximate"] == "tanh":
+            return 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+        return 0.5 * x * (1 + torch.erf(x / math.sqrt(2)))
+    if op == "leaky_relu":
+        return torch.where(x > 0, x, a["slope"] * x)
+    if op == "elu":
+        return torch.where(x > 0, x, a["alpha"] * torch.expm1(x))
+    if op == "prelu":
+        # one slope, or one per channel (dim 1, of a map or of a vector)
+        w = p["weight"].view((1, -1) + (1,) * (x.dim() - 2))
+        return torch.where(x > 0, x, w * x)
+    if op == "mish":
+        return x * torch.tanh(torch.log1p(torch.exp(x)))
+    if op == "softplus":
+        bx = a["beta"] * x       # (the branch not taken is clamped, so it cannot overflow)
+        return torch.where(bx > a["threshold"], x, torch.log1p(torch.exp(bx.clamp(max=a["threshold"]))) / a["beta"])
     if op == "softmax":
         return torch.softmax(x, 1)
+    if op == "log_softmax":
+        return x - torch.logsumexp(x, 1, keepdim=True)
     if op == "identity":
         return x
     if op == "scale":

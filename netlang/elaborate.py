@@ -99,6 +99,28 @@ class Thunk:
 
 _LAYERLIKE = (OpValue, BlockValue, DefValue, Thunk)
 
+# Other libraries' names for activations netlang has under another spelling.
+ACTIVATION_ALIASES = {"swish": "silu", "hswish": "hardswish", "hard_swish": "hardswish", "h_swish": "hardswish",
+                      "hsigmoid": "hardsigmoid", "hard_sigmoid": "hardsigmoid", "h_sigmoid": "hardsigmoid",
+                      "leakyrelu": "leaky_relu", "lrelu": "leaky_relu", "logsoftmax": "log_softmax",
+                      "gelu_tanh": 'gelu(approximate="tanh")', "gelu_new": 'gelu(approximate="tanh")',
+                      "gelu_pytorch_tanh": 'gelu(approximate="tanh")', "approx_gelu": 'gelu(approximate="tanh")'}
+# Parts of a name that make it read like an activation.
+_ACTIVATION_WORDS = ("lu", "sigm", "swish", "tanh", "softmax", "softplus", "mish", "act", "hard", "glu")
+
+
+def _activation_hint(name: str, close: str | None) -> str | None:
+    """The hint for an unknown layer name that reads like an activation (or whose nearest name is
+    one): the activations the language has, and the nearest one or netlang's spelling of it.
+    None for other names, which keep the plain "did you mean" hint."""
+    listing = "the activations are " + ", ".join(ops.ACTIVATIONS)
+    alias = ACTIVATION_ALIASES.get(name.lower())
+    if alias is not None:
+        return f"'{name}' is {alias} in netlang; {listing}"
+    if close in ops.ACTIVATIONS or any(w in name.lower() for w in _ACTIVATION_WORDS):
+        return (f"did you mean '{close}'? " if close else "") + listing
+    return None
+
 
 def fmt_value(v) -> str:
     if isinstance(v, bool):
@@ -471,7 +493,10 @@ class Elaborator:
             return Thunk(e, env)
         raise NetlangTypeError("this is not a value", e.loc)
 
-    def lookup(self, e: ast.Name, env: Env):
+    def lookup(self, e: ast.Name, env: Env, layer: bool = False):
+        """The value of a name. layer: it is placed as a layer, so an unknown name that reads
+        like an activation gets the list of the activations that exist, never a lone "did you
+        mean 'relu'?"."""
         try:
             return env.lookup(e.id)
         except KeyError:
@@ -479,7 +504,13 @@ class Elaborator:
         candidates = env.names()
         close = difflib.get_close_matches(e.id, sorted(candidates), n=1)
         hint = f"did you mean '{close[0]}'?" if close else None
+        if layer:
+            hint = _activation_hint(e.id, close[0] if close else None) or hint
         raise NetlangNameError(f"unknown name '{e.id}'", e.loc, hint=hint) from None
+
+    def callee(self, e, env: Env, cur):
+        """What a layer position names: eval, with lookup's hint for a layer."""
+        return self.lookup(e, env, layer=True) if type(e) is ast.Name else self.eval(e, env, cur)
 
     def truth(self, e, env, cur) -> bool:
         return self.truth_value(self.eval(e, env, cur), e)
@@ -622,10 +653,10 @@ class Elaborator:
         if t is ast.BinOp and e.op == "*":
             return self.emit_repeat(e, env, cur, ctx)
         if t is ast.Call:
-            callee = self.eval(e.func, env, cur)
+            callee = self.callee(e.func, env, cur)
             return self.apply(callee, e.args, e.loc, env, cur, ctx, e)
         if t in (ast.Name, ast.Index):
-            return self.apply(self.eval(e, env, cur), (), e.loc, env, cur, ctx, e)
+            return self.apply(self.callee(e, env, cur), (), e.loc, env, cur, ctx, e)
         if t is ast.Const:
             raise NetlangTypeError(f"{fmt_value(e.value)} is {a_type(e.value)}, not a layer", e.loc)
         raise NetlangTypeError("this expression is a value, not a layer", e.loc)
@@ -652,7 +683,7 @@ class Elaborator:
             raise NetlangValueError("a reference cannot be labelled", loc)
         call = None
         if type(expr) is ast.Call:
-            callee = self.eval(expr.func, env, cur)
+            callee = self.callee(expr.func, env, cur)
             if isinstance(callee, DefValue):
                 call = self.call_text(callee.name, expr.args, env, cur)
         seq = Scope("seq", call=call, loc=loc)
@@ -680,7 +711,7 @@ class Elaborator:
         if t is ast.Cond:
             return self.is_sequence(e.then if self.truth(e.test, env, cur) else e.orelse, env, cur)
         if t in (ast.Call, ast.Name, ast.Index):
-            value = self.eval(e.func if t is ast.Call else e, env, cur)
+            value = self.callee(e.func if t is ast.Call else e, env, cur)
             if isinstance(value, Thunk):
                 return self.is_sequence(value.expr, value.env, cur)
             return isinstance(value, DefValue) and not self.is_one_layer(value, cur)

@@ -42,7 +42,8 @@ NODE_ATTRS = ("op", "args", "shape", "loc", "scope")
 # state_dict entries keep that node's name); an "add" step has "inputs", the positions (1, 2...)
 # of the further inputs it adds.
 FUSED_ATTRS = ("fused_from", "prologue", "epilogue", "siblings", "placement")
-STEP_OPS = ("batchnorm", "relu", "relu6", "tanh", "sigmoid", "scale", "add")
+STEP_OPS = ("batchnorm", "relu", "relu6", "tanh", "sigmoid", "hardswish", "hardsigmoid", "silu", "gelu",
+            "leaky_relu", "elu", "mish", "softplus", "scale", "add")
 FUSABLE = ("conv", "linear")     # the ops that take prologues, epilogues and siblings
 
 

@@ -10,8 +10,10 @@ Counting convention (also in docs/cost.md):
   macs      multiply-accumulates of conv, conv_t and linear weights; bias adds are not MACs.
   flops     2 x macs.
   ew_ops    element-wise work, counted apart: batchnorm 2/element (scale, shift), activations
-            1/element (softmax 3), pooling one per window element read, add/mul n-1 per element,
-            mean n, scale 1, bias adds 1 per output element, lrn size+3, bilinear upsample 4.
+            1/element whatever their formula (an activation is one application per element, as
+            relu is: tanh, gelu, mish, prelu... are 1 each), softmax and log_softmax 3 (exp, sum,
+            normalise), pooling one per window element read, add/mul n-1 per element, mean n,
+            scale 1, bias adds 1 per output element, lrn size+3, bilinear upsample 4.
   params    trainable weights and biases; buffers are the other state_dict entries
             (batchnorm running mean/var and its num_batches_tracked counter).
 """
@@ -273,11 +275,47 @@ def _pointwise(name: str, per_elem: int, inplace: bool = False, doc: str = "") -
                    inplace=inplace, doc=doc))
 
 
+def _activation(name: str, params: tuple, doc: str, inplace: bool = False, shape=_same, state=None) -> None:
+    """An element-wise activation: one element-wise op per element, whatever its formula."""
+    register(OpDef(name, params, shape, lambda a, ins, out: Cost(ew_ops=numel(out)), inplace=inplace,
+                   state=state or (lambda a, ins: []), doc=doc))
+
+
+_IN_PLACE = "; in place where nothing else reads x"
 _pointwise("relu", 1, inplace=True, doc="max(x, 0); in place where nothing else reads x")
 _pointwise("relu6", 1, inplace=True, doc="min(max(x, 0), 6); in place where nothing else reads x")
 _pointwise("tanh", 1)
 _pointwise("sigmoid", 1)
+_activation("hardswish", (), "x·relu6(x + 3)/6 (MobileNetV3's h-swish)" + _IN_PLACE, inplace=True)
+_activation("hardsigmoid", (), "relu6(x + 3)/6 (MobileNetV3's h-sigmoid)" + _IN_PLACE, inplace=True)
+_activation("silu", (), "x·sigmoid(x), also called swish (EfficientNet)" + _IN_PLACE, inplace=True)
+_activation("gelu", (Param("approximate", "str", "none", choices=("none", "tanh")),),
+            'x·Φ(x), Φ the normal CDF; approximate="tanh": 0.5x(1 + tanh(√(2/π)(x + 0.044715x³)))')
+_activation("leaky_relu", (Param("slope", "float", 0.01),), "x if x > 0, else slope·x (PyTorch's negative_slope)")
+_activation("elu", (Param("alpha", "float", 1.0),), "x if x > 0, else alpha·(exp(x) − 1)")
+
+
+def _prelu_state(a, ins):
+    # nn.PReLU(num_parameters): one slope for every channel, or one per channel
+    return [("weight", (ins[0][0] if a["per_channel"] else 1,), False)]
+
+
+_activation("prelu", (Param("per_channel", "bool", False), Param("init", "float", 0.25)),
+            "x if x > 0, else a·x with a learnt slope a (state `weight`): one for all channels, or "
+            "one per channel with per_channel=true; init is its starting value", state=_prelu_state)
+_activation("mish", (), "x·tanh(softplus(x))" + _IN_PLACE, inplace=True)
+
+
+def _softplus_shape(a, ins):
+    if a["beta"] == 0:
+        raise OpError("softplus: beta must not be 0 (it divides by beta)", arg="beta", kind="value")
+    return ins[0]
+
+
+_activation("softplus", (Param("beta", "float", 1.0), Param("threshold", "float", 20.0)),
+            "log(1 + exp(beta·x))/beta; x itself where beta·x > threshold", shape=_softplus_shape)
 _pointwise("softmax", 3, doc="softmax over channels")
+_pointwise("log_softmax", 3, doc="log of the softmax over channels")
 
 register(OpDef("identity", (), _same, lambda a, ins, out: Cost(), aliases_input=True))
 register(OpDef("scale", (Param("s", "float"),), _same, lambda a, ins, out: Cost(ew_ops=numel(out)),
@@ -441,7 +479,13 @@ register(OpDef("slice", (Param("start", "int", minimum=0), Param("stop", "int", 
                lambda a, ins, out: Cost(), aliases_input=True, internal=True,
                doc="channels start:stop of its input, a view (merge-siblings' outputs)"))
 
+# The activations (element-wise, and softmax and log_softmax over channels), as an unknown layer
+# name's hint lists them.
+ACTIVATIONS = ("relu", "relu6", "tanh", "sigmoid", "hardswish", "hardsigmoid", "silu", "gelu", "leaky_relu", "elu",
+               "prelu", "mish", "softplus", "softmax", "log_softmax")
+
 # The language's ops: what a .net file can name.
 LANGUAGE = {name: op for name, op in OPS.items() if not op.internal}
 LAYERS = tuple(name for name, op in LANGUAGE.items() if not op.merge and name != "input")
 MERGES = tuple(name for name, op in LANGUAGE.items() if op.merge)
+assert set(ACTIVATIONS) <= set(LAYERS)

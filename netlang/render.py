@@ -50,7 +50,8 @@ AUTO_BUDGET = 100
 AUTO_NESTING = 4           # clusters inside clusters: a recursive definition opens into many
 # Shape-keeping (or flattening) single-input ops that read as decorations of the layer before.
 FOLD = {"batchnorm": "bn", "relu": "relu", "relu6": "relu6", "tanh": "tanh", "sigmoid": "sigmoid",
-        "dropout": None, "drop_path": None, "flatten": "flatten", "lrn": None, "scale": None}
+        "hardswish": "hardswish", "hardsigmoid": "hardsigmoid", "silu": "silu", "mish": "mish", "gelu": None,
+        "leaky_relu": None, "elu": None, "prelu": None, "softplus": None, "dropout": None, "drop_path": None, "flatten": "flatten", "lrn": None, "scale": None}
 JOIN = {"add": "+", "mul": "×", "mean": "mean", "concat": "concat"}
 CALL_WIDTH = 56            # a box title longer than this is abbreviated
 CLUSTER_WIDTH = 64         # a cluster is wider than a box: its label may be longer

@@ -45,6 +45,16 @@ def describe_op(op: str, args: dict) -> str:
         return f"adaptive_avgpool {pair(args['out'])}"
     if op == "center_crop":
         return f"center_crop {args['h']}x{args['w']}"
+    if op == "gelu" and args["approximate"] == "tanh":
+        return "gelu tanh"
+    if op == "leaky_relu":
+        return f"leaky_relu {args['slope']:g}"
+    if op == "elu":
+        return f"elu {args['alpha']:g}"
+    if op == "prelu":
+        return "prelu per channel" if args["per_channel"] else "prelu"
+    if op == "softplus":
+        return "softplus" + "".join(f" {k}={args[k]:g}" for k, d in (("beta", 1), ("threshold", 20)) if args[k] != d)
     return op
 
 
@@ -145,7 +155,9 @@ def zoo_table(rows, markdown: bool = False) -> str:
 # ---------------------------------------------------------------------------- fusion
 
 STEP_NAMES = {"batchnorm": "bn", "add": "add", "relu": "relu", "relu6": "relu6", "tanh": "tanh",
-              "sigmoid": "sigmoid", "scale": "scale"}
+              "sigmoid": "sigmoid", "hardswish": "hardswish", "hardsigmoid": "hardsigmoid", "silu": "silu",
+              "gelu": "gelu", "leaky_relu": "leaky_relu", "elu": "elu", "mish": "mish", "softplus": "softplus",
+              "scale": "scale"}
 
 
 def fusion_parts(data: dict) -> list[str]:

@@ -125,7 +125,10 @@ SHAPES = [(3, 8, 8), (4, 6, 6), (2, 5, 7), (1, 9, 9), (3, 7, 7), (2, 6, 6), (1, 
           (4, 5, 5), (2, 8, 8), (3, 5, 6)]
 VECTORS = [12, 7, 16, 10]
 
-ACT_OPS = ["relu", "relu6", "tanh", "sigmoid", "identity"]
+# the activations after relu, relu6, tanh and sigmoid: a little of each (weights in mk_layer)
+NEW_ACTS = {"hardswish": 2, "hardsigmoid": 1, "silu": 2, "gelu": 2, "leaky_relu": 2, "elu": 1, "prelu": 2, "mish": 1,
+            "softplus": 1, "log_softmax": 1}
+ACT_OPS = ["relu", "relu6", "tanh", "sigmoid", "identity", "hardswish", "silu", "mish"]
 
 
 # ====================================================================== the interpreter's values
@@ -1400,13 +1403,14 @@ class Gen:
         s = cur.shape
         if len(s) == 1:
             w = {"linear": 30, "batchnorm": 10, "relu": 10, "relu6": 3, "tanh": 4, "sigmoid": 4, "softmax": 3,
-                 "identity": 4, "scale": 3, "dropout": 4, "drop_path": 2, "flatten": 1}
+                 "identity": 4, "scale": 3, "dropout": 4, "drop_path": 2, "flatten": 1, **NEW_ACTS}
         else:
             C, H, W = s
             w = {"conv": 30, "conv_t": 5, "batchnorm": 9, "lrn": 2, "relu": 9, "relu6": 3, "tanh": 3,
                  "sigmoid": 3, "softmax": 2, "identity": 3, "scale": 2, "dropout": 3, "drop_path": 2,
                  "flatten": 3, "maxpool": 7, "avgpool": 7, "global_avgpool": 2, "adaptive_avgpool": 3,
-                 "upsample": 4 if C * H * W * 4 <= CAP_ELEMS else 0, "center_crop": 3 if min(H, W) > 1 else 0}
+                 "upsample": 4 if C * H * W * 4 <= CAP_ELEMS else 0, "center_crop": 3 if min(H, W) > 1 else 0,
+                 **NEW_ACTS}
         op = self.wpick(w)
         if not self.is_op(env, op):
             raise Invalid("shadowed")
@@ -1501,6 +1505,22 @@ class Gen:
             return vals
         if op == "scale":
             return {"s": r.pick([0.5, 2, -1.5, 0.1, 0.2, 1.0])}
+        if op == "gelu":
+            return {} if r.chance(0.5) else {"approximate": r.pick(["tanh", "none"])}
+        if op == "leaky_relu":
+            return {} if r.chance(0.4) else {"slope": r.pick([0.1, 0.2, -0.5, 0.01, 2])}
+        if op == "elu":
+            return {} if r.chance(0.5) else {"alpha": r.pick([0.5, 2, 1.0, -1.0])}
+        if op == "prelu":
+            vals = {"per_channel": r.chance(0.5)} if r.chance(0.7) else {}
+            if r.chance(0.3):
+                vals["init"] = r.pick([0.1, -0.5, 0.25, 1])
+            return vals
+        if op == "softplus":
+            vals = {"beta": r.pick([2, 0.5, 1, -1.0])} if r.chance(0.6) else {}
+            if r.chance(0.4):
+                vals["threshold"] = r.pick([1, 0.5, 20, 5.0])
+            return vals
         if op == "dropout":
             return {} if r.chance(0.5) else {"p": r.pick([0.1, 0.0, 0.25, 0.5])}
         if op == "drop_path":
@@ -3216,6 +3236,14 @@ def ir_features(G) -> set[str]:
                 f.add("avgpool:count_include_pad")
         elif op == "upsample":
             f.add("upsample:" + a["mode"])
+        elif op == "gelu" and a["approximate"] == "tanh":
+            f.add("gelu:tanh")
+        elif op == "prelu" and a["per_channel"]:
+            f.add("prelu:per_channel")
+        elif op == "softplus" and a["beta"] != 1:
+            f.add("softplus:beta")
+        elif op == "leaky_relu" and a["slope"] < 0:
+            f.add("leaky_relu:negative")
         elif op == "concat":
             if a["crop"]:
                 f.add("concat:crop")
@@ -3254,6 +3282,7 @@ FEATURES = sorted(
         "conv:bias_false", "conv_t:output_pad", "linear:after_flatten", "batchnorm:map", "batchnorm:vector",
         "pool:ceil", "pool:pad", "avgpool:count_include_pad", "upsample:nearest", "upsample:bilinear",
         "concat:crop", "concat:crop_sizes_differ", "mean:drop", "mul:gate_broadcast",
+        "gelu:tanh", "prelu:per_channel", "softplus:beta", "leaky_relu:negative",
         "merge:nested", "merge:labelled", "merge:unlabelled", "merge:identity_branch", "merge:ref_branch",
         "merge:nested_identity", "merge:ref_earlier_branch",
         "label:plain", "label:whole_pipeline", "label:later_item", "label:group", "label:group_then_more",

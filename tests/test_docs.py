@@ -229,6 +229,21 @@ def test_merges():
     assert crop.shape("2") == (16, 60, 60) and crop.graph.nodes["2"]["args"] == {"crop": True}
 
 
+def test_activations_example():
+    from netlang.passes import run_pipeline
+    net = load(EX / "activations.net")
+    assert op_of(net, "features.0.block.2") == "hardswish" and op_of(net, "features.0.block.6.6") == "hardsigmoid"
+    assert net.graph.nodes["mix.1"]["args"] == {"approximate": "tanh"}
+    assert net.graph.nodes["mix.3"]["args"] == {"slope": 0.1}
+    assert ("act.weight", (32,), False) in state_entries(net.graph)
+    assert op_of(net, "head.1") == "log_softmax"
+    assert net.cost.totals()["params"] == 13_066
+    assert "13,066 parameters" in LANGUAGE
+    H = run_pipeline(net.graph, ["fuse"])
+    assert [s["op"] for s in H.nodes["features.0.block.0"]["epilogue"]] == ["batchnorm", "hardswish"]
+    assert H.nodes["act"]["op"] == "prelu" and H.nodes["head.1"]["op"] == "log_softmax"
+
+
 def test_naming_worked_example():
     net = load(EX / "naming.net")
     unit = lambda p: [f"{p}.conv", f"{p}.bn", f"{p}.2"]  # noqa: E731

@@ -96,6 +96,7 @@ def agree(cases, ours, theirs):
 # Every op of the registry has a test below; a new op without one fails here.
 COVERED = {
     "input", "conv", "conv_t", "linear", "batchnorm", "lrn", "relu", "relu6", "tanh", "sigmoid", "softmax",
+    "hardswish", "hardsigmoid", "silu", "gelu", "leaky_relu", "elu", "prelu", "mish", "softplus", "log_softmax",
     "identity", "scale", "dropout", "drop_path", "flatten", "maxpool", "avgpool", "global_avgpool",
     "adaptive_avgpool", "upsample", "center_crop", "concat", "add", "mean", "mul",
 }
@@ -274,6 +275,9 @@ def test_lrn_against_torch():
     ("relu", nn.ReLU(inplace=True)), ("relu6", nn.ReLU6(inplace=True)), ("tanh", nn.Tanh()),
     ("sigmoid", nn.Sigmoid()), ("softmax", nn.Softmax(dim=1)), ("identity", nn.Identity()),
     ("dropout", nn.Dropout(0.5)), ("flatten", nn.Flatten()),
+    ("hardswish", nn.Hardswish(inplace=True)), ("hardsigmoid", nn.Hardsigmoid()), ("silu", nn.SiLU()),
+    ("gelu", nn.GELU()), ("leaky_relu", nn.LeakyReLU()), ("elu", nn.ELU()), ("mish", nn.Mish()),
+    ("softplus", nn.Softplus()), ("log_softmax", nn.LogSoftmax(dim=1)),
 ])
 def test_pointwise_and_views_against_torch(name, module):
     module.eval()
@@ -281,6 +285,33 @@ def test_pointwise_and_views_against_torch(name, module):
         assert rule(name, [shape]) == torch_shape(module, shape)
         c = cost(name, [shape])
         assert c.params == n_params(module) == 0 and c.buffers == n_buffers(module) == 0 and c.macs == 0
+
+
+def test_activation_costs_and_state():
+    # one element-wise op per element for every activation; softmax and log_softmax 3
+    for name in ops.ACTIVATIONS:
+        assert cost(name, [(3, 5, 7)]).ew_ops == (3 if "softmax" in name else 1) * 105, name
+    assert ops.OPS["gelu"].param_index["approximate"].choices == ("none", "tanh")
+    assert ops.OPS["leaky_relu"].param_index["slope"].default == nn.LeakyReLU().negative_slope
+    assert ops.OPS["softplus"].param_index["threshold"].default == nn.Softplus().threshold
+
+
+@pytest.mark.parametrize("shape", [(6, 5, 7), (10,)])
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_prelu_state_is_nn_prelus(shape, per_channel):
+    m = nn.PReLU(shape[0] if per_channel else 1)
+    args = canon("prelu", per_channel=per_channel)
+    assert rule("prelu", [shape], per_channel=per_channel) == torch_shape(m, shape)
+    assert ops.OPS["prelu"].state(args, [shape]) == [("weight", tuple(m.weight.shape), False)]
+    c = cost("prelu", [shape], per_channel=per_channel)
+    assert c.params == n_params(m) and c.buffers == n_buffers(m) == 0 and c.macs == 0
+    assert ops.OPS["prelu"].param_index["init"].default == nn.PReLU().weight.item()
+
+
+def test_softplus_refuses_beta_zero():
+    with pytest.raises(OpError, match="beta"):
+        rule("softplus", [(3, 4, 4)], beta=0.0)
+    assert rule("softplus", [(3, 4, 4)], beta=-2.0) == torch_shape(nn.Softplus(beta=-2.0), (3, 4, 4))
 
 
 def test_scale_and_drop_path_keep_the_shape():

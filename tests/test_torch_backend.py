@@ -195,6 +195,16 @@ CASES = [
      "scale(4)\nrelu6\nscale(-1.5)\ntanh\nscale(3)\nsigmoid\nscale(-2)\nrelu", "4x5x5",
      lambda m, x, t: (-2 / (1 + torch.exp(-3 * torch.tanh(-1.5 * (4 * x).clamp(0, 6))))).clamp(min=0)),
     ("relu", {"relu"}, "relu", "4x5x5", lambda m, x, t: torch.where(x > 0, x, 0)),
+    ("more_activations", {"hardswish", "hardsigmoid", "silu", "gelu", "leaky_relu", "elu", "mish", "softplus"},
+     'scale(3)\nhardswish\nscale(2)\nsilu\ngelu\nscale(-2)\nleaky_relu(0.2)\nelu(alpha=0.5)\nscale(4)\n'
+     'mish\ngelu(approximate="tanh")\nsoftplus(beta=2, threshold=1)\nscale(-1)\nhardsigmoid', "4x5x5",
+     lambda m, x, t: F.hardsigmoid(-F.softplus(F.gelu(F.mish(4 * F.elu(F.leaky_relu(-2 * F.gelu(F.silu(
+         2 * F.hardswish(3 * x))), 0.2), 0.5)), approximate="tanh"), 2, 1))),
+    ("prelu", {"prelu"}, "a: prelu\nb: prelu(per_channel=true, init=0.1)\nprelu", "4x5x5",
+     lambda m, x, t: F.prelu(F.prelu(F.prelu(x, m.a.weight), m.b.weight), getattr(m, "2").weight)),
+    ("prelu_vector", {"prelu", "flatten"}, "flatten\nl: prelu(per_channel=true)", "2x2x2",
+     lambda m, x, t: F.prelu(x.flatten(1), m.l.weight)),
+    ("log_softmax", {"log_softmax"}, "log_softmax", "4x5x5", lambda m, x, t: F.log_softmax(x, 1)),
     ("softmax", {"softmax"}, "softmax", "4x5x5",
      lambda m, x, t: torch.exp(x) / torch.exp(x).sum(1, keepdim=True)),
     ("softmax_vector", {"softmax", "flatten"}, "flatten\nsoftmax", "2x2x2",
@@ -308,19 +318,24 @@ def test_op_backward_in_training(case):
 
 
 CHAINS = ["relu -> relu", "sigmoid -> relu", "tanh -> relu6", "softmax -> relu", "relu6 -> relu",
-          "relu -> dropout(0.5) -> relu", "sigmoid -> flatten -> relu"]
+          "relu -> dropout(0.5) -> relu", "sigmoid -> flatten -> relu", "hardswish -> relu", "relu -> hardswish",
+          "silu -> mish -> hardsigmoid", "log_softmax -> silu", "sigmoid -> hardswish", "elu -> silu",
+          "leaky_relu -> mish", "gelu -> relu6"]
 
 
 @pytest.mark.parametrize("chain", CHAINS)
 @pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
 def test_inplace_activations_keep_gradients(chain, training):
     # An in-place ReLU must not overwrite a tensor that the layer before it saved for its own
-    # backward (relu, relu6, sigmoid, tanh and softmax keep their output). The gradient is
+    # backward (relu, relu6, sigmoid, tanh, softmax and log_softmax keep their output; hardswish,
+    # silu and mish run in place too). The gradient is
     # compared with the same chain computed out of place.
     net, m = build(network(f"c: conv(4, 1)\n{chain}", "4x3x3"))
     m.train(training).double()
     fns = {"relu": torch.relu, "relu6": lambda v: v.clamp(0, 6), "sigmoid": torch.sigmoid, "tanh": torch.tanh,
-           "softmax": lambda v: torch.softmax(v, 1), "flatten": lambda v: v.flatten(1)}
+           "softmax": lambda v: torch.softmax(v, 1), "flatten": lambda v: v.flatten(1), "hardswish": F.hardswish,
+           "hardsigmoid": F.hardsigmoid, "silu": F.silu, "mish": F.mish, "log_softmax": lambda v: F.log_softmax(v, 1),
+           "elu": F.elu, "leaky_relu": F.leaky_relu, "gelu": F.gelu}
     x = torch.randn(2, 4, 3, 3, dtype=torch.float64, requires_grad=True)
     torch.manual_seed(3)
     y = m(x)

@@ -235,6 +235,16 @@ network all_ops(classes=5) {
     conv1: conv(8, 3, pad=1)
     bn1: batchnorm
     relu
+    hardswish
+    h: hardsigmoid
+    silu
+    gelu(approximate="tanh")
+    leaky_relu(0.1)
+    elu
+    prelu(per_channel=true)
+    mish
+    softplus(beta=2)
+    log_softmax
     lrn(3)
     add { relu
           identity }

@@ -64,13 +64,14 @@ def test_conv_matches_torch(n, c, h, w, cout, k, stride, pad, dilation, groups):
     close(got.cpu(), want)
 
 
-@pytest.mark.parametrize("act", ["relu", "relu6", "tanh", "sigmoid"])
+@pytest.mark.parametrize("act", ["relu", "relu6", "tanh", "sigmoid", "hardswish", "silu", "gelu", "mish"])
 def test_epilogue_scale_residual_activation(act):
     # Inception-ResNet's order: bias, scale, residual add, activation
     x, wt, b = case(2, 6, 5, 5, 6, (3, 3), seed=1)
     res = torch.randn(2, 6, 5, 5) * 3
     z = F.conv2d(x, wt, b, 1, 1) * 0.17 + res
-    want = {"relu": F.relu, "relu6": F.relu6, "tanh": torch.tanh, "sigmoid": torch.sigmoid}[act](z)
+    want = {"relu": F.relu, "relu6": F.relu6, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "hardswish": F.hardswish,
+            "silu": F.silu, "gelu": F.gelu, "mish": F.mish}[act](z)
     steps = [{"op": "scale", "args": {"s": 0.17}}, {"op": "add", "inputs": (1,)}, {"op": act}]
     got = conv2d(nhwc(x).to(DEVICE), pack_weight(wt, 1).to(DEVICE), b.to(DEVICE), kernel=(3, 3), padding=(1, 1),
                  steps=steps, residual=nhwc(res).to(DEVICE))

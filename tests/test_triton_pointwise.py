@@ -15,7 +15,9 @@ from backends.triton.pointwise import lrn, pointwise, pointwise_launch, softmax_
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 RTOL = 1e-5
-ACTS = {"relu": F.relu, "relu6": F.relu6, "tanh": torch.tanh, "sigmoid": torch.sigmoid}
+ACTS = {"relu": F.relu, "relu6": F.relu6, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "hardswish": F.hardswish,
+        "hardsigmoid": F.hardsigmoid, "silu": F.silu, "gelu": F.gelu, "leaky_relu": F.leaky_relu, "elu": F.elu,
+        "mish": F.mish, "softplus": F.softplus}
 
 
 def nhwc(t):
@@ -44,7 +46,8 @@ def reference(v, steps):
     return v
 
 
-@pytest.mark.parametrize("op", ["relu", "relu6", "tanh", "sigmoid", "scale"])
+@pytest.mark.parametrize("op", ["relu", "relu6", "tanh", "sigmoid", "scale", "hardswish", "hardsigmoid", "silu",
+                                "gelu", "leaky_relu", "elu", "mish", "softplus"])
 def test_each_step_alone(op):
     x = rand(2, 3, 5, 7, seed=1)                      # 30 pixels, 7 channels: partial tiles both ways
     steps = [step(op, -0.3 if op == "scale" else None)]

@@ -24,7 +24,7 @@ from netlang.ir import inputs_of, topo_order
 
 from .names import comment, py_ident
 
-PARAM_OPS = ("conv", "conv_t", "linear", "batchnorm")
+PARAM_OPS = ("conv", "conv_t", "linear", "batchnorm", "prelu")
 
 HELPERS = '''
 
@@ -294,6 +294,17 @@ def _pointwise(st: dict, x: str, inplace: bool) -> str:
         return f"{x}.mul_({a['s']!r})" if inplace else f"({x} * {a['s']!r})"
     if op == "relu6":
         return f"{x}.clamp_(0, 6)" if inplace else f"torch.clamp({x}, 0, 6)"
+    ip = ", inplace=True" if inplace else ""
+    if op in ("hardswish", "hardsigmoid", "silu", "mish"):
+        return f"F.{op}({x}{ip})"
+    if op == "gelu":
+        return f"F.gelu({x}, approximate={a['approximate']!r})"
+    if op == "leaky_relu":         # (in place: the fused module is for inference, no backward)
+        return f"F.leaky_relu({x}, {a['slope']!r}{ip})"
+    if op == "elu":
+        return f"F.elu({x}, {a['alpha']!r}{ip})"
+    if op == "softplus":
+        return f"F.softplus({x}, {a['beta']!r}, {a['threshold']!r})"
     return f"{x}.{op}_()" if inplace else f"torch.{op}({x})"
 
 
@@ -306,12 +317,15 @@ def _plain(op: str, a: dict, ins: list[str], rank: int, helpers: dict) -> str:
     x = ins[0] if ins else None
     if op in ("identity", "dropout", "drop_path"):
         return x
-    if op in ("relu", "relu6", "tanh", "sigmoid"):
+    if op in ("relu", "relu6", "tanh", "sigmoid", "hardswish", "hardsigmoid", "silu", "gelu", "leaky_relu", "elu",
+              "mish", "softplus"):
         return _pointwise({"op": op, "args": a}, x, inplace=False)
     if op == "scale":
         return f"{x} * {a['s']!r}"
     if op == "softmax":
         return f"torch.softmax({x}, 1)"
+    if op == "log_softmax":
+        return f"torch.log_softmax({x}, 1)"
     if op == "lrn":
         return f"F.local_response_norm({x}, {a['size']}, {a['alpha']!r}, {a['beta']!r}, {a['k']!r})"
     if op == "flatten":

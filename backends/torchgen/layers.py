@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from netlang import ops
 
-from .code import P_MUL, P_POSTFIX, Py, Resolve
+from .code import P_IF, P_MUL, P_POSTFIX, Py, Resolve
 from .names import NeedsConcrete, pair_lit
 
 
@@ -46,6 +46,25 @@ def _factor(a: dict, cv) -> dict:
     return dict(a, factor=f)
 
 
+# Parameter-free activations whose PyTorch module and function take inplace= (relu and relu6 are
+# written apart: their functions are F.relu and F.relu6, with nn.ReLU's spelling).
+INPLACE_MODULES = {"hardswish": "nn.Hardswish", "hardsigmoid": "nn.Hardsigmoid", "silu": "nn.SiLU",
+                   "mish": "nn.Mish"}
+
+
+def _prelu(a: dict, in_chan: Py) -> str:
+    """nn.PReLU(num_parameters, init): one slope, or one per channel (the input's width)."""
+    flag = a.get("per_channel")
+    if flag is None or flag.code == "False":
+        count = None
+    elif flag.code == "True":
+        count = in_chan.code
+    else:
+        count = f"{in_chan.at(P_IF + 1)} if {flag.at(P_IF + 1)} else 1"
+    parts = ([count] if count is not None else []) + ([f"init={a['init'].code}"] if "init" in a else [])
+    return f"nn.PReLU({', '.join(parts)})"
+
+
 def module(op: str, a: dict, cv, in_chan: Py, rank: int, inplace: bool) -> str:
     """The nn.Module the layer is, as source."""
     a = _factor(a, cv)
@@ -76,8 +95,22 @@ def module(op: str, a: dict, cv, in_chan: Py, rank: int, inplace: bool) -> str:
         return "nn.Tanh()"
     if op == "sigmoid":
         return "nn.Sigmoid()"
+    if op in INPLACE_MODULES:
+        return f"{INPLACE_MODULES[op]}(inplace=True)" if inplace else f"{INPLACE_MODULES[op]}()"
+    if op == "gelu":
+        return f"nn.GELU(approximate={a['approximate'].code})" if "approximate" in a else "nn.GELU()"
+    if op == "leaky_relu":
+        return f"nn.LeakyReLU({a['slope'].code})" if "slope" in a else "nn.LeakyReLU()"
+    if op == "elu":
+        return f"nn.ELU({a['alpha'].code})" if "alpha" in a else "nn.ELU()"
+    if op == "prelu":
+        return _prelu(a, in_chan)
+    if op == "softplus":
+        return f"nn.Softplus({', '.join(_kw(a, {'beta': 'beta', 'threshold': 'threshold'}))})"
     if op == "softmax":
         return "nn.Softmax(dim=1)"
+    if op == "log_softmax":
+        return "nn.LogSoftmax(dim=1)"
     if op == "identity":
         return "nn.Identity()"
     if op == "scale":
@@ -114,7 +147,7 @@ def module(op: str, a: dict, cv, in_chan: Py, rank: int, inplace: bool) -> str:
 
 
 # Layers that need a module even without a label: they hold parameters or buffers.
-STATEFUL = {"conv", "conv_t", "linear", "batchnorm"}
+STATEFUL = {"conv", "conv_t", "linear", "batchnorm", "prelu"}
 # Helpers of the generated file a layer's module or call needs.
 HELPER_OF_MODULE = {"scale": "Scale", "drop_path": "DropPath", "center_crop": "CenterCrop"}
 HELPER_OF_CALL = {"drop_path": "drop_path", "center_crop": "center_crop"}
@@ -131,8 +164,20 @@ def functional(op: str, a: dict, cv, x: str, inplace: bool) -> str:
         return f"F.relu6({x}{ip})"
     if op in ("tanh", "sigmoid"):
         return f"torch.{op}({x})"
+    if op in INPLACE_MODULES:
+        return f"F.{op}({x}{ip})"
+    if op == "gelu":
+        return f"F.gelu({x}, approximate={a['approximate'].code})" if "approximate" in a else f"F.gelu({x})"
+    if op == "leaky_relu":
+        return f"F.leaky_relu({x}, {a['slope'].code})" if "slope" in a else f"F.leaky_relu({x})"
+    if op == "elu":
+        return f"F.elu({x}, {a['alpha'].code})" if "alpha" in a else f"F.elu({x})"
+    if op == "softplus":
+        return f"F.softplus({', '.join([x] + _kw(a, {'beta': 'beta', 'threshold': 'threshold'}))})"
     if op == "softmax":
         return f"torch.softmax({x}, 1)"
+    if op == "log_softmax":
+        return f"torch.log_softmax({x}, 1)"
     if op == "flatten":
         return f"torch.flatten({x}, 1)"
     if op == "global_avgpool":
@@ -184,6 +229,7 @@ def output(op: str, a: dict, in_chan: Py, rank: int, in_shape) -> tuple[Py, int]
 
 
 assert set(ops.LAYERS) <= {"conv", "conv_t", "linear", "batchnorm", "lrn", "relu", "relu6", "tanh", "sigmoid",
-                           "softmax", "identity", "scale", "dropout", "drop_path", "flatten", "maxpool",
+                           "hardswish", "hardsigmoid", "silu", "gelu", "leaky_relu", "elu", "prelu", "mish",
+                           "softplus", "softmax", "log_softmax", "identity", "scale", "dropout", "drop_path", "flatten", "maxpool",
                            "avgpool", "global_avgpool", "adaptive_avgpool", "upsample", "center_crop"}, \
     "backends/torchgen/layers.py has no PyTorch form for some layer of netlang.ops"

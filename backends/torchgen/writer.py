@@ -25,8 +25,13 @@ from .names import NeedsConcrete, is_attr, lit, py_ident
 
 GTIME = (OpValue, DefValue, Thunk, NetworkValue, FuncValue)
 
-FRESH = {"conv", "conv_t", "linear", "batchnorm", "add", "concat", "mul", "mean"}
-SAVES_OUTPUT = {"relu", "relu6", "sigmoid", "tanh", "softmax"}
+# a fresh tensor that nothing saves for backward (an in-place hardswish_, silu_ or mish_ does not
+# save its result either, unlike relu_)
+FRESH = {"conv", "conv_t", "linear", "batchnorm", "add", "concat", "mul", "mean", "hardswish", "hardsigmoid",
+         "silu", "gelu", "leaky_relu", "elu", "prelu", "mish", "softplus"}
+SAVES_OUTPUT = {"relu", "relu6", "sigmoid", "tanh", "softmax", "log_softmax"}
+# written in place on a fresh input nothing else reads (the ops the cost model counts in place)
+INPLACE = frozenset(n for n, op in ops.LANGUAGE.items() if op.inplace)
 VIEW_OPS = {"identity", "flatten", "dropout", "drop_path", "center_crop"}
 
 
@@ -1185,7 +1190,8 @@ class _Core:
 
 
 SAME_SIZE = {"batchnorm", "lrn", "relu", "relu6", "tanh", "sigmoid", "softmax", "identity", "scale", "dropout",
-             "drop_path"}
+             "drop_path", "hardswish", "hardsigmoid", "silu", "gelu", "leaky_relu", "elu", "prelu", "mish",
+             "softplus", "log_softmax"}
 
 
 def _names(expr) -> set:
@@ -1210,7 +1216,7 @@ def _layer_sdeps(name: str, a: dict, cur: Val, rank: int) -> frozenset:
 
 
 def inplace_done(name, cur, var) -> bool:
-    return name in ("relu", "relu6") and var == cur.var
+    return name in INPLACE and var == cur.var
 
 
 def _closed_form(child, parts: list, args, names) -> Py | None:
@@ -1779,7 +1785,7 @@ class _Layers:
                         self.facts_numbered = True
                 # in an nn.Sequential each value has one reader, the next module; but what a
                 # view passes on may still be the sequence's input, which others read
-                inplace = (name in ("relu", "relu6") and cur.fresh and not cur.saves
+                inplace = (name in INPLACE and cur.fresh and not cur.saves
                            and (cur.storage not in (0, getattr(scope, "in_storage", 0)) if scope.form == "seq"
                                 else self.overwritable(cur)))
                 code = layers.module(name, a, cv, cur.chan, cur.rank, inplace)
@@ -1794,7 +1800,7 @@ class _Layers:
                 if name == "identity":
                     return cur
                 af = self.layer_args(op, args, st, "crop" if name == "center_crop" else "fwd")
-                inplace = name in ("relu", "relu6") and cur.fresh and not cur.saves and self.overwritable(cur)
+                inplace = name in INPLACE and cur.fresh and not cur.saves and self.overwritable(cur)
                 expr = layers.functional(name, af, cv, cur.var, inplace)
                 if name in layers.HELPER_OF_CALL:
                     self.gen.helpers.add(layers.HELPER_OF_CALL[name])

@@ -40,7 +40,8 @@ SOURCE = {fn: inspect.getsource(getattr(fn, "fn", fn))
                      *runtime.FUNCTIONS, *tune.FUNCTIONS, conv.pack_weight, depthwise.pack_weight_dw,
                      resample.pack_weight_t)}
 ACT_PROLOGUE = ("relu", "relu6")
-UNARY = ("relu", "relu6", "tanh", "sigmoid", "scale")
+UNARY = ("relu", "relu6", "tanh", "sigmoid", "hardswish", "hardsigmoid", "silu", "gelu", "leaky_relu", "elu", "mish",
+         "softplus", "scale")
 
 
 @dataclass
@@ -288,25 +289,29 @@ class _Writer:
                 groups=a["groups"], x_rs=x_rs, y_rs=out_rs, bias=a["bias"])
             self.launch(resample, launch, {"x": x, "w": wt, "b": b, "y": out}, n)
             return self.rows.append(Row(n, op, "kernel", f"conv_transpose {_k(a['k'])} s{_k(a['stride'])}{placed}"))
-        if op in UNARY or op == "batchnorm":
+        if op in UNARY or op in ("batchnorm", "prelu"):
             bind = {"x": x, "y": out, "s": out, "t": out, "r": out}
             if op == "batchnorm":
                 bind["s"] = self.put(f"bn_affine(s, {n!r}, {a['eps']!r})[0]")
                 bind["t"] = self.put(f"bn_affine(s, {n!r}, {a['eps']!r})[1]")
                 steps = ()
+            elif op == "prelu":           # (its slopes, one per channel, as the scale vector)
+                bind["s"] = self.put(f"s[{n + '.weight'!r}].float().expand({c})")
+                steps = ()
             else:
                 steps = ({"op": op, "args": dict(a)},)
             launch, _, rest = pointwise.pointwise_launch(c=c, hw=(h, w), x_rs=x_rs, y_rs=out_rs,
-                                                         affine=op == "batchnorm", steps=steps)
+                                                         affine=op == "batchnorm", steps=steps, prelu=op == "prelu")
             assert not rest
             self.launch(pointwise, launch, bind, n)
             return self.rows.append(Row(n, op, "kernel", f"pointwise {op}{' in place' if x == out else ''}{placed}"))
         if op in ("add", "mean") or (op == "mul" and self._gate_or_same(n, ins)):
             return self.eltwise(n, op, ins, out, out_rs, (h, w), c, placed)
-        if op == "softmax":
-            self.launch(pointwise, pointwise.softmax_launch(c=c, hw=(h, w), x_rs=x_rs, y_rs=out_rs),
+        if op in ("softmax", "log_softmax"):
+            self.launch(pointwise, pointwise.softmax_launch(c=c, hw=(h, w), x_rs=x_rs, y_rs=out_rs,
+                                                            log=op == "log_softmax"),
                         {"x": x, "y": out}, n)
-            return self.rows.append(Row(n, op, "kernel", "softmax over channels"))
+            return self.rows.append(Row(n, op, "kernel", f"{op} over channels"))
         if op == "lrn":
             self.launch(pointwise, pointwise.lrn_launch(c=c, hw=(h, w), size=a["size"], alpha=a["alpha"],
                                                         beta=a["beta"], k=a["k"], x_rs=x_rs, y_rs=out_rs),
@@ -729,6 +734,8 @@ def _state(G) -> list:
             kind = "var"
         elif op == "batchnorm":
             kind = "ones" if suffix == "weight" else "zeros"
+        elif op == "prelu":
+            kind = float(G.nodes[node]["args"]["init"])      # (nn.PReLU's init)
         elif suffix == "weight" and len(shape) > 1:
             kind = "weight"
         else:

@@ -9,8 +9,13 @@ p*rs. A vector (N, F) is the map (N, 1, 1, F). `row_stride` checks a tensor has 
 
 Epilogue steps. A fused node's element-wise steps are a short program the kernel runs on its fp32
 tile: up to PRE steps, then at most one residual add, then up to POST steps, each a code of
-STEPS with, for `scale`, its factor. `epilogue_codes` encodes a step list into those constexpr
-slots, and says where the list must be split into further launches (docs/triton.md).
+STEPS with one constexpr float S: the parameter of the ops that have one (STEP_PARAM: scale's
+factor, leaky_relu's slope, elu's alpha, softplus's threshold). gelu has a code per form (exact,
+tanh). softplus(beta, threshold) with beta != 1 is three slots, scale(beta), softplus(threshold)
+at beta 1, scale(1/beta): softplus(x; b, t) = softplus(b*x; 1, t)/b, in PyTorch's form
+(`b*x > t ? x : log1p(exp(b*x))/b`) exactly, up to rounding. `epilogue_codes` encodes a step list
+into those constexpr slots, and says where the list must be split into further launches
+(docs/triton.md).
 """
 from __future__ import annotations
 
@@ -20,8 +25,13 @@ import torch
 import triton
 import triton.language as tl
 
+from netlang import ops
+
 # the element-wise step codes a kernel's epilogue (and the pointwise kernel) understands
-STEPS = {"relu": 1, "relu6": 2, "tanh": 3, "sigmoid": 4, "scale": 5}
+STEPS = {"relu": 1, "relu6": 2, "tanh": 3, "sigmoid": 4, "scale": 5, "hardswish": 6, "hardsigmoid": 7, "silu": 8,
+         "gelu": 9, "leaky_relu": 11, "elu": 12, "mish": 13, "softplus": 14}
+GELU_TANH = 10                # gelu(approximate="tanh")
+STEP_PARAM = {"scale": "s", "leaky_relu": "slope", "elu": "alpha", "softplus": "threshold"}   # the S of a step
 PRE, POST = 3, 2              # slots before and after the residual add
 MIN_DOT = 16                  # tl.dot's smallest tile dimension on a GPU (the interpreter does not check)
 
@@ -49,6 +59,29 @@ def apply_step(x, CODE: tl.constexpr, S: tl.constexpr):
         x = 1.0 / (1.0 + tl.exp(-x))
     elif CODE == 5:
         x = x * S
+    elif CODE == 6:
+        x = x * tl.minimum(tl.maximum(x + 3.0, 0.0), 6.0) / 6.0
+    elif CODE == 7:
+        x = tl.minimum(tl.maximum(x + 3.0, 0.0), 6.0) / 6.0
+    elif CODE == 8:
+        x = x / (1.0 + tl.exp(-x))
+    elif CODE == 9:
+        x = 0.5 * x * (1.0 + tl.math.erf(x * 0.7071067811865476))
+    elif CODE == 10:
+        u = 0.7978845608028654 * (x + 0.044715 * x * x * x)
+        e = tl.exp(-2.0 * tl.abs(u))
+        t = (1.0 - e) / (1.0 + e)
+        x = 0.5 * x * (1.0 + tl.where(u >= 0, t, -t))
+    elif CODE == 11:
+        x = tl.where(x > 0, x, x * S)
+    elif CODE == 12:
+        x = tl.where(x > 0, x, S * (tl.exp(tl.minimum(x, 0.0)) - 1.0))
+    elif CODE == 13:
+        sp = tl.maximum(x, 0.0) + tl.log(1.0 + tl.exp(-tl.abs(x)))     # softplus, >= 0
+        e = tl.exp(-2.0 * sp)
+        x = x * (1.0 - e) / (1.0 + e)
+    elif CODE == 14:
+        x = tl.where(x > S, x, tl.maximum(x, 0.0) + tl.log(1.0 + tl.exp(-tl.abs(x))))
     return x
 
 
@@ -73,15 +106,14 @@ def epilogue_codes(steps) -> tuple[dict, int, list]:
     and the steps left over, which the caller runs as further launches on the output."""
     slots = {"HAS_RES": False, **{k: 0 for k in ("E0", "E1", "E2", "F0", "F1")},
              **{k: 1.0 for k in ("S0", "S1", "S2", "T0", "T1")}}
-    steps, i, res = list(steps), 0, -1
+    steps, i, res = [u for st in steps for u in _one_slot_each(st)], 0, -1
 
     def fill(prefix, scale, count):
         nonlocal i
         for k in range(count):
             if i == len(steps) or steps[i]["op"] not in STEPS:
                 return
-            slots[f"{prefix}{k}"] = STEPS[steps[i]["op"]]
-            slots[f"{scale}{k}"] = float(steps[i]["args"].get("s", 1.0))
+            slots[f"{prefix}{k}"], slots[f"{scale}{k}"] = step_code(steps[i])
             i += 1
 
     fill("E", "S", PRE)
@@ -93,6 +125,29 @@ def epilogue_codes(steps) -> tuple[dict, int, list]:
         i += 1
     fill("F", "T", POST)         # (without a residual, the F slots simply follow the E slots)
     return slots, res, steps[i:]
+
+
+def step_code(st: dict) -> tuple[int, float]:
+    """The (code, S) of one slot's step; a parameter left out takes the op's default."""
+    a, op = st.get("args", {}), st["op"]
+    if op == "gelu" and a.get("approximate") == "tanh":
+        return GELU_TANH, 1.0
+    if op not in STEP_PARAM:
+        return STEPS[op], 1.0
+    name = STEP_PARAM[op]
+    default = ops.OPS[op].param_index[name].default
+    return STEPS[op], float(a[name] if name in a else 1.0 if default is ops.REQUIRED else default)
+
+
+def _one_slot_each(st: dict) -> list:
+    """A step as the steps of one slot each: softplus with beta != 1 is scale, softplus, scale
+    (see the module docstring); every other step is itself."""
+    a = st.get("args", {})
+    if st["op"] != "softplus" or float(a.get("beta", 1.0)) == 1.0:
+        return [st]
+    beta = float(a["beta"])
+    return [dict(st, op="scale", args={"s": beta}), dict(st, args=dict(a, beta=1.0)),
+            dict(st, op="scale", args={"s": 1.0 / beta})]
 
 
 def row_stride(t: torch.Tensor, what: str = "tensor") -> int:

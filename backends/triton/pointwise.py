@@ -1,12 +1,14 @@
 """Per-pixel kernels on NHWC activations: element-wise steps, local response normalisation and a
-softmax over the channels.
+softmax (or log-softmax) over the channels.
 
 - `_pointwise_nhwc`: a tile of 64 pixels (M = N*H*W) by up to 64 channels; v = x in fp32, then
   an affine x*scale[c] + shift[c] (a batchnorm at inference that was not folded into a conv,
-  prepacked as two vectors), the step slots E0..E2 (common.apply_step), one residual r combined
+  prepacked as two vectors) or, with PRELU, a per-channel slope: v if v > 0 else scale[c]*v (a
+  prelu, its one shared slope prepacked as a vector of C), the step slots E0..E2
+  (common.apply_step), one residual r combined
   as v + r or v * r (RES_MUL), where r is a map like x or, with R_BCAST, a per-sample channel
   vector (N, 1, 1, C) broadcast over the pixels (a squeeze-and-excitation gate, row n*R_RS), then
-  the slots F0, F1. It lowers standalone relu/relu6/tanh/sigmoid/scale nodes, an unfolded
+  the slots F0, F1. It lowers standalone element-wise nodes (common.STEPS), prelu, an unfolded
   batchnorm, add and mul of two maps, and n-ary add/mean as a chain of launches (each launch
   takes one residual; `pointwise_launch` returns the steps left over, which run in place on the
   output; a mean is the last add followed by a scale of 1/n). Every element is read and written
@@ -18,8 +20,8 @@ softmax over the channels.
 - `_softmax_nhwc`: torch.softmax over the channels of each pixel (dim 1 of NCHW), max-subtracted.
   Up to 4096 channels it is one block of next_power_of_2(C) channels (and as many pixels as keep
   a tile at 4096 elements); beyond that, two passes over 4096-channel chunks: an online max and
-  sum of exponentials, then the normalised outputs. Each row is read completely before it is
-  written, so it may run in place.
+  sum of exponentials, then the normalised outputs. With LOG, torch.log_softmax: x - max -
+  log(sum). Each row is read completely before it is written, so it may run in place.
 
 Every input and the output is a view in common.py's layout (a channel slice of a wider buffer is
 fine: row strides are constexprs); a vector (N, F) is the map (N, 1, 1, F). Math is fp32, cast
@@ -41,7 +43,8 @@ SOFTMAX_BLOCK = 4096          # channels in one softmax block; wider rows are lo
 @triton.jit
 def _pointwise_nhwc(x_ptr, s_ptr, t_ptr, r_ptr, y_ptr, N, H, W,
                     C: tl.constexpr, X_RS: tl.constexpr, Y_RS: tl.constexpr, R_RS: tl.constexpr,
-                    HAS_AFFINE: tl.constexpr, HAS_RES: tl.constexpr, RES_MUL: tl.constexpr, R_BCAST: tl.constexpr,
+                    HAS_AFFINE: tl.constexpr, PRELU: tl.constexpr, HAS_RES: tl.constexpr, RES_MUL: tl.constexpr,
+                    R_BCAST: tl.constexpr,
                     E0: tl.constexpr, E1: tl.constexpr, E2: tl.constexpr, F0: tl.constexpr, F1: tl.constexpr,
                     S0: tl.constexpr, S1: tl.constexpr, S2: tl.constexpr, T0: tl.constexpr, T1: tl.constexpr,
                     BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr):
@@ -54,6 +57,9 @@ def _pointwise_nhwc(x_ptr, s_ptr, t_ptr, r_ptr, y_ptr, N, H, W,
         s = tl.load(s_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)
         t = tl.load(t_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)
         v = v * s[None, :] + t[None, :]
+    if PRELU:
+        a = tl.load(s_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)
+        v = tl.where(v > 0, v, v * a[None, :])
     v = apply_step(v, E0, S0)
     v = apply_step(v, E1, S1)
     v = apply_step(v, E2, S2)
@@ -97,7 +103,7 @@ def _lrn_nhwc(x_ptr, y_ptr, N, H, W,
 @triton.jit
 def _softmax_nhwc(x_ptr, y_ptr, N, H, W,
                   C: tl.constexpr, X_RS: tl.constexpr, Y_RS: tl.constexpr, LOOP: tl.constexpr,
-                  BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr):
+                  LOG: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr):
     offs_m, mask_m, n, ph, pw = output_pixels(tl.program_id(0), N, H, W, BLOCK_M)
     offs_c = tl.arange(0, BLOCK_C)
     x_rows = (offs_m * X_RS)[:, None]
@@ -106,8 +112,12 @@ def _softmax_nhwc(x_ptr, y_ptr, N, H, W,
         mask = mask_m[:, None] & (offs_c < C)[None, :]
         v = tl.load(x_ptr + x_rows + offs_c[None, :], mask=mask, other=float("-inf")).to(tl.float32)
         v = tl.where(mask_m[:, None], v, 0.0)          # (rows past M: finite, never stored)
-        e = tl.exp(v - tl.max(v, axis=1)[:, None])
-        v = e / tl.sum(e, axis=1)[:, None]
+        d = v - tl.max(v, axis=1)[:, None]
+        e = tl.exp(d)
+        if LOG:
+            v = d - tl.log(tl.sum(e, axis=1))[:, None]
+        else:
+            v = e / tl.sum(e, axis=1)[:, None]
         tl.store(y_ptr + y_rows + offs_c[None, :], v.to(y_ptr.dtype.element_ty), mask=mask)
     else:
         m = tl.full((BLOCK_M,), float("-inf"), tl.float32)
@@ -124,7 +134,10 @@ def _softmax_nhwc(x_ptr, y_ptr, N, H, W,
             cc = c0 + offs_c
             mask = mask_m[:, None] & (cc < C)[None, :]
             v = tl.load(x_ptr + x_rows + cc[None, :], mask=mask, other=0.0).to(tl.float32)
-            v = tl.exp(v - m[:, None]) / total[:, None]
+            if LOG:
+                v = v - m[:, None] - tl.log(total)[:, None]
+            else:
+                v = tl.exp(v - m[:, None]) / total[:, None]
             tl.store(y_ptr + y_rows + cc[None, :], v.to(y_ptr.dtype.element_ty), mask=mask)
 
 
@@ -136,20 +149,22 @@ def _channel_block(c: int) -> int:
 
 
 def pointwise_launch(*, c: int, hw: tuple, x_rs: int, y_rs: int, r_rs: int | None = None, affine: bool = False,
-                     steps=(), mul: bool = False, bcast: bool = False) -> tuple:
+                     steps=(), mul: bool = False, bcast: bool = False, prelu: bool = False) -> tuple:
     """The launch of one pointwise kernel over a (N, H, W, c) map, the residual input it takes
     (the position an "add" step of `steps` names, or -1) and the steps it cannot take (run them
     as further launches in place on the output: an add of several inputs takes one per launch).
-    affine: a scale/shift pair first. mul: the residual multiplies instead of adding (a mul node
-    or a gate); bcast: the residual is a per-sample channel vector (N, 1, 1, c), row stride r_rs."""
+    affine: a scale/shift pair first. prelu: instead, a per-channel slope (bound to "s") first.
+    mul: the residual multiplies instead of adding (a mul node or a gate); bcast: the residual
+    is a per-sample channel vector (N, 1, 1, c), row stride r_rs."""
     h, w = hw
     steps = list(steps)
     slots, res, rest = epilogue_codes(steps)
     if steps and len(rest) == len(steps) and rest[0] is steps[0]:
         raise ValueError(f"{steps[0]['op']!r} is not a step the pointwise kernel takes (common.STEPS, add)")
     bm, bc = BLOCK_PIXELS, _channel_block(c)
+    assert not (affine and prelu), "an affine and a prelu slope share the scale vector"
     consts = dict(C=c, X_RS=x_rs, Y_RS=y_rs, R_RS=(r_rs or c) if res >= 0 else 0, HAS_AFFINE=bool(affine),
-                  **slots, RES_MUL=bool(mul) and res >= 0, R_BCAST=bool(bcast) and res >= 0,
+                  PRELU=bool(prelu), **slots, RES_MUL=bool(mul) and res >= 0, R_BCAST=bool(bcast) and res >= 0,
                   BLOCK_M=bm, BLOCK_C=bc)
     launch = Launch(_pointwise_nhwc, ((h * w, bm), triton.cdiv(c, bc)), ("x", "s", "t", "r", "y", "N", h, w),
                     frozenset({"x", "s", "t", "r", "y"}), consts)
@@ -165,14 +180,15 @@ def lrn_launch(*, c: int, hw: tuple, size: int, alpha: float, beta: float, k: fl
                        K=float(k), BLOCK_M=bm, BLOCK_C=bc))
 
 
-def softmax_launch(*, c: int, hw: tuple, x_rs: int, y_rs: int) -> Launch:
-    """The launch of a softmax over the channels of each pixel of a (N, H, W, c) map."""
+def softmax_launch(*, c: int, hw: tuple, x_rs: int, y_rs: int, log: bool = False) -> Launch:
+    """The launch of a softmax (with log, a log-softmax) over the channels of each pixel of a
+    (N, H, W, c) map."""
     h, w = hw
     loop = c > SOFTMAX_BLOCK
     bc = SOFTMAX_BLOCK if loop else triton.next_power_of_2(c)
     bm = max(1, min(BLOCK_PIXELS, SOFTMAX_BLOCK // bc))
     return Launch(_softmax_nhwc, ((h * w, bm),), ("x", "y", "N", h, w), frozenset({"x", "y"}),
-                  dict(C=c, X_RS=x_rs, Y_RS=y_rs, LOOP=loop, BLOCK_M=bm, BLOCK_C=bc))
+                  dict(C=c, X_RS=x_rs, Y_RS=y_rs, LOOP=loop, LOG=bool(log), BLOCK_M=bm, BLOCK_C=bc))
 
 
 def _map_shape(t: torch.Tensor) -> tuple:
@@ -201,10 +217,12 @@ def _overlap(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 def pointwise(x: torch.Tensor, out: torch.Tensor | None = None, *, affine: tuple | None = None, steps=(),
-              residual: torch.Tensor | None = None, mul: bool = False) -> torch.Tensor:
+              residual: torch.Tensor | None = None, mul: bool = False,
+              prelu: torch.Tensor | None = None) -> torch.Tensor:
     """The pointwise kernel on the NHWC map (or (N, F) vector) `x`, into `out` where given (an
     NHWC view: a channel slice, or x itself), else into a new tensor. affine: (scale, shift),
-    vectors of C, applied first. steps: as conv.conv2d's ({"op": "relu"}, {"op": "scale", "args":
+    vectors of C, applied first. prelu: instead, the slopes of a prelu, a vector of C (or of 1,
+    shared), applied first. steps: as conv.conv2d's ({"op": "relu"}, {"op": "scale", "args":
     {"s": 0.5}}, {"op": "add", "inputs": (1,)} where `residual` enters); a residual with no add
     step is combined first (x + r, or x * r with mul, then the steps). A residual of shape
     (N, 1, 1, C) or (N, C) on a larger map is a per-sample gate, broadcast over the pixels."""
@@ -221,10 +239,12 @@ def pointwise(x: torch.Tensor, out: torch.Tensor | None = None, *, affine: tuple
     launch, res, rest = pointwise_launch(
         c=c, hw=(h, w), x_rs=row_stride(x, "x"), y_rs=row_stride(out, "out"),
         r_rs=row_stride(residual, "residual") if residual is not None else None, affine=affine is not None,
-        steps=steps, mul=mul, bcast=bcast)
+        steps=steps, mul=mul, bcast=bcast, prelu=prelu is not None)
     assert not rest, f"steps the kernel cannot take in one launch: {rest}"
     assert (res >= 0) == (residual is not None), "a residual given without an add step, or the reverse"
     s, t = affine if affine is not None else (x, x)
+    if prelu is not None:
+        s = prelu.expand(c).contiguous()
     launch(n, x=x, s=s, t=t, r=residual if residual is not None else x, y=out)
     return out
 
@@ -241,10 +261,10 @@ def lrn(x: torch.Tensor, size: int, alpha: float = 1e-4, beta: float = 0.75, k: 
     return out
 
 
-def softmax_channels(x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    """torch.softmax over the channels of the NHWC map (or (N, F) vector) `x`, into `out` where
-    given (an NHWC view, x itself included), else into a new tensor."""
+def softmax_channels(x: torch.Tensor, out: torch.Tensor | None = None, log: bool = False) -> torch.Tensor:
+    """torch.softmax (with log, torch.log_softmax) over the channels of the NHWC map (or (N, F)
+    vector) `x`, into `out` where given (an NHWC view, x itself included), else into a new tensor."""
     n, h, w, c = _map_shape(x)
     out = _output(x, out)
-    softmax_launch(c=c, hw=(h, w), x_rs=row_stride(x, "x"), y_rs=row_stride(out, "out"))(n, x=x, y=out)
+    softmax_launch(c=c, hw=(h, w), x_rs=row_stride(x, "x"), y_rs=row_stride(out, "out"), log=log)(n, x=x, y=out)
     return out

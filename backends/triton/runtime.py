@@ -13,7 +13,8 @@ from torch import nn
 def declare_state(module: nn.Module, entries) -> None:
     """The unfused network's state under its checkpoint names: (key, shape, kind) with kind
     "weight" (Kaiming-normal, fan_out, as torchvision initialises convolutions), "ones",
-    "zeros" (parameters), "mean", "var", "count" (batchnorm buffers). Parameters do not require
+    "zeros", a number (a parameter filled with it: prelu's init), "mean", "var", "count"
+    (batchnorm buffers). Parameters do not require
     grad: the module is for inference."""
     for key, shape, kind in entries:
         owner = module
@@ -28,7 +29,9 @@ def declare_state(module: nn.Module, entries) -> None:
             owner.register_buffer(name, torch.zeros(shape) if kind == "mean" else torch.ones(shape))
         else:
             t = torch.zeros(shape) if kind == "zeros" else torch.ones(shape)
-            if kind == "weight":
+            if isinstance(kind, float):
+                t = torch.full(shape, kind)
+            elif kind == "weight":
                 fan_out = shape[0] * math.prod(shape[2:])
                 t = torch.randn(shape) * math.sqrt(2.0 / fan_out)
             owner.register_parameter(name, nn.Parameter(t, requires_grad=False))
