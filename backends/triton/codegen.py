@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from netlang.ir import inputs_of, state_entries, topo_order
 from netlang.passes import run_pipeline
 
-from ..torchgen.fused import _plain
+from ..torchgen.fused import _ancestors, _plain
 from ..torchgen.names import comment, py_ident
 from . import common, conv, depthwise, pointwise, pool, prepack, resample, runtime, tune
 
@@ -452,7 +452,7 @@ class _Writer:
         reads, where the concat's buffer may be written at this conv's step (nothing else lives
         there from now until the memory plan's start of that buffer); that part is then stored
         straight into the concat, which copies nothing for it. (None, None) where none qualifies."""
-        H, plan = self.H, self.plan
+        H = self.H
         if "siblings" not in data:
             return None, None
         for _, sl in H.out_edges(n):
@@ -741,16 +741,6 @@ def _state(G) -> list:
         else:
             kind = "zeros"
         out.append((key, tuple(shape), kind))
-    return out
-
-
-def _ancestors(H, n: str) -> set:
-    out, todo = set(), [n]
-    while todo:
-        for s in inputs_of(H, todo.pop()):
-            if s not in out:
-                out.add(s)
-                todo.append(s)
     return out
 
 
