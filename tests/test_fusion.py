@@ -169,6 +169,23 @@ def test_memory_plan_packs_buffers_that_do_not_overlap_in_time():
     assert plan["arena"] <= 1.2 * plan["peak"]
 
 
+def test_memory_plan_runs_in_place_only_where_no_placed_value_is_read_again():
+    # the conv lives in the concat's buffer; the first relu would overwrite it while the add
+    # still reads it, so it gets a buffer; the second relu is the only reader of the first's
+    text = """
+network n {
+    input 4x5x5
+    c: conv(4, 1)
+    add { concat { identity } -> r: relu -> s: relu
+          identity }
+}
+"""
+    H = run_pipeline(netlang.loads(text, filename="t.net").graph, ["fuse"])
+    owner = H.graph["memory_plan"]["owner"]
+    (cat,) = [n for n in H if H.nodes[n]["op"] == "concat"]
+    assert owner["c"][0] == cat and owner["r"] == ("r", 0) and owner["s"] == ("r", 0)
+
+
 def test_unknown_pass_is_a_clear_error():
     G = netlang.load(ARCH / "resnet.net", network="resnet18").graph
     with pytest.raises(netlang.errors.NetlangValueError, match="unknown pass 'fold'"):

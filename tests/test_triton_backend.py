@@ -192,6 +192,36 @@ def test_found_by_fuzzing_a_pooled_epilogue_never_writes_where_its_input_lives()
     assert check_triton(progen.generate(294), seed=294) is None
 
 
+def test_found_by_fuzzing_an_in_place_op_never_overwrites_a_value_placed_into_its_concat():
+    # the conv is placed into the one-input concat and also read by the add: a relu in place on
+    # the concat's buffer would overwrite what the add reads
+    text = """
+network n {
+    input 4x5x5
+    conv(4, 1)
+    add { concat { identity } -> relu
+          identity }
+}
+"""
+    net = netlang.loads(text, filename="found.net")
+    assert not any(r.detail.endswith("in place") for r in tb.generate(net).plan if r.op == "relu")
+    compare(net, tb.lower(net, init=False))
+
+
+def test_a_layer_named_like_a_packed_weight_keeps_its_own_name():
+    text = """
+network n {
+    input 3x6x6
+    p0: conv(4, 3, pad=1) -> p1: batchnorm -> relu
+    p2: conv(5, 1)
+}
+"""
+    net = netlang.loads(text, filename="names.net")
+    model = tb.lower(net, init=False)
+    assert {"p0.weight", "p1.weight", "p1.running_var", "p2.weight", "p2.bias"} <= set(model.state_dict())
+    compare(net, model)
+
+
 def test_random_programs_equal_the_reference():
     import progen
     found = [(seed, got) for seed in range(30) if (got := check_triton(progen.generate(seed), seed=seed))]

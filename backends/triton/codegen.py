@@ -152,7 +152,7 @@ class _Writer:
 
     # ------------------------------------------------------------------ weights
     def put(self, expr: str) -> str:
-        name = f"p{self.packed}"
+        name = f"netlang_p{self.packed}"
         self.packed += 1
         self.pack_lines.append(f"put({name!r}, {expr})")
         return f"self.{name}"

@@ -238,12 +238,19 @@ def shares_input(G: nx.MultiDiGraph, order: list[str]) -> dict[str, bool]:
 
     Views and inference-time identities always do. An in-place op does only where its input's
     storage has no other reader: `add { relu \n identity }` must copy, or the identity branch
-    would read the relu's result.
+    would read the relu's result. After concat-in-place, a concat's buffer also holds the values
+    placed into it, so an in-place op may not overwrite a concat one of whose placed values has
+    another reader.
     """
     outputs = set(G.graph.get("outputs", []))
     inputs = set(G.graph.get("inputs", []))
+    placed: dict[str, list] = {}        # concat -> the values placed into it
+    for n in order:
+        if "placement" in G.nodes[n]:
+            placed.setdefault(G.nodes[n]["placement"]["into"], []).append(n)
     shares: dict[str, bool] = {}
-    exclusive: dict[str, bool] = {}     # the node's storage has this node's one reader only
+    alone: dict[str, bool] = {}         # what the node's storage holds has one reader, the node's
+    exclusive: dict[str, bool] = {}     # ... and so has the storage its output lives in
     for n in order:
         op = ops.OPS[G.nodes[n]["op"]]
         ins = inputs_of(G, n)
@@ -253,8 +260,9 @@ def shares_input(G: nx.MultiDiGraph, order: list[str]) -> dict[str, bool]:
             shares[n] = exclusive[ins[0]]
         else:
             shares[n] = False
-        single = G.out_degree(n) == 1 and n not in outputs and n not in inputs
-        exclusive[n] = single and (not shares[n] or exclusive[ins[0]])
+        alone[n] = (G.out_degree(n) == 1 and n not in outputs and n not in inputs
+                    and all(alone[p] for p in placed.get(n, ())))
+        exclusive[n] = alone[n] and (not shares[n] or exclusive[ins[0]])
     return shares
 
 
