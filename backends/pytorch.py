@@ -19,7 +19,6 @@ import linecache
 import sys
 import types
 
-import torch
 from torch import nn
 
 from netlang.ir import state_entries, verify

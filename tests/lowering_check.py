@@ -73,19 +73,16 @@ def check(text: str, network: str = "n", seed: int = 0, timeout: int = 0) -> tup
         finally:
             signal.alarm(0)
             signal.signal(signal.SIGALRM, old)
-    try:
-        net = netlang.loads(text, network=network, filename="prog.net")
-    except NetlangError:
+    net = _program(text, network)
+    if net is None:
         return None                     # not a valid program: the generator's miss, not ours
     G = net.graph
     try:
         # in float64: batchnorm over a near-constant batch in training turns float32 rounding
         # into visible differences that are no one's bug
         model = lower(net, init=False).double()
-        state = random_state(G, seed, dtype=torch.float64)
+        state, x = _random_inputs(G, seed, torch.float64)
         model.load_state_dict(state, strict=True)
-        x = torch.randn(2, *G.nodes[G.graph["inputs"][0]]["shape"], generator=torch.Generator().manual_seed(seed),
-                        dtype=torch.float64)
         n_out = len(G.graph["outputs"])
         with torch.no_grad():
             got = model.eval()(x)
@@ -175,15 +172,29 @@ def with_argument(text: str, network: str, cls, name: str, value, source: str, s
     return None
 
 
+def _program(text: str, network: str):
+    """The program's network, or None where the generator wrote one the language rejects."""
+    try:
+        return netlang.loads(text, network=network, filename="prog.net")
+    except NetlangError:
+        return None
+
+
+def _random_inputs(G, seed: int, dtype) -> tuple:
+    """Random weights and batchnorm statistics, and a random batch of two, all from `seed`."""
+    x = torch.randn(2, *G.nodes[G.graph["inputs"][0]]["shape"], generator=torch.Generator().manual_seed(seed),
+                    dtype=dtype)
+    return random_state(G, seed, dtype=dtype), x
+
+
 def check_fused(text: str, network: str = "n", seed: int = 0) -> tuple[str, str] | None:
     """The fuse pipeline on one random program: verify() after every pass, the fused graph's
     reference run equal to the unfused one, and the fused module equal to the reference, in
     float64 (to 1e-9 of the largest output). None where all agree; else (kind, detail)."""
     from netlang.ir import verify
     from netlang.passes import PIPELINES, run_pipeline
-    try:
-        net = netlang.loads(text, network=network, filename="prog.net")
-    except NetlangError:
+    net = _program(text, network)
+    if net is None:
         return None
     G = net.graph
     try:
@@ -191,9 +202,7 @@ def check_fused(text: str, network: str = "n", seed: int = 0) -> tuple[str, str]
         for name in PIPELINES["fuse"]:
             H = run_pipeline(H, [name])
             verify(H)
-        state = random_state(G, seed, dtype=torch.float64)
-        x = torch.randn(2, *G.nodes[G.graph["inputs"][0]]["shape"], generator=torch.Generator().manual_seed(seed),
-                        dtype=torch.float64)
+        state, x = _random_inputs(G, seed, torch.float64)
         with torch.no_grad():
             want = run(G, state, x)
             if not all(torch.allclose(a, b, rtol=1e-9, atol=1e-9) for a, b in zip(run(H, state, x), want)):
@@ -216,14 +225,12 @@ def check_triton(text: str, network: str = "n", seed: int = 0, rtol: float = 1e-
     weights and batchnorm statistics: outputs equal to `rtol` of the largest output (the kernels
     sum in another order than torch's). None where they agree; else (kind, detail)."""
     from backends.triton import lower as lower_triton
-    try:
-        net = netlang.loads(text, network=network, filename="prog.net")
-    except NetlangError:
+    net = _program(text, network)
+    if net is None:
         return None
     G = net.graph
     try:
-        state = random_state(G, seed)
-        x = torch.randn(2, *G.nodes[G.graph["inputs"][0]]["shape"], generator=torch.Generator().manual_seed(seed))
+        state, x = _random_inputs(G, seed, torch.float32)
         with torch.no_grad():
             want = run(G, state, x)[0]
             model = lower_triton(net, init=False)

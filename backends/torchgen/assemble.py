@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from netlang import ast
-from netlang.elaborate import BlockValue, Elaborator, Env, NetworkValue
+from netlang.elaborate import BlockValue, Elaborator, Env
 
 from .code import CLASS_REF, UNKNOWN, Lines, Restart, UseSequential
 from .helpers import helper_source
 from .names import NeedsConcrete, class_name, comment, py_ident
-from .writer import Lazy, NotAChain, Writer, is_gtime
+from .writer import Lazy, NotAChain, Writer
 
 LINE = 100
 
@@ -515,7 +515,7 @@ def _dependency_order(gen: Gen, net: Draft) -> list:
 
 def render_def(gen: Gen, dv) -> str:
     """A def of one block call as the function that builds that block's module."""
-    from .code import P_ATOM, Binding, Py, SEnv, Val
+    from .code import Binding, Py, SEnv, Val
     from .writer import Scope, St, Writer
     decl = dv.decl
     d = Draft("def", decl.name, decl)
@@ -680,7 +680,7 @@ _TOKEN = re.compile(r"\x00[ACV][^\x00]*\x00")   # a name or text decided when th
 def _with_aux(d: Draft, main, outputs) -> list[str]:
     """The network's forward when it has auxiliary outputs: the statements only they need run
     in training only (each top-level statement's lines sit between group markers)."""
-    groups, cur, loose = [], None, []
+    groups, cur = [], None
     for ind, t in d.fwd.items:
         if t == "\x03[":
             cur = []

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from netlang import ops
 
-from .code import P_IF, P_MUL, P_POSTFIX, Py, Resolve
+from .code import P_IF, P_MUL, Py, Resolve
 from .names import NeedsConcrete, pair_lit
 
 

@@ -1791,7 +1791,7 @@ class _Layers:
                 code = layers.module(name, a, cv, cur.chan, cur.rank, inplace)
                 if name in layers.HELPER_OF_MODULE:
                     self.gen.helpers.add(layers.HELPER_OF_MODULE[name])
-                access = self.register(scope, seg, code, numbered)
+                self.register(scope, seg, code, numbered)
                 var = None
                 if scope.form == "graph":
                     var = self.out_var(st, cur, seg, end and not numbered)

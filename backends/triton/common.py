@@ -193,3 +193,32 @@ class Launch:
         args = [tensors[a] if a in self.roles else ("N" if a == "N" else repr(a)) for a in self.args]
         args += [f"{k}={v!r}" for k, v in self.consts.items()]
         return f"{self.kernel.__name__}[({grid},)]({', '.join(args)})"
+
+
+def out_hw(h, w, kernel, stride, padding, dilation) -> tuple[int, int]:
+    """A convolution's output height and width, as PyTorch's."""
+    return tuple((size + 2 * p - d * (k - 1) - 1) // s + 1
+                 for size, k, s, p, d in zip((h, w), kernel, stride, padding, dilation))
+
+
+def run_conv(make_launch, x: torch.Tensor, w_packed: torch.Tensor, bias, *, cout: int, kernel, stride, padding,
+             dilation, groups: int, prologue, steps, residual, out, blocks) -> torch.Tensor:
+    """One eager convolution launch of `make_launch` (conv_launch, depthwise_launch) on the NHWC
+    map `x`: conv.conv2d's contract."""
+    n, h, w, c = x.shape
+    oh, ow = out_hw(h, w, kernel, stride, padding, dilation)
+    if out is None:
+        out = torch.empty((n, oh, ow, cout), device=x.device, dtype=x.dtype)
+    assert tuple(out.shape) == (n, oh, ow, cout), f"out is {tuple(out.shape)}, the conv gives {(n, oh, ow, cout)}"
+    steps = [dict(st, args=st.get("args", {})) for st in steps]
+    launch, res, rest = make_launch(
+        cin=c, cout=cout, hw=(h, w), ohw=(oh, ow), kernel=kernel, stride=stride, padding=padding,
+        dilation=dilation, groups=groups, x_rs=row_stride(x, "x"), y_rs=row_stride(out, "out"),
+        r_rs=row_stride(residual, "residual") if residual is not None else None, bias=bias is not None,
+        prologue=(prologue[2] or "") if prologue else None, steps=steps, blocks=blocks)
+    assert not rest, f"steps the kernel cannot take in one launch: {rest}"
+    assert (res >= 0) == (residual is not None), "a residual given without an add step, or the reverse"
+    ps, pt = (prologue[0], prologue[1]) if prologue else (x, x)
+    launch(n, x=x, w=w_packed, b=bias if bias is not None else x, ps=ps, pt=pt,
+           r=residual if residual is not None else x, y=out, y2=out)
+    return out

@@ -28,7 +28,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import MIN_DOT, STEPS, Launch, apply_step, epilogue, epilogue_codes, output_pixels, row_stride
+from .common import MIN_DOT, STEPS, Launch, apply_step, epilogue, epilogue_codes, output_pixels, run_conv
 
 FAMILY = "conv2d_nhwc"
 POOL_MAX = 128            # the largest map a pooled epilogue holds in one tile (ResNet's 7x7, Inception's 8x8)
@@ -197,11 +197,6 @@ def conv_launch(*, cin: int, cout: int, hw: tuple, ohw: tuple, kernel=(1, 1), st
     return launch, res, rest
 
 
-def out_hw(h, w, kernel, stride, padding, dilation) -> tuple[int, int]:
-    return tuple((size + 2 * p - d * (k - 1) - 1) // s + 1
-                 for size, k, s, p, d in zip((h, w), kernel, stride, padding, dilation))
-
-
 def conv2d(x: torch.Tensor, w_packed: torch.Tensor, bias: torch.Tensor | None = None, *, kernel, stride=(1, 1),
            padding=(0, 0), dilation=(1, 1), groups: int = 1, prologue: tuple | None = None, steps=(),
            residual: torch.Tensor | None = None, out: torch.Tensor | None = None, blocks=None) -> torch.Tensor:
@@ -210,23 +205,8 @@ def conv2d(x: torch.Tensor, w_packed: torch.Tensor, bias: torch.Tensor | None = 
     steps after the bias ({"op": "relu"}, {"op": "scale", "args": {"s": 0.17}}, {"op": "add",
     "inputs": (1,)} for `residual`). Writes into `out` (an NHWC view, e.g. a concat's channel
     slice) where given, else into a new tensor."""
-    n, h, w, c = x.shape
     g, kh, kw, cin_g, cout_g = w_packed.shape
-    assert g == groups and cin_g * groups == c and (kh, kw) == tuple(kernel), "weights packed for another conv"
-    oh, ow = out_hw(h, w, kernel, stride, padding, dilation)
-    cout = cout_g * groups
-    if out is None:
-        out = torch.empty((n, oh, ow, cout), device=x.device, dtype=x.dtype)
-    assert tuple(out.shape) == (n, oh, ow, cout), f"out is {tuple(out.shape)}, the conv gives {(n, oh, ow, cout)}"
-    steps = [dict(st, args=st.get("args", {})) for st in steps]
-    launch, res, rest = conv_launch(
-        cin=c, cout=cout, hw=(h, w), ohw=(oh, ow), kernel=kernel, stride=stride, padding=padding,
-        dilation=dilation, groups=groups, x_rs=row_stride(x, "x"), y_rs=row_stride(out, "out"),
-        r_rs=row_stride(residual, "residual") if residual is not None else None, bias=bias is not None,
-        prologue=(prologue[2] or "") if prologue else None, steps=steps, blocks=blocks)
-    assert not rest, f"steps the kernel cannot take in one launch: {rest}"
-    assert (res >= 0) == (residual is not None), "a residual given without an add step, or the reverse"
-    ps, pt = (prologue[0], prologue[1]) if prologue else (x, x)
-    launch(n, x=x, w=w_packed, b=bias if bias is not None else x, ps=ps, pt=pt,
-           r=residual if residual is not None else x, y=out, y2=out)
-    return out
+    assert g == groups and cin_g * groups == x.shape[3] and (kh, kw) == tuple(kernel), "weights packed for another conv"
+    return run_conv(conv_launch, x, w_packed, bias, cout=cout_g * groups, kernel=kernel, stride=stride,
+                    padding=padding, dilation=dilation, groups=groups, prologue=prologue, steps=steps,
+                    residual=residual, out=out, blocks=blocks)

@@ -27,7 +27,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import STEPS, Launch, apply_step, epilogue, epilogue_codes, output_pixels, row_stride
+from .common import STEPS, Launch, apply_step, epilogue, epilogue_codes, output_pixels, run_conv
 
 FAMILY = "depthwise_nhwc"
 
@@ -118,11 +118,6 @@ def depthwise_launch(*, cin: int, cout: int, hw: tuple, ohw: tuple, kernel=(1, 1
     return launch, res, rest
 
 
-def out_hw(h, w, kernel, stride, padding, dilation) -> tuple[int, int]:
-    return tuple((size + 2 * p - d * (k - 1) - 1) // s + 1
-                 for size, k, s, p, d in zip((h, w), kernel, stride, padding, dilation))
-
-
 def depthwise_conv2d(x: torch.Tensor, w_packed: torch.Tensor, bias: torch.Tensor | None = None, *, kernel,
                      stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups: int | None = None,
                      prologue: tuple | None = None, steps=(), residual: torch.Tensor | None = None,
@@ -130,23 +125,10 @@ def depthwise_conv2d(x: torch.Tensor, w_packed: torch.Tensor, bias: torch.Tensor
     """conv.conv2d for a depthwise convolution of the NHWC map `x` (a channel slice is fine),
     with weights from pack_weight_dw. groups: None or the channel count. prologue: (scale, shift,
     activation or None). steps, residual, out: as conv.conv2d."""
-    n, h, w, c = x.shape
+    c = x.shape[3]
     kh, kw, cout = w_packed.shape
     assert groups in (None, c), f"depthwise needs groups == channels ({c}), got {groups}"
     assert cout % c == 0 and (kh, kw) == tuple(kernel), "weights packed for another conv"
-    oh, ow = out_hw(h, w, kernel, stride, padding, dilation)
-    if out is None:
-        out = torch.empty((n, oh, ow, cout), device=x.device, dtype=x.dtype)
-    assert tuple(out.shape) == (n, oh, ow, cout), f"out is {tuple(out.shape)}, the conv gives {(n, oh, ow, cout)}"
-    steps = [dict(st, args=st.get("args", {})) for st in steps]
-    launch, res, rest = depthwise_launch(
-        cin=c, cout=cout, hw=(h, w), ohw=(oh, ow), kernel=kernel, stride=stride, padding=padding,
-        dilation=dilation, groups=c, x_rs=row_stride(x, "x"), y_rs=row_stride(out, "out"),
-        r_rs=row_stride(residual, "residual") if residual is not None else None, bias=bias is not None,
-        prologue=(prologue[2] or "") if prologue else None, steps=steps, blocks=blocks)
-    assert not rest, f"steps the kernel cannot take in one launch: {rest}"
-    assert (res >= 0) == (residual is not None), "a residual given without an add step, or the reverse"
-    ps, pt = (prologue[0], prologue[1]) if prologue else (x, x)
-    launch(n, x=x, w=w_packed, b=bias if bias is not None else x, ps=ps, pt=pt,
-           r=residual if residual is not None else x, y=out)
-    return out
+    return run_conv(depthwise_launch, x, w_packed, bias, cout=cout, kernel=kernel, stride=stride, padding=padding,
+                    dilation=dilation, groups=c, prologue=prologue, steps=steps, residual=residual, out=out,
+                    blocks=blocks)

@@ -54,7 +54,6 @@ def _mergeable(G, n: str) -> bool:
 
 def _merge(G, sibs: list[str]) -> None:
     first = sibs[0]
-    data = G.nodes[first]
     records, at, names = [], 0, ()
     for s in sibs:
         d = G.nodes[s]

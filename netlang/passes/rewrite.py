@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import networkx as nx
 
-from ..ir import inputs_of
-
 
 def fused_from(G: nx.MultiDiGraph, n: str) -> tuple:
     return G.nodes[n].get("fused_from", (n,))
