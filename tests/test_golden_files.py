@@ -21,8 +21,10 @@ MODELS = [
     "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
     "alexnet", "googlenet", "inception_v3",
     "densenet121", "densenet169", "densenet201", "squeezenet1_0", "squeezenet1_1",
+    "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0", "mnasnet1_0",
 ]
-OUTPUT_MODELS = ["resnet18", "squeezenet1_1", "googlenet"]
+OUTPUT_MODELS = ["resnet18", "squeezenet1_1", "googlenet", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
+                 "efficientnet_b0", "mnasnet1_0"]
 FIELDS = {
     "model": str, "constructor": str, "torch": str, "torchvision": str, "input_size": list,
     "output_shape": list, "num_params": int, "num_buffers_elems": int, "buffers": list,

@@ -60,7 +60,8 @@ def test_tiny_network_equals_the_reference(name):
     compare(net, tb.lower(net, init=False))
 
 
-@pytest.mark.parametrize("file,name,size", [("lenet.net", "lenet5", None), ("unet_tiny.net", "unet_tiny", (1, 32, 32))])
+@pytest.mark.parametrize("file,name,size", [("lenet.net", "lenet5", None), ("unet_tiny.net", "unet_tiny", (1, 32, 32)),
+                                            ("mobilenet.net", "mobilenet_v3_small", (3, 32, 32))])
 def test_small_zoo_network_equals_the_reference(file, name, size):
     net = netlang.load(ROOT / "architectures" / file, network=name, input=size)
     compare(net, tb.lower(net, init=False), batch=1)
@@ -205,6 +206,26 @@ network n {
 """
     net = netlang.loads(text, filename="found.net")
     assert not any(r.detail.endswith("in place") for r in tb.generate(net).plan if r.op == "relu")
+    compare(net, tb.lower(net, init=False))
+
+
+def test_found_by_fuzzing_a_sibling_part_stored_into_its_concat_gets_its_own_steps():
+    # seed 3719: merged siblings with different activations take them in launches after the
+    # conv; the part stored straight into the concat must take its activation there, where its
+    # readers read it, not in the conv's own buffer
+    text = """
+network n {
+    input 4x5x5
+    conv(4, 1)
+    concat {
+        conv(3, 3, pad=1)
+        conv(6, 1) -> tanh
+        conv(6, 1) -> sigmoid -> maxpool(1)
+    }
+}
+"""
+    net = netlang.loads(text, filename="found.net")
+    assert any("into 1" in r.detail and "siblings merged" in r.detail for r in tb.generate(net).plan)
     compare(net, tb.lower(net, init=False))
 
 

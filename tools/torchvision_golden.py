@@ -55,10 +55,16 @@ MODELS = {
     "densenet201": ({}, models.DenseNet201_Weights, 224),
     "squeezenet1_0": ({}, models.SqueezeNet1_0_Weights, 224),
     "squeezenet1_1": ({}, models.SqueezeNet1_1_Weights, 224),
+    "mobilenet_v2": ({}, models.MobileNet_V2_Weights, 224),
+    "mobilenet_v3_small": ({}, models.MobileNet_V3_Small_Weights, 224),
+    "mobilenet_v3_large": ({}, models.MobileNet_V3_Large_Weights, 224),
+    "efficientnet_b0": ({}, models.EfficientNet_B0_Weights, 224),
+    "mnasnet1_0": ({}, models.MNASNet1_0_Weights, 224),
 }
 
 # Models small enough to store a forward pass for: name -> input side.
-OUTPUT_MODELS = {"resnet18": 64, "squeezenet1_1": 64, "googlenet": 64}
+OUTPUT_MODELS = {"resnet18": 64, "squeezenet1_1": 64, "googlenet": 64, "mobilenet_v2": 64, "mobilenet_v3_small": 64,
+                 "mobilenet_v3_large": 64, "efficientnet_b0": 64, "mnasnet1_0": 64}
 
 # ------------------------------------------------------------------ the fill, stated as data
 # Every number below is copied into each outputs/*.json, so a test can rebuild the same tensors.
@@ -216,7 +222,8 @@ def forward_golden(name: str) -> dict:
     side = OUTPUT_MODELS[name]
     model = build(name)
     sd = model.state_dict()
-    filled, sums = {}, []
+    filled, sums = type(sd)(), []
+    filled._metadata = sd._metadata       # (MNASNet's loader reads its version from it)
     for k, t in sd.items():
         v = fill_value(k, tuple(t.shape))
         filled[k] = v.to(t.dtype)

@@ -430,9 +430,16 @@ class _Writer:
                                      "y2": self.expr[part] if part else out,
                                      "r": self.value(ins[res]) if res >= 0 else out}, n)
         self.steps_after(n, out, out_rs, cout, (oh, ow), rest, ins)
+        if part and rest:                   # (the part stored into its concat is what its readers read)
+            self.steps_after(n, self.expr[part], self.rs[part], second[1] - second[0], (oh, ow), rest, ins)
         if not same:
             for s, t in zip(data["siblings"], tails):
-                if t:
+                if not t:
+                    continue
+                if part and (s["start"], s["stop"]) == second[:2]:
+                    self.steps_after(s["node"], self.expr[part], self.rs[part], s["stop"] - s["start"], (oh, ow),
+                                     list(t), ins)
+                else:
                     self.steps_after(s["node"], self.channels(out, s["start"], s["stop"]), out_rs,
                                      s["stop"] - s["start"], (oh, ow), list(t), ins)
         detail = (f"{'linear' if op == 'linear' else ('depthwise' if dw else 'conv2d')} {cin}->{cout}"

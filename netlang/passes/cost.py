@@ -249,8 +249,7 @@ def shares_input(G: nx.MultiDiGraph, order: list[str]) -> dict[str, bool]:
         if "placement" in G.nodes[n]:
             placed.setdefault(G.nodes[n]["placement"]["into"], []).append(n)
     shares: dict[str, bool] = {}
-    alone: dict[str, bool] = {}         # what the node's storage holds has one reader, the node's
-    exclusive: dict[str, bool] = {}     # ... and so has the storage its output lives in
+    exclusive: dict[str, bool] = {}     # what the node's storage holds has one reader, the node's
     for n in order:
         op = ops.OPS[G.nodes[n]["op"]]
         ins = inputs_of(G, n)
@@ -260,9 +259,10 @@ def shares_input(G: nx.MultiDiGraph, order: list[str]) -> dict[str, bool]:
             shares[n] = exclusive[ins[0]]
         else:
             shares[n] = False
-        alone[n] = (G.out_degree(n) == 1 and n not in outputs and n not in inputs
-                    and all(alone[p] for p in placed.get(n, ())))
-        exclusive[n] = alone[n] and (not shares[n] or exclusive[ins[0]])
+        # (a placed value that is a view, an identity say, holds what its input holds)
+        exclusive[n] = (G.out_degree(n) == 1 and n not in outputs and n not in inputs
+                        and (not shares[n] or exclusive[ins[0]])
+                        and all(exclusive[p] for p in placed.get(n, ())))
     return shares
 
 
