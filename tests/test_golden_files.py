@@ -23,8 +23,9 @@ MODELS = [
     "densenet121", "densenet169", "densenet201", "squeezenet1_0", "squeezenet1_1",
     "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0", "mnasnet1_0",
 ]
+TIMM_MODELS = ["seresnet50"]          # timm's, for its key layout (no published GFLOPS)
 OUTPUT_MODELS = ["resnet18", "squeezenet1_1", "googlenet", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
-                 "efficientnet_b0", "mnasnet1_0"]
+                 "efficientnet_b0", "mnasnet1_0", "seresnet50"]
 FIELDS = {
     "model": str, "constructor": str, "torch": str, "torchvision": str, "input_size": list,
     "output_shape": list, "num_params": int, "num_buffers_elems": int, "buffers": list,
@@ -42,18 +43,22 @@ def numel(shape) -> int:
 
 
 def test_exactly_the_expected_files_are_there():
-    assert sorted(p.stem for p in GOLDEN.glob("*.json")) == sorted(MODELS)
+    assert sorted(p.stem for p in GOLDEN.glob("*.json")) == sorted(MODELS + TIMM_MODELS)
     assert sorted(p.stem for p in (GOLDEN / "outputs").glob("*.json")) == sorted(OUTPUT_MODELS)
     assert (GOLDEN / "README.md").is_file()
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", MODELS + TIMM_MODELS)
 def test_description_fields_and_counts(name):
     d = load(name)
     for field, kind in FIELDS.items():
         assert isinstance(d.get(field), kind), field
     assert d["model"] == name
-    assert d["constructor"].startswith(f"torchvision.models.{name}(weights=None")
+    if name in TIMM_MODELS:
+        assert d["constructor"] == f"timm.create_model({name!r}, pretrained=False)"
+        assert d["meta"]["source"].startswith("timm ")
+    else:
+        assert d["constructor"].startswith(f"torchvision.models.{name}(weights=None")
     assert d["input_size"] == [3, 299, 299] if name == "inception_v3" else [3, 224, 224]
     assert d["output_shape"] == [1, 1000]
 
@@ -73,7 +78,7 @@ def test_description_fields_and_counts(name):
     assert sum(numel(s) for k, s, _ in d["state_dict"] if k in buffers) == d["num_buffers_elems"]
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", MODELS + TIMM_MODELS)
 def test_module_names_hold_every_state_dict_owner(name):
     d = load(name)
     names = [n for n, _ in d["module_names"]]

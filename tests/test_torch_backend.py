@@ -565,6 +565,7 @@ TORCHVISION = {  # torchvision model -> (file, network)
     "mobilenet_v3_large": ("mobilenet.net", "mobilenet_v3_large"),
     "efficientnet_b0": ("efficientnet.net", "efficientnet_b0"),
     "mnasnet1_0": ("mnasnet.net", "mnasnet1_0"),
+    "seresnet50": ("seresnet.net", "seresnet50"),        # timm's layout
 }
 
 
@@ -581,7 +582,9 @@ def test_keys_shapes_and_module_types_match_torchvision(model):
     assert ours == {k: tuple(s) for k, s, _ in ref["state_dict"]}
     assert {k for k, _, buf in state_entries(net.graph) if buf} == set(ref["buffers"])
     assert net.cost.params == ref["num_params"]
-    if model == "googlenet":
+    if model == "seresnet50":
+        assert list(ours) == [k for k, _, _ in ref["state_dict"]]      # (timm publishes no GFLOPS)
+    elif model == "googlenet":
         # torchvision registers the auxiliary heads last, and publishes the GFLOPS (MACs) of
         # aux_logits=False
         aux = sum(net.cost.scope_cost(a).macs for a in ("aux1", "aux2"))
@@ -627,7 +630,7 @@ def test_scaled_variants_have_torchvisions_published_figures(model):
 OUTPUT_CASES = {"resnet18": ("resnet.net", "resnet18"), "squeezenet1_1": ("squeezenet.net", "squeezenet1_1"),
                 "googlenet": ("googlenet.net", "googlenet_torchvision"),
                 **{m: TORCHVISION[m] for m in ("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
-                                               "efficientnet_b0", "mnasnet1_0")}}
+                                               "efficientnet_b0", "mnasnet1_0", "seresnet50")}}
 
 
 @pytest.mark.parametrize("model", sorted(OUTPUT_CASES))

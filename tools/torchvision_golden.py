@@ -6,7 +6,13 @@ versions the committed files came from), never the project's own environment:
 
     python3 -m venv /path/to/venv-with-torchvision
     /path/to/venv-with-torchvision/bin/pip install torch==2.14.1 torchvision==0.29.1
+    /path/to/venv-with-torchvision/bin/pip install --no-deps timm==1.0.31
+    /path/to/venv-with-torchvision/bin/pip install pyyaml huggingface_hub safetensors
     /path/to/venv-with-torchvision/bin/python tools/torchvision_golden.py
+
+A model whose weights enum is None comes from timm (timm.create_model(name, pretrained=False));
+its file names timm's version, and its meta holds no published GFLOPS (timm's model configs
+carry none).
 
 It writes, for each model in MODELS, `<model>.json` (state_dict layout, parameter and buffer
 counts, module names, output shape, and the cost torchvision publishes for its weights), and, for
@@ -60,11 +66,12 @@ MODELS = {
     "mobilenet_v3_large": ({}, models.MobileNet_V3_Large_Weights, 224),
     "efficientnet_b0": ({}, models.EfficientNet_B0_Weights, 224),
     "mnasnet1_0": ({}, models.MNASNet1_0_Weights, 224),
+    "seresnet50": ({}, None, 224),
 }
 
 # Models small enough to store a forward pass for: name -> input side.
 OUTPUT_MODELS = {"resnet18": 64, "squeezenet1_1": 64, "googlenet": 64, "mobilenet_v2": 64, "mobilenet_v3_small": 64,
-                 "mobilenet_v3_large": 64, "efficientnet_b0": 64, "mnasnet1_0": 64}
+                 "mobilenet_v3_large": 64, "efficientnet_b0": 64, "mnasnet1_0": 64, "seresnet50": 64}
 
 # ------------------------------------------------------------------ the fill, stated as data
 # Every number below is copied into each outputs/*.json, so a test can rebuild the same tensors.
@@ -133,10 +140,20 @@ def build(name: str, **kwargs) -> torch.nn.Module:
     kw = dict(MODELS[name][0])
     kw.update(kwargs)
     torch.manual_seed(0)
+    if MODELS[name][1] is None:
+        import timm
+        return timm.create_model(name, pretrained=False, **kw).eval()
     return getattr(models, name)(weights=None, **kw).eval()
 
 
+def _timm_version() -> str:
+    import timm
+    return timm.__version__
+
+
 def constructor_text(name: str) -> str:
+    if MODELS[name][1] is None:
+        return f"timm.create_model({name!r}, pretrained=False)"
     args = ["weights=None"] + [f"{k}={v!r}" for k, v in MODELS[name][0].items()]
     return f"torchvision.models.{name}({', '.join(args)})"
 
@@ -207,7 +224,7 @@ def describe(name: str) -> dict:
         "num_params": sum(p.numel() for p in model.parameters()),
         "num_buffers_elems": sum(b.numel() for b in model.buffers()),
         "buffers": [k for k in sd if k in buffer_names],
-        "meta": published_meta(enum),
+        "meta": published_meta(enum) if enum is not None else {"source": f"timm {_timm_version()}"},
         "state_dict": state,
         "module_names": [[n, type(m).__name__] for n, m in model.named_modules()],
     }
