@@ -363,6 +363,18 @@ def test_torchvision_googlenet_inception_names():
     assert net.cost.scope_cost("inception3a").params == expect == 164_064
 
 
+def test_mobile_network_example_has_torchvisions_layout():
+    # the example's MobileNetV3-Large against torchvision's own state_dict (the golden file)
+    import json
+    golden = json.loads((Path(__file__).parent / "golden" / "torchvision" / "mobilenet_v3_large.json").read_text())
+    net = load(EX / "mobilenet_v3.net", "mobilenet_v3_large")
+    assert [(k, tuple(s)) for k, s, _ in state_entries(net.graph)] == [(k, tuple(s)) for k, s, _ in golden["state_dict"]]
+    assert net.params == golden["num_params"] == 5_483_032
+    assert round(net.macs / 1e9, 3) == golden["meta"]["gflops"] == 0.217
+    for key in ("features.4.block.2.fc1", "features.4.block.3.0"):
+        assert f"`{key}`" in LANGUAGE and f"{key}.weight" in {k for k, _, _ in golden["state_dict"]}
+
+
 def test_reference_quotes_the_torchvision_names_it_reproduces():
     for key in ("layer1.0.conv1.weight", "features.0.weight", "inception3a.branch2.1.conv.weight",
                 "features.denseblock1.denselayer1.norm1.weight"):
