@@ -368,7 +368,8 @@ def test_mobile_network_example_has_torchvisions_layout():
     import json
     golden = json.loads((Path(__file__).parent / "golden" / "torchvision" / "mobilenet_v3_large.json").read_text())
     net = load(EX / "mobilenet_v3.net", "mobilenet_v3_large")
-    assert [(k, tuple(s)) for k, s, _ in state_entries(net.graph)] == [(k, tuple(s)) for k, s, _ in golden["state_dict"]]
+    ours = [(k, tuple(s)) for k, s, _ in state_entries(net.graph)]
+    assert ours == [(k, tuple(s)) for k, s, _ in golden["state_dict"]]
     assert net.params == golden["num_params"] == 5_483_032
     assert round(net.macs / 1e9, 3) == golden["meta"]["gflops"] == 0.217
     for key in ("features.4.block.2.fc1", "features.4.block.3.0"):
