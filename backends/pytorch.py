@@ -85,7 +85,7 @@ def build(text: str, entry: str, tag: str, init: bool = True, outputs: int = 1) 
     saved_nn, saved_init = ns["nn"], ns["init_weights"]
     ns["nn"] = _DeferredNN()
     if not init:
-        ns["init_weights"] = lambda module: None
+        ns["init_weights"] = lambda module, rules=(): None
     try:
         model = eval(entry, ns)
     finally:

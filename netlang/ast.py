@@ -153,7 +153,18 @@ class OutputStmt(Node):
     refs: tuple[Ref, ...]
 
 
-Stmt = Union[Let, If, For, InputStmt, OutputStmt, Pipe]
+@dataclass(frozen=True, eq=False)
+class InitRule(Node):
+    target: tuple[str, ...]     # a layer kind or name, dotted; maybe ending in weight or bias
+    value: Expr
+
+
+@dataclass(frozen=True, eq=False)
+class InitStmt(Node):
+    rules: tuple[InitRule, ...]
+
+
+Stmt = Union[Let, If, For, InputStmt, OutputStmt, InitStmt, Pipe]
 
 
 # ---------------------------------------------------------------- top level

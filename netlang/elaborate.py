@@ -28,7 +28,7 @@ from typing import Any
 
 import networkx as nx
 
-from . import ast, ops
+from . import ast, init, ops
 from .errors import (NetlangError, NetlangImportError, NetlangNameError, NetlangRecursionError,
                      NetlangShapeError, NetlangTypeError, NetlangValueError, SourceLoc, paused_gc)
 from .parser import parse
@@ -800,6 +800,41 @@ class Elaborator:
             raise NetlangTypeError(f"{callee.name}(...) gives a value, not a layer", loc)
         raise NetlangTypeError(f"{fmt_value(callee)} is {a_type(callee)}, not a layer", loc)
 
+    def init_rule(self, r: ast.InitRule, env: Env, cur) -> tuple:
+        """(target, entry, scheme, arguments, loc) of one rule of an init statement (netlang/init.py)."""
+        path, entry = r.target, "weight"
+        if len(path) > 1 and path[-1] in ("weight", "bias"):
+            path, entry = path[:-1], path[-1]
+        target = ".".join(path)
+        if target in init.KINDS and entry not in init.KINDS[target]:
+            raise NetlangValueError(f"a {target} layer has no {entry} to initialise", r.loc)
+        v = r.value
+        if type(v) is ast.Name:
+            scheme, args = v.id, ()
+        elif type(v) is ast.Call and type(v.func) is ast.Name:
+            scheme, args = v.func.id, v.args
+        else:
+            raise NetlangTypeError("an init rule's value is a scheme", v.loc, hint="e.g. normal(0, 0.01) or zeros")
+        if scheme not in init.SCHEMES:
+            close = difflib.get_close_matches(scheme, sorted(init.SCHEMES), n=1)
+            raise NetlangNameError(f"unknown init scheme '{scheme}'", v.loc,
+                                   hint=(f"did you mean '{close[0]}'? " if close else "")
+                                   + "the schemes are " + ", ".join(init.SCHEMES))
+        params = init.SCHEMES[scheme][0]
+        sig = f"{scheme}({', '.join(p if d is None else f'{p}={fmt_value(d)}' for p, d in params)})"
+        matched = match_args(f"init scheme {scheme}", [p for p, _ in params], args, sig,
+                             f"{scheme} takes {len(params)} arguments")
+        vals = {p: d for p, d in params}
+        for name, a in matched:
+            vals[name] = self.eval(a.value, env, cur)
+        for p, d in params:
+            if vals[p] is None:
+                raise NetlangTypeError(f"{scheme} needs its '{p}' argument", v.loc, hint=sig)
+        wrong = init.check_args(scheme, vals)
+        if wrong:
+            raise NetlangValueError(f"{scheme}: {wrong}", v.loc, hint=sig)
+        return target, entry, scheme, vals, r.loc
+
     def bind_params(self, what: str, params, arg_exprs, env, cur, loc, target_env: Env) -> list:
         """Bind call arguments to declared parameters in target_env; return them for the call text."""
         sig = _param_sig(what, params)
@@ -888,6 +923,11 @@ class Elaborator:
                 if not network:
                     raise NetlangValueError("output belongs in a network, not in a block", s.loc)
                 net.output_stmt(s, ctx)
+            elif t is ast.InitStmt:
+                if not network:
+                    raise NetlangValueError("init belongs in a network, not in a block", s.loc,
+                                            hint="a network's init rules reach its blocks' layers by kind or name")
+                net.init += [self.init_rule(r, env, cur) for r in s.rules]
             else:
                 if network and net.outputs is not None:
                     raise NetlangValueError("nothing may follow output", s.loc)
@@ -1008,6 +1048,7 @@ class _NetworkRun:
         self.input_node: int | None = None
         self.outputs: list[int] | None = None
         self.output_loc = None
+        self.init: list = []            # the init statements' rules, evaluated
 
     def make_input(self, shape, loc, ctx: Ctx) -> int:
         shape = _check_input_shape(shape, loc)
@@ -1138,6 +1179,13 @@ def _elaborate(module: Module, value: NetworkValue, overrides: dict, input_shape
     G = nx.relabel_nodes(G, names, copy=True)
     for n, data in G.nodes(data=True):
         data["scope"] = _scope_of(n, scopes)
+    for target, _, _, _, loc in run.init:
+        if target not in init.KINDS and not any(
+                G.nodes[n]["op"] in init.NAMED_KINDS and (n == target or n.startswith(target + ".")) for n in G):
+            raise NetlangNameError(f"init: no convolution or linear layer is named {target} or under it", loc,
+                                   hint="a rule names a kind (" + ", ".join(init.KINDS) + ") or a layer")
+    if run.init:
+        G.graph["init"] = [(t, e, s, a) for t, e, s, a, _ in run.init]
     G.graph.update(
         name=value.name,
         file=module.path,

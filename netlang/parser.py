@@ -46,8 +46,21 @@ class _Newlines:
         prev: str | None = None
         indent: dict[int, int] = {}         # line -> column of its first token
         stolen: Token | None = None         # first '{' closed by a '}' indented like an outer one
-        for tok in stream:
+        stream = iter(stream)
+        ahead: list[Token] = []
+        while True:
+            tok = ahead.pop() if ahead else next(stream, None)
+            if tok is None:
+                break
             kind = tok.type
+            if (kind == "NAME" and tok.value == "init" and stack and stack[-1].type == "LBRACE"
+                    and (pending is not None or prev == "LBRACE")):
+                nxt = next(stream, None)
+                if nxt is not None:
+                    ahead.append(nxt)
+                    if nxt.type in ("NAME", "STRING"):     # `init conv = ...`: the init statement
+                        tok = Token.new_borrow_pos("_INIT", tok.value, tok)
+                        kind = "_INIT"
             if kind != "_NL":
                 indent.setdefault(tok.line, tok.column)
             if kind == "_NL":
@@ -326,6 +339,15 @@ class _Build(Transformer_NonRecursive):
 
     def output_stmt(self, meta, c):
         return ast.OutputStmt(self.L(meta), tuple(c))
+
+    def init_stmt(self, meta, c):
+        return ast.InitStmt(self.L(meta), tuple(r for r in c if r is not None))
+
+    def init_rule(self, meta, c):
+        target = c[0]
+        if not isinstance(target, tuple):           # a string: "classifier.1", "features.0.0.bias"
+            target = tuple(_unquote(target, self.file).split("."))
+        return ast.InitRule(self.L(meta), target, c[1])
 
     def outref(self, meta, c):
         return ast.Ref(self.L(meta), c[-1])

@@ -572,7 +572,11 @@ def render_class(gen: Gen, d: Draft) -> str:
     out.append("        super().__init__()")
     out += _wrapped(d.init, 2)
     if d.kind == "network":
-        out.append("        init_weights(self)")
+        rules = gen.G.graph.get("init")
+        if rules:
+            out += _wrap_def("        init_weights(self, [", [repr(r) for r in rules], "])", 8)
+        else:
+            out.append("        init_weights(self)")
     fwd = _forward(gen, d)
     if fwd:
         out.append("")

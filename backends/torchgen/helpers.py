@@ -82,9 +82,10 @@ def mean_join(xs, p, training):
     return (torch.stack(xs) * w.view(n, *([1] * xs[0].dim()))).sum(0) / w.sum()
 ''',
     "init_weights": '''
-def init_weights(module):
+def init_weights(module, rules=()):
     """Kaiming-normal convolutions (fan_out, relu) with zero bias, batchnorm weight 1 and bias 0,
-    linear layers as PyTorch initialises them."""
+    linear layers as PyTorch initialises them; then the network's init rules in order, each
+    (layer kind or name prefix, "weight" or "bias", scheme, torch.nn.init arguments)."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -93,6 +94,31 @@ def init_weights(module):
         elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)) and m.affine:
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+    kinds = {"conv": nn.Conv2d, "conv_t": nn.ConvTranspose2d, "linear": nn.Linear,
+             "batchnorm": (nn.BatchNorm2d, nn.BatchNorm1d), "prelu": nn.PReLU}
+    layers = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)      # what a rule naming a layer reaches
+    for target, entry, scheme, a in rules:
+        for name, m in module.named_modules():
+            if target in kinds:
+                if not isinstance(m, kinds[target]):
+                    continue
+            elif not (isinstance(m, layers) and (name == target or name.startswith(target + "."))):
+                continue
+            t = getattr(m, entry, None)
+            if t is None:
+                continue
+            if scheme == "default" and not isinstance(m, layers):
+                m.reset_parameters()
+            elif scheme in ("zeros", "ones", "constant"):
+                nn.init.constant_(t, {"zeros": 0.0, "ones": 1.0}.get(scheme, a.get("value")))
+            elif scheme in ("default", "fan_uniform"):
+                # U(+-1/sqrt(fan)) of the layer's weight; with fan_in, PyTorch's own init of
+                # convolutions and linear layers, weight and bias
+                w = m.weight
+                fan = w.shape[1 if a.get("mode", "fan_in") == "fan_in" else 0] * (w[0][0].numel() if w.dim() > 1 else 1)
+                nn.init.uniform_(t, -fan ** -0.5, fan ** -0.5)
+            else:
+                getattr(nn.init, scheme + "_")(t, **a)
 ''',
     "check_input": '''
 def check_input(model, x, shape):

@@ -725,6 +725,8 @@ class _Core:
             mark = self.group_start(st)
             if t is ast.Let:
                 st = self.stmt_let(s, st)
+            elif t is ast.If and _only_init(s):
+                pass                # (a conditional init rule: evaluated with the rest, see below)
             elif t is ast.If:
                 st = self.stmt_if(s, st)
             elif t is ast.For:
@@ -733,6 +735,8 @@ class _Core:
                 st = self.stmt_input(s, st)
             elif t is ast.OutputStmt:
                 self.stmt_output(s, st)
+            elif t is ast.InitStmt:
+                pass                # (the network's rules, evaluated, are init_weights' argument)
             else:
                 st = replace(st, cur=self.emit(s, st))
             self.group_end(mark, st)
@@ -2098,3 +2102,9 @@ class _Layers:
 
 class Writer(_Core, _Items, _Layers):
     pass
+
+
+def _only_init(s: ast.If) -> bool:
+    """Whether a conditional holds init statements only (which place no layer)."""
+    stmts = list(s.then) + list(s.orelse or ())
+    return all(type(x) is ast.InitStmt or (type(x) is ast.If and _only_init(x)) for x in stmts)
