@@ -910,12 +910,15 @@ class Elaborator:
             raise NetlangTypeError(f"{callee.name}(...) gives a value, not a layer", loc)
         raise NetlangTypeError(f"{fmt_value(callee)} is {a_type(callee)}, not a layer", loc)
 
-    def bind_params(self, what: str, params, arg_exprs, env, cur, loc, target_env: Env) -> list:
-        """Bind call arguments to declared parameters in target_env; return them for the call text."""
+    def bind_params(self, what: str, params, arg_exprs, env, cur, loc, target_env: Env, preset=()) -> list:
+        """Bind call arguments to declared parameters in target_env; return them for the call text.
+        preset: parameters already bound there (a network's -p values)."""
         sig = _param_sig(what, params)
         matched = match_args(what, [p.name for p in params], arg_exprs, sig, f"{what} takes {len(params)} arguments")
         given = {name: self.eval(a.value, env, cur) for name, a in matched}
         for p in params:
+            if p.name in preset:
+                continue
             if p.name in given:
                 target_env.vars[p.name] = given[p.name]
             elif p.default is not None:
@@ -1263,9 +1266,10 @@ def _elaborate(module: Module, value: NetworkValue, overrides: dict, input_shape
         override_args.append(k)
     args = [a for a in preset if a.name not in overrides]
     el_args = args
-    el.bind_params(f"network {body_decl.name}", body_decl.params, el_args, inst_env, None, decl.loc, env)
     for k, v in overrides.items():
         env.vars[k] = _override_value(el, module, k, v)
+    el.bind_params(f"network {body_decl.name}", body_decl.params, el_args, inst_env, None, decl.loc, env,
+                   preset=set(overrides))
     root = Scope("block", call=None, block=body_decl.name, loc=decl.loc)
     body = Body()
     ctx = Ctx(root, body)
@@ -1393,6 +1397,51 @@ def _scope_of(name: str, scopes: dict) -> str:
         if path in scopes:
             return path
     return ""
+
+
+# ====================================================================== templates
+
+def template_params(module: Module, name: str, given=()) -> list[str]:
+    """The parameters without a default of network `name` that `given` does not supply: a
+    network with any is a template, elaborated only through its instances (or with -p)."""
+    value = module.env.lookup(name)
+    if not isinstance(value, NetworkValue) or not isinstance(value.decl, ast.NetworkDecl):
+        return []
+    return [p.name for p in value.decl.params if p.default is None and p.name not in given]
+
+
+def instances_of(module: Module, name: str) -> list[str]:
+    """The networks of `module` that are instances of network `name`."""
+    out = []
+    for n in module.networks:
+        v = module.env.lookup(n)
+        if isinstance(v.decl, ast.NetworkInst) and v.decl.target == name:
+            out.append(n)
+    return out
+
+
+def check_template(module: Module, name: str) -> None:
+    """What can be checked of a template network without its parameters (its syntax is already
+    checked): every name its body uses is a parameter, a let or loop variable of the body, or a
+    name of the file."""
+    decl = module.env.lookup(name).decl
+    bound = {p.name for p in decl.params}
+    for node in ast.walk(decl.body):
+        if type(node) is ast.Let:
+            bound.add(node.name)
+        elif type(node) is ast.For:
+            bound.add(node.var)
+    nodes = [n for n in ast.walk(decl.body, [p.default for p in decl.params if p.default is not None])
+             if type(n) is ast.Name and n.id not in bound]
+    for node in sorted(nodes, key=lambda n: (n.loc.line, n.loc.col)):
+        try:
+            module.env.lookup(node.id)
+        except KeyError:
+            close = difflib.get_close_matches(node.id, sorted(module.env.names() | bound), n=1)
+            raise NetlangNameError(f"unknown name '{node.id}'", node.loc,
+                                   hint=f"did you mean '{close[0]}'?" if close else None).with_note(
+                f"in network {name}, a template (its parameters {', '.join(template_params(module, name))} "
+                "have no default)", decl.name_loc or decl.loc) from None
 
 
 # ====================================================================== entry points
