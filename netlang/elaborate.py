@@ -992,6 +992,10 @@ class Elaborator:
             return _LAYERS
         except NetlangError as err:
             raise self._note_call(err, f"def {decl.name}", loc)
+        except RecursionError:
+            # the Python stack ran out first (an evaluation outside elaborate(), which raises it)
+            raise NetlangRecursionError(f"def {decl.name} nests too deeply to evaluate", loc,
+                                        hint="does the recursion reach its base case?") from None
         finally:
             self.depth -= 1
         return _LAYERS if isinstance(value, _LAYERLIKE) else value
