@@ -535,6 +535,10 @@ class _NoInput(NetlangValueError):
     """in.* where nothing flows in yet."""
 
 
+class _NoHeight(NetlangShapeError):
+    """in.height or in.width of a vector."""
+
+
 # A def body of these forms places layers; any other is evaluated to tell a value function's
 # result from a pipeline.
 _LAYER_FORMS = (ast.Pipe, ast.Merge, ast.Labelled, ast.Ref)
@@ -698,7 +702,7 @@ class Elaborator:
             return shape[0]
         if e.attr in ("height", "width"):
             if len(shape) != 3:
-                raise NetlangShapeError(f"in.{e.attr}: the input here is a vector of {shape[0]}", e.loc)
+                raise _NoHeight(f"in.{e.attr}: the input here is a vector of {shape[0]}", e.loc)
             return shape[1] if e.attr == "height" else shape[2]
         raise NetlangNameError(f"unknown attribute in.{e.attr}", e.loc,
                                hint="in has channels, height, width and shape")
@@ -986,9 +990,10 @@ class Elaborator:
             denv = Env(dv.env)
             self.bind_params(f"def {decl.name}", decl.params, arg_exprs, env, cur, loc, denv)
             value = self.eval(decl.body, denv, cur)
-        except _NoInput:
-            # a layer def that reads in.* (`x if in.channels != c else identity`) used as a value
-            # where nothing flows in yet: it is worked out where it is placed
+        except (_NoInput, _NoHeight):
+            # a layer def that reads in.* (`x if in.height > 4 else identity`) used as a value
+            # where nothing flows in yet, or where a vector does: it is worked out where it is
+            # placed, as before value functions
             return _LAYERS
         except NetlangError as err:
             raise self._note_call(err, f"def {decl.name}", loc)

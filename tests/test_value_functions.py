@@ -190,3 +190,10 @@ def test_outside_elaborate_a_deep_recursion_is_still_a_located_error():
     with pytest.raises(NetlangRecursionError, match="def count nests too deeply to evaluate") as info:
         value("count(199)", "def count(n) = 0 if n == 0 else 1 + count(n - 1)\n")
     assert info.value.loc.file == "<prelude>"
+
+
+def test_a_layer_def_that_reads_the_height_can_be_bound_where_a_vector_flows():
+    # binding it evaluates nothing that needs a map: it is placed (and evaluated) where used
+    prelude = "def down() = maxpool(2) if in.height > 4 else identity\n"
+    got = shapes("a: flatten\n    let d = down()\n    b: linear(8)", prelude=prelude)
+    assert got["b"] == (8,)
