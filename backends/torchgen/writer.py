@@ -678,12 +678,17 @@ class _Core:
         pynames, in_name = python_params(decl)
         taken.update(pynames.values())
         taken.add(in_name)
-        for p in params:
+        for i, p in enumerate(params):
             v = cenv.vars.get(p.name, UNKNOWN)
             key = ("param", p.name)
             if is_gtime(v) or key in self.rkeys:
                 if _has_unknown(v):
                     raise NeedsConcrete(f"parameter {p.name}")
+                # a fixed parameter that took its default no longer follows the parameters the
+                # default reads (`w=width + 1`): they are fixed too
+                reads = self.default_reads(p, params[:i], cenv, v) - self.rkeys
+                if reads:
+                    raise Restart(keys=reads, why="what the default of a fixed parameter reads")
                 d.resolved[p.name] = v
                 env.vars[p.name] = Binding(None if is_gtime(v) else self.const_py(v), v, key)
                 continue
@@ -691,6 +696,21 @@ class _Core:
             env.vars[p.name] = Binding(Py(name, frozenset({key})), v, key)
             d.params.append([name, p, None])
         d.in_name = in_name
+
+    def default_reads(self, p, earlier, cenv: Env, v) -> set:
+        """The earlier parameters p's default reads, where p may have taken its default (its
+        value is what the default gives); none where the call gave p another value."""
+        names = {q.name for q in earlier}
+        reads = {("param", n.id) for n in ast.walk(p.default) if type(n) is ast.Name and n.id in names} \
+            if p.default is not None else set()
+        if not reads:
+            return reads
+        try:
+            d = self.gen.el.eval(p.default, Env(cenv.parent, {q: cenv.vars[q] for q in names if q in cenv.vars}), None)
+        except (NetlangError, NeedsConcrete, KeyError):
+            return set()        # not evaluable here (it reads in.*, or is not netlang): as before
+        same = type(d) is type(v) and d == v if isinstance(v, (bool, int, float, str, list, tuple)) else d is v
+        return reads if same else set()
 
     def write_defaults(self, decl, st: St) -> None:
         """Python defaults: literals stay in the signature, others are computed in __init__
