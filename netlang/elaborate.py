@@ -39,7 +39,7 @@ MAX_NODES = 1_000_000      # layers in one network
 MAX_DIM = 1 << 24          # any channel count, height or width
 MAX_ELEMS = 1 << 40        # elements of one tensor
 MAX_INT = 1 << 63          # any integer that arithmetic gives
-MAX_VALUE_CALLS = 100_000  # value-function calls in one elaboration (a runaway recursion stops)
+MAX_VALUE_CALLS = 100_000  # calls one value-function call makes, itself included (a runaway recursion stops)
 
 _IDENT = re.compile(r"[A-Za-z0-9_]+\Z")
 
@@ -550,7 +550,8 @@ class Elaborator:
         self.G = nx.MultiDiGraph()
         self.next_id = 0
         self.depth = 0
-        self.value_calls = 0
+        self.value_calls = 0        # calls made by the outermost value-function call under way
+        self.in_value = 0           # value-function calls under way
         self.network_name = network_name
 
     # ------------------------------------------------------------ errors
@@ -981,11 +982,12 @@ class Elaborator:
         decl = dv.decl
         if type(decl.body) in _LAYER_FORMS:
             return _LAYERS
-        self.value_calls += 1
+        self.value_calls = self.value_calls + 1 if self.in_value else 1
         if self.value_calls > MAX_VALUE_CALLS:
             raise NetlangRecursionError(f"value functions were called more than {MAX_VALUE_CALLS} times "
                                         f"(in def {decl.name})", loc, hint="does the recursion reach its base case?")
         self.enter(f"def {decl.name}", loc)
+        self.in_value += 1
         try:
             denv = Env(dv.env)
             self.bind_params(f"def {decl.name}", decl.params, arg_exprs, env, cur, loc, denv)
@@ -1003,6 +1005,7 @@ class Elaborator:
                                         hint="does the recursion reach its base case?") from None
         finally:
             self.depth -= 1
+            self.in_value -= 1
         return _LAYERS if isinstance(value, _LAYERLIKE) else value
 
     def _emit_def(self, dv: DefValue, arg_exprs, loc, env, cur, ctx: Ctx):

@@ -294,3 +294,10 @@ def test_an_instance_that_leaves_out_a_parameter_fails(capsys, tmp_path):
     rc, out, err = run(capsys, "check", p)
     assert rc == 1
     assert "type error: network mobile needs its 'last' argument" in err
+
+
+def test_p_values_are_seen_by_the_defaults_after_them(capsys, tmp_path):
+    p = tmp_path / "dep.net"
+    p.write_text("network x(n=2, m=n * 2) {\n    input 3x8x8\n    conv(m, 1)\n}\n")
+    rc, out, _ = run(capsys, "check", p, "-p", "n=3")
+    assert rc == 0 and out == "x: ok — 1 layers, input 3x8x8, output 0 6x8x8\n"

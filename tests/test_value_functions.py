@@ -197,3 +197,12 @@ def test_a_layer_def_that_reads_the_height_can_be_bound_where_a_vector_flows():
     prelude = "def down() = maxpool(2) if in.height > 4 else identity\n"
     got = shapes("a: flatten\n    let d = down()\n    b: linear(8)", prelude=prelude)
     assert got["b"] == (8,)
+
+
+def test_the_call_budget_is_per_outermost_call():
+    # fan(15) makes 65,535 calls: twice is 131,070 in all, but each call is within the budget
+    deep = "def fan(n) = 1 if n == 0 else fan(n - 1) + fan(n - 1)\n"
+    got = shapes("a: conv(fan(15), 1)\n    b: conv(fan(15) // 2, 1)", prelude=deep)
+    assert got["a"] == (2 ** 15, 16, 16) and got["b"] == (2 ** 14, 16, 16)
+    with pytest.raises(NetlangRecursionError, match="more than 100000 times"):
+        shapes("a: conv(fan(17), 1)", prelude=deep)                                 # 262,143
