@@ -40,6 +40,7 @@ MAX_DIM = 1 << 24          # any channel count, height or width
 MAX_ELEMS = 1 << 40        # elements of one tensor
 MAX_INT = 1 << 63          # any integer that arithmetic gives
 MAX_VALUE_CALLS = 100_000  # calls one value-function call makes, itself included (a runaway recursion stops)
+MAX_VALUE_WORK = 500_000    # value-function calls while one network is elaborated
 
 _IDENT = re.compile(r"[A-Za-z0-9_]+\Z")
 
@@ -551,6 +552,7 @@ class Elaborator:
         self.next_id = 0
         self.depth = 0
         self.value_calls = 0        # calls made by the outermost value-function call under way
+        self.value_work = 0         # value-function calls in all (None: not counted)
         self.in_value = 0           # value-function calls under way
         self.network_name = network_name
 
@@ -986,6 +988,12 @@ class Elaborator:
         if self.value_calls > MAX_VALUE_CALLS:
             raise NetlangRecursionError(f"value functions were called more than {MAX_VALUE_CALLS} times "
                                         f"(in def {decl.name})", loc, hint="does the recursion reach its base case?")
+        if self.value_work is not None:
+            self.value_work += 1
+            if self.value_work > MAX_VALUE_WORK:
+                raise NetlangRecursionError(f"value functions were called more than {MAX_VALUE_WORK} times in "
+                                            f"this network (in def {decl.name})", loc,
+                                            hint="a costly value function called in a loop: compute it once, in a let")
         self.enter(f"def {decl.name}", loc)
         self.in_value += 1
         try:

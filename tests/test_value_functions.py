@@ -206,3 +206,16 @@ def test_the_call_budget_is_per_outermost_call():
     assert got["a"] == (2 ** 15, 16, 16) and got["b"] == (2 ** 14, 16, 16)
     with pytest.raises(NetlangRecursionError, match="more than 100000 times"):
         shapes("a: conv(fan(17), 1)", prelude=deep)                                 # 262,143
+
+
+def test_the_work_of_a_whole_network_is_bounded(monkeypatch):
+    # 2,047 calls each, within the budget of one call, a hundred times over (the limit lowered
+    # so that the test is quick)
+    from netlang import elaborate
+    monkeypatch.setattr(elaborate, "MAX_VALUE_WORK", 20_000)
+    prelude = ("def fan(n) = 1 if n == 0 else fan(n - 1) + fan(n - 1)\n"
+               "block heavy(i) { conv(fan(10) // 64 + i, 1) }\n")
+    with pytest.raises(NetlangRecursionError, match="more than 20000 times in this network") as info:
+        shapes("for i in range(100) {\n        heavy(i)\n    }", prelude=prelude)
+    assert "compute it once, in a let" in info.value.hint
+    assert (info.value.loc.line, info.value.loc.col) == (1, 44)     # the call that went past it

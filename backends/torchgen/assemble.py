@@ -25,6 +25,11 @@ class _NoIn(NeedsConcrete):
 class _Eval(Elaborator):
     """netlang's evaluator, with the current value's shape standing for the current node."""
 
+    def __init__(self, network_name):
+        super().__init__(network_name)
+        self.value_work = None      # elaborate bounded the program's work; writing it repeats that
+
+
     def in_attr(self, e, cur):
         if cur is None:
             raise _NoIn("in")
