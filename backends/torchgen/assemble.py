@@ -29,7 +29,6 @@ class _Eval(Elaborator):
         super().__init__(network_name)
         self.value_work = None      # elaborate bounded the program's work; writing it repeats that
 
-
     def in_attr(self, e, cur):
         if cur is None:
             raise _NoIn("in")
