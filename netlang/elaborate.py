@@ -1073,6 +1073,8 @@ def _places_layers(v) -> str | None:
     if isinstance(v, Thunk) and v.made_by:
         return (f"{v.made_by} places layers, so its call is a pipeline; a def gives a value where its body "
                 "is a value expression")
+    if isinstance(v, DefValue):
+        return f"a def gives a value where it is called: {v.name}(…)"
     return None
 
 

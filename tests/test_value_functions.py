@@ -219,3 +219,10 @@ def test_the_work_of_a_whole_network_is_bounded(monkeypatch):
         shapes("for i in range(100) {\n        heavy(i)\n    }", prelude=prelude)
     assert "compute it once, in a let" in info.value.hint
     assert (info.value.loc.line, info.value.loc.col) == (1, 44)     # the call that went past it
+
+
+def test_a_value_function_without_parentheses_is_the_function():
+    assert shapes("a: conv(eight(), 1)", prelude="def eight() = 8\n")["a"] == (8, 16, 16)
+    with pytest.raises(NetlangTypeError, match="must be an int, got def eight") as info:
+        shapes("a: conv(eight, 1)", prelude="def eight() = 8\n")
+    assert info.value.hint == "a def gives a value where it is called: eight(…)"
