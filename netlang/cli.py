@@ -11,7 +11,7 @@ import re
 import sys
 
 from .api import BACKENDS, analyse_module, choose_network, load_module
-from .elaborate import elaborate
+from .elaborate import check_template, elaborate, instances_of, template_params
 from .errors import NetlangError, NetlangValueError
 from .ir import verify
 from .ops import fmt_shape
@@ -116,6 +116,15 @@ def cmd_check(args) -> int:
         raise NetlangValueError("-p applies to one network; choose it with --network", None,
                                 hint="networks here: " + ", ".join(names))
     for name in names:
+        missing = template_params(module, name, params)
+        if missing:
+            # a generic network: its instances are checked in full; of it, what needs no parameter
+            check_template(module, name)
+            inst = instances_of(module, name)
+            print(f"{name}: template — needs {', '.join(missing)}; "
+                  + (f"checked through its instances {', '.join(inst)}" if inst else
+                     "no instance here (give " + " ".join(f"-p {m}=…" for m in missing) + " to check it)"))
+            continue
         G = elaborate(module, name, params, args.input)
         verify(G)
         outs = ", ".join(f"{o} {fmt_shape(G.nodes[o]['shape'])}" for o in G.graph["outputs"])
@@ -163,6 +172,8 @@ def cmd_zoo(args) -> int:
             module = load_module(path)
             source = source_of(path.read_text())
             for name in module.networks:
+                if template_params(module, name):
+                    continue            # a template: its instances are the zoo's networks
                 net = analyse_module(module, name)
                 rows.append((path.name, net, source))
         except NetlangError as err:

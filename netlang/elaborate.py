@@ -39,6 +39,8 @@ MAX_NODES = 1_000_000      # layers in one network
 MAX_DIM = 1 << 24          # any channel count, height or width
 MAX_ELEMS = 1 << 40        # elements of one tensor
 MAX_INT = 1 << 63          # any integer that arithmetic gives
+MAX_VALUE_CALLS = 100_000  # calls one value-function call makes, itself included (a runaway recursion stops)
+MAX_VALUE_WORK = 500_000    # value-function calls while one network is elaborated
 
 _IDENT = re.compile(r"[A-Za-z0-9_]+\Z")
 
@@ -95,6 +97,7 @@ class Thunk:
     """A pipeline expression used as a value: it is placed where it is used."""
     expr: ast.Expr
     env: "Env"
+    made_by: str | None = None      # the def whose call it is, for errors ("def conv_bn places layers")
 
 
 _LAYERLIKE = (OpValue, BlockValue, DefValue, Thunk)
@@ -239,6 +242,91 @@ def _int_result(v, loc):
     return v
 
 
+def _isnum(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _one_number(loc, name, args):
+    if len(args) != 1:
+        raise NetlangTypeError(f"{name} takes one number, got {len(args)} arguments", loc, hint=f"{name}(x)")
+    if not _isnum(args[0]):
+        raise NetlangTypeError(f"{name} takes a number, got {a_type(args[0])}", loc, hint=f"{name}(x)")
+    return args[0]
+
+
+def _builtin_float(loc, *args):
+    return float(_one_number(loc, "float", args))
+
+
+def _builtin_abs(loc, *args):
+    return _int_result(abs(_one_number(loc, "abs", args)), loc)
+
+
+def _builtin_ceil(loc, *args):
+    return _int_result(math.ceil(_finite(loc, "ceil", _one_number(loc, "ceil", args))), loc)
+
+
+def _builtin_floor(loc, *args):
+    return _int_result(math.floor(_finite(loc, "floor", _one_number(loc, "floor", args))), loc)
+
+
+def _positive(loc, name, v):
+    if v <= 0:
+        raise NetlangValueError(f"{name} of {fmt_value(v)}: the logarithm needs a number above 0", loc)
+    return v
+
+
+def _builtin_log(loc, *args):
+    if not 1 <= len(args) <= 2 or not all(_isnum(a) for a in args):
+        raise NetlangTypeError("log takes one number, or a number and a base" +
+                               (f", got {len(args)} arguments" if not 1 <= len(args) <= 2 else ""),
+                               loc, hint="log(x) is the natural logarithm; log(x, base)")
+    x = _positive(loc, "log", args[0])
+    if len(args) == 1:
+        return math.log(x)
+    base = _positive(loc, "log base", args[1])
+    if base == 1:
+        raise NetlangValueError("log base 1 is not a base", loc)
+    return math.log(x, base)
+
+
+def _builtin_log2(loc, *args):
+    return math.log2(_positive(loc, "log2", _one_number(loc, "log2", args)))
+
+
+def _builtin_pow(loc, *args):
+    if len(args) != 2 or not all(_isnum(a) for a in args):
+        raise NetlangTypeError("pow takes two numbers" + (f", got {len(args)} arguments" if len(args) != 2 else ""),
+                               loc, hint="pow(base, exponent)")
+    a, b = args
+    if a == 0 and b < 0:
+        raise NetlangValueError("pow: 0 to a negative power is a division by zero", loc)
+    if isinstance(a, int) and isinstance(b, int) and b >= 0:
+        if abs(a) > 1 and b * (abs(a).bit_length() - 1) > 64:     # before computing it, which could hang
+            raise NetlangValueError("integer overflow: the result is beyond 2**63", loc)
+        return _int_result(a ** b, loc)
+    if a < 0 and not float(b).is_integer():
+        raise NetlangValueError(f"pow of a negative number ({fmt_value(a)}) to a fractional power "
+                                f"({fmt_value(b)}) is not a real number", loc)
+    try:
+        return math.pow(a, b)
+    except OverflowError:
+        raise NetlangValueError("pow overflows: the result is beyond the range of a float", loc) from None
+
+
+def _builtin_str(loc, *args):
+    if len(args) != 1:
+        raise NetlangTypeError(f"str takes one value, got {len(args)} arguments", loc, hint="str(x)")
+    v = args[0]
+    if isinstance(v, str):
+        return v
+    if isinstance(v, (bool, int, float)):
+        return fmt_value(v)
+    raise NetlangTypeError(f"str takes a number, a boolean or a string, got {a_type(v)}", loc,
+                           hint="only plain values have a text form" if not isinstance(v, (list, tuple)) else
+                           "index the list, e.g. str(xs[0])")
+
+
 BUILTIN_FUNCS = {
     "range": _builtin_range,
     "len": _builtin_len,
@@ -247,6 +335,14 @@ BUILTIN_FUNCS = {
     "sum": lambda loc, *a: sum(_numbers(loc, "sum", a)),
     "int": _builtin_int,
     "round": _builtin_round,
+    "float": _builtin_float,
+    "abs": _builtin_abs,
+    "ceil": _builtin_ceil,
+    "floor": _builtin_floor,
+    "log": _builtin_log,
+    "log2": _builtin_log2,
+    "pow": _builtin_pow,
+    "str": _builtin_str,
 }
 
 
@@ -436,11 +532,28 @@ class Ctx:
 
 # ====================================================================== the elaborator
 
+class _NoInput(NetlangValueError):
+    """in.* where nothing flows in yet."""
+
+
+class _NoHeight(NetlangShapeError):
+    """in.height or in.width of a vector."""
+
+
+# A def body of these forms places layers; any other is evaluated to tell a value function's
+# result from a pipeline.
+_LAYER_FORMS = (ast.Pipe, ast.Merge, ast.Labelled, ast.Ref)
+_LAYERS = object()
+
+
 class Elaborator:
     def __init__(self, network_name: str):
         self.G = nx.MultiDiGraph()
         self.next_id = 0
         self.depth = 0
+        self.value_calls = 0        # calls made by the outermost value-function call under way
+        self.value_work = 0         # value-function calls in all (None: not counted)
+        self.in_value = 0           # value-function calls under way
         self.network_name = network_name
 
     # ------------------------------------------------------------ errors
@@ -486,6 +599,9 @@ class Elaborator:
                 if any(a.name for a in e.args):
                     raise NetlangTypeError(f"{callee.name} takes no keyword arguments", e.loc)
                 return callee.fn(e.loc, *args)
+            if isinstance(callee, DefValue):
+                found = self.def_value(callee, e.args, e.loc, env, cur)
+                return Thunk(e, env, f"def {callee.name}") if found is _LAYERS else found
             if isinstance(callee, _LAYERLIKE):
                 return Thunk(e, env)
             raise NetlangTypeError(f"{a_type(callee)} cannot be called", e.func.loc)
@@ -565,7 +681,8 @@ class Elaborator:
             pass
         if op == "*" and isinstance(a, _LAYERLIKE):
             return Thunk(e, env)
-        raise NetlangTypeError(f"cannot apply '{op}' to {type_name(a)} and {type_name(b)}", e.loc)
+        raise NetlangTypeError(f"cannot apply '{op}' to {type_name(a)} and {type_name(b)}", e.loc,
+                               hint=_places_layers(a) or _places_layers(b))
 
     def eval_index(self, e: ast.Index, env, cur):
         obj = self.eval(e.obj, env, cur)
@@ -580,7 +697,7 @@ class Elaborator:
 
     def in_attr(self, e: ast.InAttr, cur):
         if cur is None:
-            raise NetlangValueError(f"in.{e.attr} has no value here: nothing flows in yet", e.loc)
+            raise _NoInput(f"in.{e.attr} has no value here: nothing flows in yet", e.loc)
         shape = self.G.nodes[cur]["shape"]
         if e.attr == "shape":
             return tuple(shape)
@@ -588,7 +705,7 @@ class Elaborator:
             return shape[0]
         if e.attr in ("height", "width"):
             if len(shape) != 3:
-                raise NetlangShapeError(f"in.{e.attr}: the input here is a vector of {shape[0]}", e.loc)
+                raise _NoHeight(f"in.{e.attr}: the input here is a vector of {shape[0]}", e.loc)
             return shape[1] if e.attr == "height" else shape[2]
         raise NetlangNameError(f"unknown attribute in.{e.attr}", e.loc,
                                hint="in has channels, height, width and shape")
@@ -835,12 +952,15 @@ class Elaborator:
             raise NetlangValueError(f"{scheme}: {wrong}", v.loc, hint=sig)
         return target, entry, scheme, vals, r.loc
 
-    def bind_params(self, what: str, params, arg_exprs, env, cur, loc, target_env: Env) -> list:
-        """Bind call arguments to declared parameters in target_env; return them for the call text."""
+    def bind_params(self, what: str, params, arg_exprs, env, cur, loc, target_env: Env, preset=()) -> list:
+        """Bind call arguments to declared parameters in target_env; return them for the call text.
+        preset: parameters already bound there (a network's -p values)."""
         sig = _param_sig(what, params)
         matched = match_args(what, [p.name for p in params], arg_exprs, sig, f"{what} takes {len(params)} arguments")
         given = {name: self.eval(a.value, env, cur) for name, a in matched}
         for p in params:
+            if p.name in preset:
+                continue
             if p.name in given:
                 target_env.vars[p.name] = given[p.name]
             elif p.default is not None:
@@ -885,16 +1005,66 @@ class Elaborator:
             self.depth -= 1
 
     def emit_def(self, dv: DefValue, arg_exprs, loc, env, cur, ctx: Ctx) -> int:
+        value = self._emit_def(dv, arg_exprs, loc, env, cur, ctx)
+        if type(value) is not int:      # (node ids are ints; a value function's int comes boxed)
+            v = value[0]
+            raise NetlangTypeError(f"def {dv.name} is a value function: it gives {a_type(v)} ({fmt_value(v)}), "
+                                   "not a layer", loc, hint=f"use its value as an argument, e.g. conv({dv.name}(…), 3)")
+        return value
+
+    def def_value(self, dv: DefValue, arg_exprs, loc, env, cur):
+        """The value a call of def `dv` gives where a value is wanted: a value function's result,
+        or _LAYERS for a def whose body places layers (the call is then a pipeline value, placed
+        where it is used)."""
+        decl = dv.decl
+        if type(decl.body) in _LAYER_FORMS:
+            return _LAYERS
+        self.value_calls = self.value_calls + 1 if self.in_value else 1
+        if self.value_calls > MAX_VALUE_CALLS:
+            raise NetlangRecursionError(f"value functions were called more than {MAX_VALUE_CALLS} times "
+                                        f"(in def {decl.name})", loc, hint="does the recursion reach its base case?")
+        if self.value_work is not None:
+            self.value_work += 1
+            if self.value_work > MAX_VALUE_WORK:
+                raise NetlangRecursionError(f"value functions were called more than {MAX_VALUE_WORK} times in "
+                                            f"this network (in def {decl.name})", loc,
+                                            hint="a costly value function called in a loop: compute it once, in a let")
+        self.enter(f"def {decl.name}", loc)
+        self.in_value += 1
+        try:
+            denv = Env(dv.env)
+            self.bind_params(f"def {decl.name}", decl.params, arg_exprs, env, cur, loc, denv)
+            value = self.eval(decl.body, denv, cur)
+        except (_NoInput, _NoHeight):
+            # a layer def that reads in.* (`x if in.height > 4 else identity`) used as a value
+            # where nothing flows in yet, or where a vector does: it is worked out where it is
+            # placed, as before value functions
+            return _LAYERS
+        except NetlangError as err:
+            raise self._note_call(err, f"def {decl.name}", loc)
+        except RecursionError:
+            # the Python stack ran out first (an evaluation outside elaborate(), which raises it)
+            raise NetlangRecursionError(f"def {decl.name} nests too deeply to evaluate", loc,
+                                        hint="does the recursion reach its base case?") from None
+        finally:
+            self.depth -= 1
+            self.in_value -= 1
+        return _LAYERS if isinstance(value, _LAYERLIKE) else value
+
+    def _emit_def(self, dv: DefValue, arg_exprs, loc, env, cur, ctx: Ctx):
         decl = dv.decl
         self.enter(f"def {decl.name}", loc)
         try:
             denv = Env(dv.env)
             self.bind_params(f"def {decl.name}", decl.params, arg_exprs, env, cur, loc, denv)
-            return self.emit(decl.body, denv, cur, ctx)
+            value = self.eval(decl.body, denv, cur) if type(decl.body) not in _LAYER_FORMS else None
+            if value is None or isinstance(value, _LAYERLIKE):
+                return self.emit(decl.body, denv, cur, ctx)
         except NetlangError as err:
             raise self._note_call(err, f"def {decl.name}", loc)
         finally:
             self.depth -= 1
+        return (value,)
 
     # ------------------------------------------------------------ statements
     def run_body(self, stmts, env: Env, cur, ctx: Ctx, network: bool, net=None) -> int:
@@ -938,6 +1108,16 @@ class Elaborator:
         return cur
 
 
+def _places_layers(v) -> str | None:
+    """The hint for a layer def's call used as a number."""
+    if isinstance(v, Thunk) and v.made_by:
+        return (f"{v.made_by} places layers, so its call is a pipeline; a def gives a value where its body "
+                "is a value expression")
+    if isinstance(v, DefValue):
+        return f"a def gives a value where it is called: {v.name}(…)"
+    return None
+
+
 def _check_arg(op: ops.OpDef, spec: ops.Param, v, loc):
     """Check one op argument against its schema and return its canonical form."""
     what = f"{op.name}: '{spec.name}'"
@@ -957,11 +1137,13 @@ def _check_arg(op: ops.OpDef, spec: ops.Param, v, loc):
 
     if k == "int":
         if not isint:
-            raise NetlangTypeError(f"{what} must be an int, got {type_name(v)} {fmt_value(v)}", loc)
+            raise NetlangTypeError(f"{what} must be an int, got {type_name(v)} {fmt_value(v)}", loc,
+                                   hint=_places_layers(v))
         return bounded(v)
     if k == "float":
         if not isinstance(v, (int, float)) or isinstance(v, bool):
-            raise NetlangTypeError(f"{what} must be a number, got {type_name(v)} {fmt_value(v)}", loc)
+            raise NetlangTypeError(f"{what} must be a number, got {type_name(v)} {fmt_value(v)}", loc,
+                                   hint=_places_layers(v))
         if math.isnan(v) or math.isinf(v):
             raise NetlangValueError(f"{what} must be finite", loc)
         return bounded(float(v))
@@ -1147,9 +1329,10 @@ def _elaborate(module: Module, value: NetworkValue, overrides: dict, input_shape
         override_args.append(k)
     args = [a for a in preset if a.name not in overrides]
     el_args = args
-    el.bind_params(f"network {body_decl.name}", body_decl.params, el_args, inst_env, None, decl.loc, env)
     for k, v in overrides.items():
         env.vars[k] = _override_value(el, module, k, v)
+    el.bind_params(f"network {body_decl.name}", body_decl.params, el_args, inst_env, None, decl.loc, env,
+                   preset=set(overrides))
     root = Scope("block", call=None, block=body_decl.name, loc=decl.loc)
     body = Body()
     ctx = Ctx(root, body)
@@ -1284,6 +1467,51 @@ def _scope_of(name: str, scopes: dict) -> str:
         if path in scopes:
             return path
     return ""
+
+
+# ====================================================================== templates
+
+def template_params(module: Module, name: str, given=()) -> list[str]:
+    """The parameters without a default of network `name` that `given` does not supply: a
+    network with any is a template, elaborated only through its instances (or with -p)."""
+    value = module.env.lookup(name)
+    if not isinstance(value, NetworkValue) or not isinstance(value.decl, ast.NetworkDecl):
+        return []
+    return [p.name for p in value.decl.params if p.default is None and p.name not in given]
+
+
+def instances_of(module: Module, name: str) -> list[str]:
+    """The networks of `module` that are instances of network `name`."""
+    out = []
+    for n in module.networks:
+        v = module.env.lookup(n)
+        if isinstance(v.decl, ast.NetworkInst) and v.decl.target == name:
+            out.append(n)
+    return out
+
+
+def check_template(module: Module, name: str) -> None:
+    """What can be checked of a template network without its parameters (its syntax is already
+    checked): every name its body uses is a parameter, a let or loop variable of the body, or a
+    name of the file."""
+    decl = module.env.lookup(name).decl
+    bound = {p.name for p in decl.params}
+    for node in ast.walk(decl.body):
+        if type(node) is ast.Let:
+            bound.add(node.name)
+        elif type(node) is ast.For:
+            bound.add(node.var)
+    nodes = [n for n in ast.walk(decl.body, [p.default for p in decl.params if p.default is not None])
+             if type(n) is ast.Name and n.id not in bound]
+    for node in sorted(nodes, key=lambda n: (n.loc.line, n.loc.col)):
+        try:
+            module.env.lookup(node.id)
+        except KeyError:
+            close = difflib.get_close_matches(node.id, sorted(module.env.names() | bound), n=1)
+            raise NetlangNameError(f"unknown name '{node.id}'", node.loc,
+                                   hint=f"did you mean '{close[0]}'?" if close else None).with_note(
+                f"in network {name}, a template (its parameters {', '.join(template_params(module, name))} "
+                "have no default)", decl.name_loc or decl.loc) from None
 
 
 # ====================================================================== entry points

@@ -43,8 +43,10 @@ KEYWORDS = ("import", "def", "block", "network", "let", "if", "else", "for", "in
             "true", "false", "and", "or", "not", "concat", "add", "mean", "mul")
 OP_NAMES = tuple(n for n, op in ops.LANGUAGE.items() if n != "input" and not op.merge)
 MERGE_NAMES = tuple(n for n, op in ops.LANGUAGE.items() if op.merge)
-FUNC_NAMES = ("range", "len", "min", "max", "sum", "int", "round")
+FUNC_NAMES = ("range", "len", "min", "max", "sum", "int", "round", "float", "abs", "ceil", "floor", "log", "log2",
+              "pow", "str")
 BUILTIN_NAMES = frozenset(OP_NAMES) | frozenset(FUNC_NAMES)
+MATH_FUNCS = frozenset(("float", "abs", "ceil", "floor", "log", "log2", "pow", "str"))
 
 MAX_DEPTH = 200            # netlang.elaborate.MAX_DEPTH
 MAX_REPEAT = 100_000
@@ -245,6 +247,38 @@ def call_func(name, a):
         if len(a) != 1 or not isinstance(a[0], (int, float)) or (isinstance(a[0], float) and not math.isfinite(a[0])):
             raise Invalid(name)
         return int(a[0]) if name == "int" else int(round(a[0]))
+    if name in ("float", "abs", "ceil", "floor", "log2", "str") and len(a) != 1:
+        raise Invalid(name)
+    if name == "str":
+        if not isinstance(a[0], (bool, int, float, str)):
+            raise Invalid(name)
+        return a[0] if isinstance(a[0], str) else fmt(a[0])
+    if not a or not all(_isnum(x) for x in a):
+        raise Invalid(name)
+    x = a[0]
+    if name == "float":
+        return float(x)
+    if name == "abs":
+        return abs(x)
+    if name in ("ceil", "floor"):
+        if isinstance(x, float) and not math.isfinite(x):
+            raise Invalid(name)
+        return math.ceil(x) if name == "ceil" else math.floor(x)
+    if name in ("log", "log2"):
+        if x <= 0 or len(a) > (2 if name == "log" else 1) or (len(a) == 2 and (a[1] <= 0 or a[1] == 1)):
+            raise Invalid(name)
+        return math.log2(x) if name == "log2" else math.log(x) if len(a) == 1 else math.log(x, a[1])
+    if name == "pow":
+        if len(a) != 2 or (x == 0 and a[1] < 0) or (x < 0 and not float(a[1]).is_integer()):
+            raise Invalid(name)
+        if _isint(x) and _isint(a[1]) and a[1] >= 0:
+            if abs(x) > 1 and a[1] * (abs(x).bit_length() - 1) > 64 or abs(x ** a[1]) > 1 << 63:
+                raise Invalid(name)
+            return x ** a[1]
+        try:
+            return math.pow(x, a[1])
+        except OverflowError:
+            raise Invalid(name) from None
     raise Invalid(name)
 
 
@@ -587,6 +621,18 @@ class Call(Node):
             if any(k for k, _ in self.args):
                 raise Invalid("keyword to a function")
             return call_func(callee.name, [v.ev(sim, env, cur) for _, v in self.args])
+        if isinstance(callee, DefVal) and callee.decl.value:
+            # a value function: its body's value (netlang.elaborate's def_value)
+            decl = callee.decl
+            sim.depth += 1
+            try:
+                if sim.depth > MAX_DEPTH:
+                    raise Invalid("too deep")
+                denv = Env(decl.env)
+                bind_params(sim, decl.params, self.args, env, cur, denv)
+                return decl.body.ev(sim, denv, cur)
+            finally:
+                sim.depth -= 1
         if isinstance(callee, LAYERLIKE):
             return Thunk(self, env)
         raise Invalid("not callable")
@@ -847,6 +893,8 @@ def apply(sim, callee, args, env, cur, ctx):
             sim.depth -= 1
     if isinstance(callee, DefVal):
         decl = callee.decl
+        if decl.value:
+            raise Invalid("a value function placed as a layer")
         sim.depth += 1
         try:
             if sim.depth > MAX_DEPTH:
@@ -1024,6 +1072,8 @@ class BlockDecl:
 
 
 class DefDecl:
+    value = False       # a value function (Gen.value_functions): its body is a value expression
+
     def __init__(self, name, params, kinds, env, parens=False):
         self.name, self.params, self.kinds, self.env, self.parens = name, params, kinds, env, parens
         self.body = None
@@ -1077,6 +1127,11 @@ class Gen:
         self.fresh = 0
         self.reserved = set()        # declaration names handed out (never handed out twice)
         self.work = 0                # attempts so far: past WORK, only simple pieces are drawn
+        # Value functions and the math built-ins: drawn from a stream of their own, so that the
+        # programs without them are the ones earlier versions wrote
+        self.vr = random.Random(hash(rng.getstate()[1]))
+        self.vfs: dict = {}          # kind -> the value function's name
+        self.math = False            # int expressions may use ceil, floor, abs, pow, log2, str
 
     # ------------------------------------------------------------ randomness
     def chance(self, p):
@@ -1298,6 +1353,8 @@ class Gen:
                     c.append(InAttr("height"))
                 if shape[2] == v:
                     c.append(InAttr("width"))
+        if self.vfs or self.math:
+            c += self.value_e(v, env, shape)
         if self.is_func(env, "int"):
             c.append(Call("int", [(None, Bin("/", Lit(v * 2 + 1), Lit(2)))]))
         if self.is_func(env, "round"):
@@ -1801,7 +1858,7 @@ class Gen:
 
     def ref_def(self, cur, env, ctx, depth):
         """A def whose body starts from a label of the caller (`def side = @stem -> ...`), called here."""
-        defs = [d for d in self.decls if isinstance(d, DefDecl) and starts_with_ref(d.body)
+        defs = [d for d in self.decls if isinstance(d, DefDecl) and not d.value and starts_with_ref(d.body)
                 and ".".join(first_ref(d.body).path) in ctx.body.refs]
         if defs and self.chance(0.5):
             d = self.pick(defs)
@@ -2341,7 +2398,7 @@ class Gen:
 
     # ------------------------------------------------------------ defs
     def mk_def(self, cur, env, ctx, depth, lv):
-        defs = [d for d in self.decls if isinstance(d, DefDecl) and not starts_with_ref_decl(d)]
+        defs = [d for d in self.decls if isinstance(d, DefDecl) and not starts_with_ref_decl(d) and not d.value]
         if defs and self.chance(0.5):
             d = self.pick(defs)
             if d.params and (self.chance(0.8) or any(x is None for _, x in d.params)):
@@ -2748,7 +2805,88 @@ class Gen:
                 args.append((nm, val))
         return args
 
+    def value_functions(self):
+        """Declare some value functions (docs/language.md): a sum with a default, torchvision's
+        make_divisible (through a helper), a recursion and one that reads in.channels."""
+        def declare(kind, params, body, name=None):
+            decl = DefDecl(name or self.decl_name(DEF_NAMES), params, [], self.genv, parens=True)
+            decl.value, decl.body = True, body
+            self.register(decl)
+            self.vfs[kind] = decl.name
+            return decl.name
+
+        kinds = [k for k in ("plus", "md", "rec", "inch") if self.vr.random() < 0.6] or ["md"]
+        if "plus" in kinds:
+            declare("plus", [("a", None), ("b", Lit(self.vr.randint(1, 3)))], Bin("+", Name("a"), Name("b")))
+        if "md" in kinds:
+            helper = declare("md_helper", [("v", None), ("d", None), ("m", None)],
+                             CondE(Bin("+", Name("m"), Name("d")), Bin("<", Name("m"), Bin("*", Lit(0.9), Name("v"))),
+                                   Name("m")))
+            rounded = Bin("*", Bin("//", Call("int", [(None, Bin("+", Name("v"), Bin("/", Name("d"), Lit(2))))]),
+                                   Name("d")), Name("d"))
+            declare("md", [("v", None), ("d", Lit(8)), ("lo", Lit(0))],
+                    Call(helper, [(None, Name("v")), (None, Name("d")),
+                                  (None, Call("max", [(None, Bin("or", Name("lo"), Name("d"))), (None, rounded)]))]))
+        if "rec" in kinds:
+            name = self.decl_name(DEF_NAMES)
+            self.reserved.add(name)
+            declare("rec", [("k", None), ("acc", Lit(0))],
+                    CondE(Name("acc"), Bin("<=", Name("k"), Lit(0)),
+                          Call(name, [(None, Bin("-", Name("k"), Lit(1))), (None, Bin("+", Name("acc"), Lit(1)))])),
+                    name=name)
+        if "inch" in kinds:
+            declare("inch", [("f", Lit(1))], Bin("*", InAttr("channels"), Name("f")))
+
+    def value_e(self, v, env, shape) -> list:
+        """Expressions worth the int v through value functions and the math built-ins."""
+        c = []
+        fns = {k: n for k, n in self.vfs.items() if k != "md_helper" and isinstance(self.genv.vars.get(n), DefVal)}
+        ints = [(k, x) for k, x in self.visible(env).items() if _isint(x)]
+        if "plus" in fns:
+            c.append(Call(fns["plus"], [(None, Lit(v - self.genv.vars[fns["plus"]].decl.params[1][1].v))]))
+            for k, x in ints:
+                c.append(Call(fns["plus"], [(None, Name(k)), ("b" if self.vr.random() < 0.5 else None, Lit(v - x))]))
+        if "md" in fns and v >= 1:
+            for d in (1, 2, 4, 8):
+                if v % d:
+                    continue
+                for x in (v, v - d / 4, v + d / 4 - 0.5, v - 1):
+                    if x > 0 and _make_divisible(x, d) == v:
+                        kw = ("d" if self.vr.random() < 0.5 else None) if d != 8 else None
+                        args = [(None, Lit(x))] + ([] if d == 8 else [(kw, Lit(d))])
+                        c.append(Call(fns["md"], args))
+                for k, x in ints:
+                    for f in (0.5, 0.75, 1.5, 2.0, 4):
+                        if x > 0 and _make_divisible(x * f, d) == v:
+                            args = [(None, Bin("*", Name(k), Lit(f)))] + ([] if d == 8 else [(None, Lit(d))])
+                            c.append(Call(fns["md"], args))
+        if "rec" in fns and 0 <= v <= 6:
+            c.append(Call(fns["rec"], [(None, Lit(v))]))
+        if "inch" in fns and shape is not None:
+            for f in (1, 2):
+                if shape[0] * f == v:
+                    c.append(Call(fns["inch"], [] if f == 1 else [(None, Lit(f))]))
+        if self.math:
+            if v >= 1:
+                c.append(Call("ceil", [(None, Lit(v - 0.5))]))
+                c.append(Call("abs", [(None, Bin("-", Lit(0), Lit(v)))]))
+            c.append(Call("floor", [(None, Lit(v + 0.25))]))
+            c.append(Call("int", [(None, Call("pow", [(None, Call("float", [(None, Lit(v))])), (None, Lit(1))]))]))
+            if v >= 1 and v & (v - 1) == 0:
+                c.append(Call("pow", [(None, Lit(2)), (None, Call("int", [(None, Call("log2", [(None, Lit(v))]))]))]))
+            if 1 <= v <= 6:
+                c.append(Call("len", [(None, Call("str", [(None, Lit(10 ** (v - 1)))]))]))
+            for k, x in ints:
+                if x >= 0:
+                    c.append(Bin("+", Call("abs", [(None, Name(k))]), Lit(v - x)))
+        return c
+
     def program(self) -> str:
+        if self.vr.random() < 0.3:
+            self.value_functions()
+            self.math = self.vr.random() < 0.7
+        elif self.vr.random() < 0.15:
+            self.math = True
         r = self.r.random()
         deep = "chain" if r < 0.02 else "rec" if r < 0.04 else None
         net, kinds = self.gen_network(deep)
@@ -2778,6 +2916,13 @@ class Gen:
 
 
 # ---------------------------------------------------------------- small helpers
+
+def _make_divisible(v, divisor=8, min_value=None):
+    # torchvision's _make_divisible, which the generated make_divisible computes
+    min_value = min_value or divisor
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    return new_v + divisor if new_v < 0.9 * v else new_v
+
 
 def ok_label_text(t):
     return ok_label(t) or IDENT.match(t) is not None
@@ -2967,6 +3112,12 @@ def features(text: str, net=None) -> set[str]:
             labels_in(e.orelse, acc)
         return acc
 
+    # value functions: a def whose body is arithmetic, a comparison-guarded value or a function call
+    value_defs = {n for n, d in defs.items() if (isinstance(d.body, ast.BinOp) and d.body.op != "*")
+                  or (isinstance(d.body, ast.Cond) and isinstance(d.body.then, (ast.BinOp, ast.Name))
+                      and not layerish(d.body.then))
+                  or (isinstance(d.body, ast.Call) and isinstance(d.body.func, ast.Name)
+                      and d.body.func.id not in OP_NAMES and d.body.func.id not in blocks)}
     lines = text.split("\n")
 
     def is_else_if(node):
@@ -2979,6 +3130,11 @@ def features(text: str, net=None) -> set[str]:
 
     def expr(e, st):
         """st: context flags (merge_depth, in_args, in_test, as_value, labelled, stmt)."""
+        if isinstance(e, ast.Call) and isinstance(e.func, ast.Name):
+            if e.func.id in value_defs:
+                f.add("def:value")
+            if e.func.id in MATH_FUNCS:
+                f.add("call:math")
         if isinstance(e, ast.Name):
             name_uses[e.id] = name_uses.get(e.id, 0) + 1
             if e.id in defs and st.get("as_value"):
@@ -3293,7 +3449,7 @@ FEATURES = sorted(
         "in:if_height", "block:recursive", "block:param_in_channels", "block:param_python_name",
         "block:param_python_keyword", "block:param_camel", "block:param_shadows_builtin", "block:param_block",
         "block:many_calls", "block:block_arg",
-        "def", "def:one_layer", "def:multi", "def:labels", "def:ref", "def:as_value",
+        "def", "def:one_layer", "def:multi", "def:labels", "def:ref", "def:as_value", "def:value", "call:math",
         "let", "let:pipeline_twice", "arg:pipeline", "if", "if:else_if", "if:else", "cond:item", "cond:labelled",
         "for:range", "for:list", "for:layers", "repeat:0", "repeat:1", "repeat:3",
         "network:params", "network:instance", "input:vector", "deep:chain", "deep:recursion",

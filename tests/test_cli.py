@@ -230,3 +230,74 @@ def test_import_netlang_does_not_import_torch():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+# ---------------------------------------------------------------------------- check: templates
+
+TEMPLATE = """\
+block unit(c, k) { conv(c, k, pad=k // 2) -> relu }
+
+network mobile(cfg, last, classes=10) {
+    input 3x32x32
+    for c in cfg {
+        unit(c, 3)
+    }
+    head: conv(last, 1) -> global_avgpool -> flatten -> linear(classes)
+}
+
+network mobile_small = mobile(cfg=[16, 24], last=64)
+network mobile_large = mobile([16, 24, 40], 128, classes=100)
+"""
+
+
+def test_check_reports_a_template_and_checks_its_instances(capsys, tmp_path):
+    p = tmp_path / "mobile.net"
+    p.write_text(TEMPLATE)
+    rc, out, err = run(capsys, "check", p)
+    assert rc == 0 and err == ""
+    assert out.splitlines() == [
+        "mobile: template — needs cfg, last; checked through its instances mobile_small, mobile_large",
+        # 2 units of conv + relu, then conv, pool, flatten, linear
+        "mobile_small: ok — 8 layers, input 3x32x32, output head.3 10",
+        "mobile_large: ok — 10 layers, input 3x32x32, output head.3 100",
+    ]
+
+
+def test_check_a_template_alone_and_with_its_parameters(capsys, tmp_path):
+    p = tmp_path / "alone.net"
+    p.write_text(TEMPLATE.split("network mobile_small")[0])
+    rc, out, _ = run(capsys, "check", p)
+    assert rc == 0
+    assert out == "mobile: template — needs cfg, last; no instance here (give -p cfg=… -p last=… to check it)\n"
+    # -p supplies parameters without a default
+    rc, out, _ = run(capsys, "check", p, "-p", "cfg=[8]", "-p", "last=8")
+    assert rc == 0 and out == "mobile: ok — 6 layers, input 3x32x32, output head.3 10\n"
+    rc, out, _ = run(capsys, "check", p, "-p", "cfg=[8]")
+    assert rc == 0 and out.startswith("mobile: template — needs last;")
+
+
+def test_check_finds_an_unknown_name_in_a_template(capsys, tmp_path):
+    p = tmp_path / "typo.net"
+    p.write_text(TEMPLATE.replace("unit(c, 3)", "unti(c, 3)"))
+    rc, out, err = run(capsys, "check", p)
+    assert rc == 1 and out == ""
+    lines = err.splitlines()
+    assert lines[0] == f"{p}:6:9: name error: unknown name 'unti'"
+    assert lines[2] == "            ^^^^"
+    assert lines[3] == f"{p}:3:9: note: in network mobile, a template (its parameters cfg, last have no default)"
+    assert lines[4] == "hint: did you mean 'unit'?"
+
+
+def test_an_instance_that_leaves_out_a_parameter_fails(capsys, tmp_path):
+    p = tmp_path / "partial.net"
+    p.write_text(TEMPLATE + "network mobile_bad = mobile(cfg=[16])\n")
+    rc, out, err = run(capsys, "check", p)
+    assert rc == 1
+    assert "type error: network mobile needs its 'last' argument" in err
+
+
+def test_p_values_are_seen_by_the_defaults_after_them(capsys, tmp_path):
+    p = tmp_path / "dep.net"
+    p.write_text("network x(n=2, m=n * 2) {\n    input 3x8x8\n    conv(m, 1)\n}\n")
+    rc, out, _ = run(capsys, "check", p, "-p", "n=3")
+    assert rc == 0 and out == "x: ok — 1 layers, input 3x8x8, output 0 6x8x8\n"

@@ -229,6 +229,112 @@ def test_merges():
     assert crop.shape("2") == (16, 60, 60) and crop.graph.nodes["2"]["args"] == {"crop": True}
 
 
+def _make_divisible(v, divisor=8, min_value=None):
+    # torchvision.models._utils._make_divisible, verbatim
+    if min_value is None:
+        min_value = divisor
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    if new_v < 0.9 * v:
+        new_v += divisor
+    return new_v
+
+
+def _mobilenet_v2_widths(width_mult):
+    """The output channels of torchvision's MobileNetV2 features, as its constructor works them out."""
+    settings = [[1, 16, 1, 1], [6, 24, 2, 2], [6, 32, 3, 2], [6, 64, 4, 2], [6, 96, 3, 1], [6, 160, 3, 2],
+                [6, 320, 1, 1]]
+    widths = [_make_divisible(32 * width_mult, 8)]
+    for _, c, n, _ in settings:
+        widths += [_make_divisible(c * width_mult, 8)] * n
+    return widths + [_make_divisible(1280 * max(1.0, width_mult), 8)]
+
+
+@pytest.mark.parametrize("width_mult", [0.5, 0.75, 1.0, 1.4])
+def test_value_functions_mobilenet_v2_widths(width_mult):
+    net = load(EX / "value_functions.net", width_mult=width_mult)
+    features = [f"features.{i}" for i in range(19)]
+    outs = [net.shape(f"{f}.0" if i in (0, 18) else f"{f}.{_last_conv(net, f)}")[0] for i, f in enumerate(features)]
+    assert outs == _mobilenet_v2_widths(width_mult)
+    assert net.shape("classifier.1") == (1000,)
+
+
+def _last_conv(net, block):
+    return max((n for n in net.graph.nodes if n.startswith(block + ".") and op_of(net, n) == "conv"),
+               key=lambda n: topo_order(net.graph).index(n))[len(block) + 1:]
+
+
+def test_value_functions_mobilenet_v2_figures():
+    # stated in docs/language.md, and torchvision's MobileNetV2 (3,504,872 parameters, 0.30 GFLOPS)
+    assert _mobilenet_v2_widths(0.75)[0] == 24 and _mobilenet_v2_widths(1.4)[-1] == 1792
+    net = load(EX / "value_functions.net")
+    assert net.params == 3_504_872 and round(net.macs / 1e9, 2) == 0.30
+    assert "3,504,872" in LANGUAGE
+    small = load(EX / "value_functions.net", width_mult=0.75)
+    assert small.shape("features.0.0") == (24, 112, 112)
+    # t=1: no expansion (an identity), then the depthwise conv
+    assert op_of(small, "features.1.0") == "identity"
+    assert small.graph.nodes["features.1.1.0"]["args"]["groups"] == 24
+    assert op_of(small, "features.2.3") == "batchnorm"            # a stride-2 block: no residual add
+    assert op_of(small, "features.3.0") == "add"                  # a residual block: the add is item 0
+
+
+def test_make_divisible_against_torchvision_for_many_inputs():
+    from netlang.elaborate import Elaborator
+    from netlang.parser import parse_expr
+    module = load_module(EX / "value_functions.net")
+    el = Elaborator("values")
+    cases = [(v / 4, d, m) for v in range(1, 2000, 7) for d in (1, 3, 8, 16) for m in (None, 0, 8, 32)]
+    cases += [(c * w, 8, None) for c in (16, 24, 32, 40, 64, 96, 112, 160, 192, 320, 1280)
+              for w in (0.25, 0.35, 0.5, 0.75, 1.0, 1.1, 1.2, 1.3, 1.4, 1.6, 1.8, 2.0)]
+    for v, d, m in cases:
+        args = f"{v!r}, {d}" + (f", min_value={m}" if m else "")
+        got = el.eval(parse_expr(f"make_divisible({args})", "<test>"), module.env, None)
+        assert got == _make_divisible(v, d, m or None), (v, d, m)
+
+
+# EfficientNet B0..B7: (width_mult, depth_mult), torchvision's
+EFFICIENTNETS = [(1.0, 1.0), (1.0, 1.1), (1.1, 1.2), (1.2, 1.4), (1.4, 1.8), (1.6, 2.2), (1.8, 2.6), (2.0, 3.1)]
+
+
+@pytest.mark.parametrize("width_mult,depth_mult", EFFICIENTNETS, ids=[f"b{i}" for i in range(8)])
+def test_efficientnet_round_filters_and_repeats(width_mult, depth_mult):
+    import math
+    net = load(EX / "efficientnet_scaling.net", "efficientnet_stages", width_mult=width_mult, depth_mult=depth_mult)
+    assert net.shape("stem.0")[0] == _make_divisible(32 * width_mult, 8)
+    for c, n in [(16, 1), (24, 2), (40, 2), (80, 3), (112, 3), (192, 4), (320, 1)]:
+        convs = [x for x in net.graph.nodes if x.startswith(f"stage{c}.") and op_of(net, x) == "conv"]
+        assert len(convs) == int(math.ceil(n * depth_mult)), c
+        assert {net.shape(x)[0] for x in convs} == {_make_divisible(c * width_mult, 8)}
+    assert net.shape("head.0")[0] == 4 * _make_divisible(320 * width_mult, 8)
+
+
+def test_value_function_figures_the_reference_states():
+    from netlang.elaborate import Elaborator
+    from netlang.parser import parse_expr
+    module = load_module(EX / "efficientnet_scaling.net")
+    stated = {"make_divisible(32 * 0.75)": 24, "make_divisible(1280 * 1.4)": 1792, "make_divisible(11)": 16,
+              "ceil(2 * 1.8)": 4, "make_divisible(40 * 1.4)": 56, "gcd(48, 3)": 3, "log(1000, 10)": 2.9999999999999996,
+              "floor(log(1000, 10))": 2, "ceil(2.1)": 3, "floor(-0.5)": -1, "pow(2, 10)": 1024, "pow(2, -1)": 0.5,
+              'str(8) + str(0.5) + str(true)': "80.5true"}
+    for text, want in stated.items():
+        got = Elaborator("doc").eval(parse_expr(text, "<doc>"), module.env, None)
+        assert got == want and type(got) is type(want), text
+        assert f"`{text}" in LANGUAGE or text.startswith("str(") or text == "gcd(48, 3)", text
+
+
+def test_efficientnet_b4_instance_and_regnet_widths():
+    b4 = load(EX / "efficientnet_scaling.net", "efficientnet_b4_stages")
+    assert b4.shape("head.2") == (1792, 2, 2)
+    stage40 = [x for x in b4.graph.nodes if x.startswith("stage40.") and op_of(b4, x) == "conv"]
+    assert len(stage40) == 4 and {b4.shape(x)[0] for x in stage40} == {56}
+    net = load(EX / "efficientnet_scaling.net", "regnet_widths")
+    widths = [net.shape(f"block{i}")[0] for i in range(16)]
+    # RegNetY-400MF in torchvision: stage widths 48, 104, 208, 440 and depths 1, 3, 6, 6
+    assert [(w, widths.count(w)) for w in sorted(set(widths))] == [(48, 1), (104, 3), (208, 6), (440, 6)]
+    assert net.graph.nodes["block0"]["args"]["groups"] == 3 and net.graph.nodes["block1"]["args"]["groups"] == 8
+    assert net.shape("head") == (len("regnet_16_27.89"), 32, 32)
+
+
 def test_activations_example():
     from netlang.passes import run_pipeline
     net = load(EX / "activations.net")

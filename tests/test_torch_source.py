@@ -694,3 +694,55 @@ def test_a_pipeline_argument_reads_a_network_parameter():
            "    let norm = (batchnorm if bn or in.height >= 6 else identity) -> relu\n    a: b(norm)\n}\n"
            "block b(f) {\n    maxpool(2) -> f\n}\n")
     assert fixed(other_argument(src, "bn", True, "true"), "N") == "bn=false"
+
+
+VALUE_FUNCTIONS = """
+def _at_least_90_percent(v, divisor, new_v) = new_v + divisor if new_v < 0.9 * v else new_v
+def make_divisible(v, divisor=8, min_value=0) = _at_least_90_percent(
+    v, divisor, max(min_value or divisor, int(v + divisor / 2) // divisor * divisor))
+def half() = in.channels // 2
+def reps(n, m) = int(ceil(n * m))
+
+block unit(c, m=1.0) {
+    conv(make_divisible(c * m), 3, pad=1) -> relu
+    conv(half(), 1)
+}
+
+network n(w=0.75, k=3, d=2, c=4) {
+    input 3x16x16
+    stem: conv(make_divisible(32 * w), k, pad=1)
+    body: unit(16, m=w) * reps(d, 1.5)
+    conv(int(log2(16)) + k, 1)
+    conv(pow(c, 2) + abs(0 - c) + int(float(c) / 2), 1)
+}
+"""
+
+
+def test_value_functions_are_written_as_their_values(tmp_path):
+    from lowering_check import check, with_argument
+    assert check(VALUE_FUNCTIONS, "n") is None
+    net = netlang.loads(VALUE_FUNCTIONS, network="n")
+    text = generate(net).text
+    mod = import_file(text, tmp_path, "value_functions")
+    # what flows through a value function or ceil/log2 is fixed for this network; pow, abs and
+    # float are Python's, so c stays an argument, and so does k beside a folded log2
+    assert "fixed for this network: w=0.75, d=2" in text
+    assert "def __init__(self, k=3, c=4):" in text
+    assert "nn.Conv2d(3, 24, k, padding=1)" in text and "4 + k" in text
+    assert "pow(c, 2) + abs(0 - c) + int(float(c) / 2)" in text
+    for name, value in (("k", 5), ("c", 3), ("c", 6)):
+        assert with_argument(VALUE_FUNCTIONS, "n", mod.N, name, value, str(value)) is None, (name, value)
+    assert mod.N(c=6).state_dict()["3.weight"].shape[0] == 36 + 6 + 3
+
+
+def test_a_fixed_parameter_fixes_what_its_default_reads(tmp_path):
+    # found by fuzzing (seed 545): w=width + 1 fixed by a value function's call while the class
+    # still took width, so N(width=3) built the network of width=2
+    from lowering_check import with_argument
+    text = ("def plus(a, b=3) = a + b\n"
+            "network n(width=2, w=width + 1) {\n    input 1x9x9\n    conv(4, 1)\n    center_crop(plus(w, 0 - 1))\n}\n")
+    net = netlang.loads(text, network="n")
+    src = generate(net).text
+    assert "fixed for this network: width=2, w=3" in src and "def __init__(self):" in src
+    mod = import_file(src, tmp_path, "fixed_default")
+    assert with_argument(text, "n", mod.N, "width", 3, "3") is None

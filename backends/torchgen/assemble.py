@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from netlang import ast
+from netlang.elaborate import _LAYERS as LAYERS
 from netlang.elaborate import BlockValue, Elaborator, Env
 
 from .code import CLASS_REF, UNKNOWN, Lines, Restart, UseSequential
@@ -17,19 +18,35 @@ from .writer import Lazy, NotAChain, Writer
 LINE = 100
 
 
+class _NoIn(NeedsConcrete):
+    """in.* that has no value here (nothing flows in, or in.height of a vector)."""
+
+
 class _Eval(Elaborator):
     """netlang's evaluator, with the current value's shape standing for the current node."""
 
+    def __init__(self, network_name):
+        super().__init__(network_name)
+        self.value_work = None      # elaborate bounded the program's work; writing it repeats that
+
     def in_attr(self, e, cur):
         if cur is None:
-            raise NeedsConcrete("in")
+            raise _NoIn("in")
         if e.attr == "shape":
             return tuple(cur)
         if e.attr == "channels":
             return cur[0]
         if e.attr not in ("height", "width") or len(cur) != 3:
-            raise NeedsConcrete(f"in.{e.attr}")
+            raise _NoIn(f"in.{e.attr}")
         return cur[1] if e.attr == "height" else cur[2]
+
+    def def_value(self, dv, arg_exprs, loc, env, cur):
+        # as netlang.elaborate: a def whose body needs an in.* that has no value here is a
+        # pipeline value, worked out where it is placed
+        try:
+            return super().def_value(dv, arg_exprs, loc, env, cur)
+        except _NoIn:
+            return LAYERS
 
 
 @dataclass

@@ -116,6 +116,36 @@ def _block_def(dv) -> str | None:
     return target.decl.name
 
 
+# netlang's functions the generated source has no spelling of without an import (it imports only
+# torch): their calls are written as their values
+FOLDED_FUNCS = {"ceil", "floor", "log", "log2", "str"}
+
+
+def _in_attrs(dv) -> list:
+    """The in.* reads of a value function's body and of the defs it calls, transitively."""
+    cached = dv.decl.__dict__.get("_torch_in_attrs")
+    if cached is not None:
+        return cached
+    found, todo, seen = [], [dv], set()
+    while todo:
+        d = todo.pop()
+        if id(d.decl) in seen:
+            continue
+        seen.add(id(d.decl))
+        for node in ast.walk(d.decl.body, [p.default for p in d.decl.params if p.default is not None]):
+            if type(node) is ast.InAttr:
+                found.append(node)
+            elif type(node) is ast.Name:
+                try:
+                    v = d.env.lookup(node.id)
+                except KeyError:
+                    continue
+                if isinstance(v, DefValue):
+                    todo.append(v)
+    object.__setattr__(dv.decl, "_torch_in_attrs", found)
+    return found
+
+
 def _literal(e) -> bool:
     t = type(e)
     if t is ast.Const:
@@ -452,17 +482,43 @@ class _Core:
             return self.in_attr(e, st, mode)
         if t is ast.Call and type(e.func) is ast.Name:
             fb = self.lookup(e.func.id, st.env)
+            if isinstance(fb.value, DefValue) and not block_def(fb.value):
+                return self.value_call(e, fb.value, st, mode)
             if isinstance(fb.value, FuncValue):
                 args = [self.expr(a.value, st, mode) for a in e.args]
                 deps = frozenset().union(*(a.deps for a in args)) if args else frozenset()
                 inner = ", ".join(a.code for a in args)
                 name = fb.value.name
+                if name in FOLDED_FUNCS:
+                    return self.folded(e, deps, st, f"{name}(…) is worked out when the source is written")
                 if name == "range":
                     return Py(f"list(range({inner}))", deps, P_POSTFIX)
                 if name == "sum" and len(args) > 1:
                     return Py(f"sum(({inner}))", deps, P_POSTFIX)
                 return Py(f"{name}({inner})", deps, P_POSTFIX)
         raise GTimeValue()
+
+    def value_call(self, e, dv, st, mode) -> Py:
+        """A value function's call (`make_divisible(32 * width)`): the generated source holds its
+        value, so what its arguments and the input's size read becomes this class's constant."""
+        v = self.cval(e, st)
+        if v is UNKNOWN or is_gtime(v):
+            raise GTimeValue()      # a def that places layers
+        deps = frozenset()
+        for a in e.args:
+            deps |= self.expr(a.value, st, mode).deps
+        for node in _in_attrs(dv) if st.cur is not None else ():
+            deps |= self.in_attr(node, st, "init").deps
+        return self.folded(e, deps, st, f"def {dv.name} is worked out when the source is written")
+
+    def folded(self, e, deps, st, why: str) -> Py:
+        left = deps - self.rkeys
+        if left:
+            raise Restart(keys=left, why=why)
+        v = self.cval(e, st)
+        if v is UNKNOWN:
+            raise NeedsConcrete(why)
+        return self.const_py(v)
 
     def binop(self, e, st, mode) -> Py:
         a = self.expr(e.left, st, mode)
@@ -622,12 +678,17 @@ class _Core:
         pynames, in_name = python_params(decl)
         taken.update(pynames.values())
         taken.add(in_name)
-        for p in params:
+        for i, p in enumerate(params):
             v = cenv.vars.get(p.name, UNKNOWN)
             key = ("param", p.name)
             if is_gtime(v) or key in self.rkeys:
                 if _has_unknown(v):
                     raise NeedsConcrete(f"parameter {p.name}")
+                # a fixed parameter that took its default no longer follows the parameters the
+                # default reads (`w=width + 1`): they are fixed too
+                reads = self.default_reads(p, params[:i], cenv, v) - self.rkeys
+                if reads:
+                    raise Restart(keys=reads, why="what the default of a fixed parameter reads")
                 d.resolved[p.name] = v
                 env.vars[p.name] = Binding(None if is_gtime(v) else self.const_py(v), v, key)
                 continue
@@ -635,6 +696,21 @@ class _Core:
             env.vars[p.name] = Binding(Py(name, frozenset({key})), v, key)
             d.params.append([name, p, None])
         d.in_name = in_name
+
+    def default_reads(self, p, earlier, cenv: Env, v) -> set:
+        """The earlier parameters p's default reads, where p may have taken its default (its
+        value is what the default gives); none where the call gave p another value."""
+        names = {q.name for q in earlier}
+        reads = {("param", n.id) for n in ast.walk(p.default) if type(n) is ast.Name and n.id in names} \
+            if p.default is not None else set()
+        if not reads:
+            return reads
+        try:
+            d = self.gen.el.eval(p.default, Env(cenv.parent, {q: cenv.vars[q] for q in names if q in cenv.vars}), None)
+        except (NetlangError, NeedsConcrete, KeyError):
+            return set()        # not evaluable here (it reads in.*, or is not netlang): as before
+        same = type(d) is type(v) and d == v if isinstance(v, (bool, int, float, str, list, tuple)) else d is v
+        return reads if same else set()
 
     def write_defaults(self, decl, st: St) -> None:
         """Python defaults: literals stay in the signature, others are computed in __init__
