@@ -347,6 +347,8 @@ def _plain(op: str, a: dict, ins: list[str], rank: int, helpers: dict) -> str:
         return f"{helpers['crop_to']}({x}, {a['h']}, {a['w']})"
     if op == "slice":
         return f"{x}[:, {a['start']}:{a['stop']}]"
+    if op == "channel_shuffle":
+        return f"F.channel_shuffle({x}, {a['groups']})"
     if op == "concat":
         if a["crop"] and rank == 3:
             return f"torch.cat({helpers['crop_all']}([{', '.join(ins)}]), 1)"
