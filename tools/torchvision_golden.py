@@ -55,10 +55,12 @@ MODELS = {
     "densenet201": ({}, models.DenseNet201_Weights, 224),
     "squeezenet1_0": ({}, models.SqueezeNet1_0_Weights, 224),
     "squeezenet1_1": ({}, models.SqueezeNet1_1_Weights, 224),
+    "shufflenet_v2_x0_5": ({}, models.ShuffleNet_V2_X0_5_Weights, 224),
+    "shufflenet_v2_x1_0": ({}, models.ShuffleNet_V2_X1_0_Weights, 224),
 }
 
 # Models small enough to store a forward pass for: name -> input side.
-OUTPUT_MODELS = {"resnet18": 64, "squeezenet1_1": 64, "googlenet": 64}
+OUTPUT_MODELS = {"resnet18": 64, "squeezenet1_1": 64, "googlenet": 64, "shufflenet_v2_x0_5": 64}
 
 # ------------------------------------------------------------------ the fill, stated as data
 # Every number below is copied into each outputs/*.json, so a test can rebuild the same tensors.
