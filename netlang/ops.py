@@ -404,6 +404,21 @@ register(OpDef("center_crop", (Param("h", "int", minimum=1), Param("w", "int", N
                lambda a, ins, out: Cost(), aliases_input=True, doc="crop the centre of the map"))
 
 
+def _shuffle_shape(a, ins):
+    c, h, w = _fmap(ins[0], "channel_shuffle")
+    g = a["groups"]
+    if c % g:
+        raise OpError(f"channel_shuffle({g}): {c} channels are not divisible by groups={g}", arg="groups",
+                      hint="channel_shuffle(groups) views the channels as groups x channels/groups")
+    return (c, h, w)
+
+
+# Data movement only, as concat: no MACs, no element-wise work; it materialises its output (a
+# permutation of the channels cannot be a view of its input).
+register(OpDef("channel_shuffle", (Param("groups", "int", minimum=1),), _shuffle_shape, lambda a, ins, out: Cost(),
+               doc="ShuffleNet's channel shuffle: channels as a groups x C/groups grid, transposed (a copy)"))
+
+
 # ------------------------------------------------------------------ merges
 
 def _branches_differ(name: str, ins: list, i: int, hint: str | None = None) -> OpError:
@@ -475,25 +490,9 @@ def _slice_shape(a, ins):
     return (a["stop"] - a["start"],) + tuple(ins[0][1:])
 
 
-def _shuffle_shape(a, ins):
-    c, h, w = _fmap(ins[0], "channel_shuffle")
-    g = a["groups"]
-    if c % g:
-        raise OpError(f"channel_shuffle({g}): {c} channels are not divisible by groups={g}", arg="groups",
-                      hint="channel_shuffle(groups) views the channels as groups x channels/groups")
-    return (c, h, w)
-
-
-# Data movement only, as concat: no MACs, no element-wise work; it materialises its output (a
-# permutation of the channels cannot be a view of its input).
-register(OpDef("channel_shuffle", (Param("groups", "int", minimum=1),), _shuffle_shape, lambda a, ins, out: Cost(),
-               doc="ShuffleNet's channel shuffle: channels as a groups x C/groups grid, transposed (a copy)"))
-
-
 register(OpDef("slice", (Param("start", "int", minimum=0), Param("stop", "int", minimum=1)), _slice_shape,
                lambda a, ins, out: Cost(), aliases_input=True, internal=True,
-               doc="channels start:stop of its input, a view (merge-siblings' outputs)"))
-
+               doc="channels start:stop of its input, a view (split's parts, merge-siblings' outputs)"))
 
 
 def _split_shape(a, ins):
