@@ -802,8 +802,8 @@ class Elaborator:
         c = shape[0]
         if c % n:
             raise NetlangShapeError(f"split({n}): {c} channels are not divisible into {n} equal parts",
-                                    locs.get("parts", e.loc), hint=f"split(n) gives each of its n branches C/n channels: "
-                                    f"n must divide {c}")
+                                    locs.get("parts", e.loc),
+                                    hint=f"split(n) gives each of its n branches C/n channels: n must divide {c}")
         entry = ctx.place(None, None, e.loc)
         inner = Ctx(ctx.scope, ctx.body, ctx.prefix, True)
         width = c // n

@@ -243,8 +243,9 @@ def test_split_example():
     assert [net.shape(f"three:part{i}") for i in range(3)] == [(16, 16, 16)] * 3
     assert net.shape("three") == (48, 16, 16)
     flat = " ".join(LANGUAGE.split())
-    for text in ("`stage.1.0:part0` and `stage.1.0:part1` (channels 0:24 and 24:48", "`stage.1.branch2` reads the second",
-                 "the shuffle is `stage.1.3`", "`stage.1.branch2.0` has 24 input channels"):
+    for text in ("`stage.1.0:part0` and `stage.1.0:part1` (channels 0:24 and 24:48",
+                 "`stage.1.branch2` reads the second", "the shuffle is `stage.1.3`",
+                 "`stage.1.branch2.0` has 24 input channels"):
         assert text in flat, text
 
 

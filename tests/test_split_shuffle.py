@@ -141,7 +141,8 @@ def test_fusion_keeps_the_split_correct():
 @pytest.mark.parametrize("text,cls,message", [
     ("conv(30, 1)\n    split(4) { identity\n identity\n identity\n identity }", NetlangShapeError,
      "split(4): 30 channels are not divisible into 4 equal parts"),
-    ("split(2) { identity\n identity\n identity }", NetlangValueError, "split(2) has 3 branches, it needs one per part"),
+    ("split(2) { identity\n identity\n identity }", NetlangValueError,
+     "split(2) has 3 branches, it needs one per part"),
     ("split(2) { identity }", NetlangValueError, "split(2) has 1 branch, it needs one per part"),
     ("conv(30, 1) -> channel_shuffle(4)", NetlangShapeError,
      "channel_shuffle(4): 30 channels are not divisible by groups=4"),
