@@ -13,7 +13,8 @@ Counting convention (also in docs/cost.md):
             1/element whatever their formula (an activation is one application per element, as
             relu is: tanh, gelu, mish, prelu... are 1 each), softmax and log_softmax 3 (exp, sum,
             normalise), pooling one per window element read, add/mul n-1 per element, mean n,
-            scale 1, bias adds 1 per output element, lrn size+3, bilinear upsample 4.
+            scale 1, bias adds 1 per output element, lrn size+3, bilinear upsample 4; data
+            movement (concat, channel_shuffle, a split's channel slices) is 0.
   params    trainable weights and biases; buffers are the other state_dict entries
             (batchnorm running mean/var and its num_batches_tracked counter).
 """
