@@ -158,3 +158,14 @@ def test_errors_are_located_and_state_the_form(text, cls, message):
     assert message in info.value.message
     assert info.value.loc is not None and info.value.loc.file == "e.net"
     assert "^" in info.value.format()
+
+
+def test_diagrams_and_summaries_name_the_parts_and_the_shuffle():
+    from netlang import render
+    net = netlang.loads(UNIT)
+    dot = render.to_dot(net, depth=None)
+    for label in ("<b>channels 0:6</b>", "<b>channels 6:12</b>", "<b>channel_shuffle 2</b>", 'label="concat"'):
+        assert label in dot, label
+    assert '"n:s1.0:part1" -> "n:s1.branch2.0"' in dot
+    table = net.summary()
+    assert "channels 6:12" in table and "channel_shuffle 2" in table
