@@ -275,6 +275,19 @@ CASES = [
      lambda m, x, t: x * torch.sigmoid(F.conv2d(x.mean((2, 3), keepdim=True), m.c.weight, m.c.bias))),
     ("mul_maps", {"mul"}, "mul { c: conv(4, 1)\n identity\n tanh }", "4x5x5",
      lambda m, x, t: F.conv2d(x, m.c.weight, m.c.bias) * x * torch.tanh(x)),
+    # channel j * g + i of the output is channel i * C/g + j of the input (torchvision's formula)
+    ("channel_shuffle", {"channel_shuffle"}, "channel_shuffle(3)", "6x4x3",
+     lambda m, x, t: x.view(-1, 3, 2, 4, 3).transpose(1, 2).reshape(-1, 6, 4, 3)),
+    ("channel_shuffle_labelled", {"channel_shuffle", "relu"}, "c: conv(6, 1) -> s: channel_shuffle(2) -> relu",
+     "4x4x3", lambda m, x, t: F.conv2d(x, m.c.weight, m.c.bias)[:, [0, 3, 1, 4, 2, 5]].clamp(min=0)),
+    # split: x.chunk(2, dim=1), each half into its branch, the outputs concatenated; a relu on a
+    # part must not write through the view into the input, which the other part reads
+    ("split", {"concat", "relu"}, "split(2) { relu\n c: conv(3, 1) }", "4x5x5",
+     lambda m, x, t: torch.cat([x[:, :2].clamp(min=0), F.conv2d(x[:, 2:], m.c.weight, m.c.bias)], 1)),
+    ("split_then_add", {"concat", "add", "scale"},
+     "a: conv(6, 1)\nadd { split(3) { identity\n scale(2)\n relu }\n identity }", "4x5x5",
+     lambda m, x, t: (lambda a: torch.cat([a[:, :2], 2 * a[:, 2:4], a[:, 4:].clamp(min=0)], 1) + a)(
+         F.conv2d(x, m.a.weight, m.a.bias))),
 ]
 # Layers that act differently in training are checked in eval only here.
 EVAL_ONLY = {"identity_eval_layers"}
