@@ -232,7 +232,10 @@ class _Writer:
                 for s, t in zip(data["siblings"], tails):
                     view = f"{self.var(n)}[:, {s['start']}:{s['stop']}]"
                     if t:
-                        self.fwd_lines.append(_steps(t, view, ins) + "  # " + comment(s["node"]))
+                        code = _steps(t, view, ins)
+                        if any(st["op"] in NO_IN_PLACE for st in t):
+                            code = f"{view}.copy_({code})"      # (a gelu or softplus makes a new tensor)
+                        self.fwd_lines.append(code + "  # " + comment(s["node"]))
                 return None
         else:
             steps_all = data.get("epilogue", ())
@@ -286,6 +289,10 @@ def _steps(steps, code: str, ins: list[str]) -> str:
 
 def _after_bn(epilogue) -> tuple:
     return tuple(epilogue[1:]) if epilogue and epilogue[0]["op"] == "batchnorm" else tuple(epilogue)
+
+
+# Steps whose PyTorch function has no in-place form: _pointwise gives a new tensor for them.
+NO_IN_PLACE = ("gelu", "softplus")
 
 
 def _pointwise(st: dict, x: str, inplace: bool) -> str:
