@@ -235,5 +235,6 @@ def output(op: str, a: dict, in_chan: Py, rank: int, in_shape) -> tuple[Py, int]
 assert set(ops.LAYERS) <= {"conv", "conv_t", "linear", "batchnorm", "lrn", "relu", "relu6", "tanh", "sigmoid",
                            "hardswish", "hardsigmoid", "silu", "gelu", "leaky_relu", "elu", "prelu", "mish",
                            "softplus", "softmax", "log_softmax", "identity", "scale", "dropout", "drop_path", "flatten", "maxpool",
-                           "avgpool", "global_avgpool", "adaptive_avgpool", "upsample", "center_crop", "channel_shuffle"}, \
+                           "avgpool", "global_avgpool", "adaptive_avgpool", "upsample", "center_crop",
+                           "channel_shuffle"}, \
     "backends/torchgen/layers.py has no PyTorch form for some layer of netlang.ops"
