@@ -171,8 +171,8 @@ def cmd_zoo(args) -> int:
     if args.markdown:
         print(ZOO_PREAMBLE.format(command=f"netlang zoo {args.folder or ''} --markdown".replace("  ", " ")))
     print(zoo_table(rows, markdown=args.markdown))
-    if args.markdown:
-        print(ZOO_POSTSCRIPT)
+    if args.markdown and any(f == "shufflenet.net" for f, _, _ in rows):
+        print(ZOO_POSTSCRIPT)      # (the zoo's page; another folder has no such section)
     if args.render:
         from .render import render_all
         paths = render_all([(f, n) for f, n, _ in rows], args.render, args.format)
