@@ -133,6 +133,12 @@ def evaluate(op: str, a: dict, xs: list, p: dict, training: bool = False):
         return F.interpolate(x, scale_factor=factor, mode="nearest")
     if op == "center_crop":
         return _crop(x, a["h"], a["w"])
+    if op == "channel_shuffle":
+        # channel c' = j * groups + i holds channel i * C/groups + j (ShuffleNet's formula)
+        n, c, h, w = x.shape
+        return x.reshape(n, a["groups"], c // a["groups"], h, w).transpose(1, 2).reshape(n, c, h, w)
+    if op == "slice":
+        return x[:, a["start"]:a["stop"]]
     if op == "concat":
         if a["crop"] and x.dim() == 4:
             h, w = min(t.shape[2] for t in xs), min(t.shape[3] for t in xs)
@@ -172,8 +178,6 @@ def run(G: nx.MultiDiGraph, state: dict, x, training: bool = False) -> tuple:
         ins = [values[s] for s in inputs_of(G, n)]
         if any(k in data for k in ("prologue", "epilogue", "siblings")):
             values[n] = _fused(data, ins, per_node, training)
-        elif data["op"] == "slice":
-            values[n] = ins[0][:, data["args"]["start"]:data["args"]["stop"]]
         else:
             values[n] = evaluate(data["op"], data["args"], ins, per_node.get(n, {}), training)
     return tuple(values[o] for o in G.graph["outputs"])

@@ -87,7 +87,7 @@ class InAttr(Node):
 
 @dataclass(frozen=True, eq=False)
 class Merge(Node):
-    op: str                 # concat, add, mean, mul
+    op: str                 # concat, add, mean, mul, split
     args: tuple[Arg, ...]
     branches: tuple["Pipe", ...]
 

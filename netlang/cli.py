@@ -182,6 +182,8 @@ def cmd_zoo(args) -> int:
     if args.markdown:
         print(ZOO_PREAMBLE.format(command=f"netlang zoo {args.folder or ''} --markdown".replace("  ", " ")))
     print(zoo_table(rows, markdown=args.markdown))
+    if args.markdown and any(f == "shufflenet.net" for f, _, _ in rows):
+        print(ZOO_POSTSCRIPT)      # (the zoo's page; another folder has no such section)
     if args.render:
         from .render import render_all
         paths = render_all([(f, n) for f, n, _ in rows], args.render, args.format)
@@ -202,6 +204,24 @@ memory of every layer output of one forward pass in fp32. Auxiliary classifiers 
 three. Where a figure differs from the one printed in the paper or the lecture notes, see
 [seed-figures.md](seed-figures.md) and the tests named there.
 """
+
+# Published figures next to netlang's, for networks whose comparison is not in seed-figures.md
+# (tests/test_zoo_shufflenet.py holds both columns against the golden files and the zoo).
+ZOO_POSTSCRIPT = """
+## ShuffleNet V2 against torchvision
+
+torchvision 0.29.1 publishes, with each model's ImageNet weights, its parameter count and its
+"GFLOPS" (multiply-accumulates, netlang's MACs, to three decimals):
+
+| Network | torchvision params | netlang params | torchvision GFLOPS | netlang MACs |
+|---|---|---|---|---|
+| shufflenet_v2_x0_5 | 1,366,792 | 1,366,792 | 0.040 | 40,476,448 |
+| shufflenet_v2_x1_0 | 2,278,604 | 2,278,604 | 0.145 | 144,907,992 |
+| shufflenet_v2_x1_5 | 3,503,624 | 3,503,624 | 0.296 | 295,759,392 |
+| shufflenet_v2_x2_0 | 7,393,996 | 7,393,996 | 0.583 | 583,253,464 |
+
+The paper's Table 5 prints 41, 146, 299 and 591 MFLOPs (and 1.4, 2.3, 3.5 and 7.4 M parameters):
+its counts are 1 to 1.4% above these MACs; which extra work it counts, it does not say."""
 
 
 def cmd_render(args) -> int:

@@ -555,6 +555,7 @@ class Elaborator:
         self.value_work = 0         # value-function calls in all (None: not counted)
         self.in_value = 0           # value-function calls under way
         self.network_name = network_name
+        self.split_parts: list = []      # (slice node, its split's concat, part index)
 
     # ------------------------------------------------------------ errors
     def _note_call(self, err: NetlangError, what: str, loc: SourceLoc) -> NetlangError:
@@ -888,6 +889,8 @@ class Elaborator:
         return cur
 
     def emit_merge(self, e: ast.Merge, env, cur, ctx: Ctx) -> int:
+        if e.op == "split":
+            return self.emit_split(e, env, cur, ctx)
         op = ops.OPS[e.op]
         args, locs = self.bind_op(op, e.args, env, cur, e.loc)
         if len(e.branches) < op.min_inputs:
@@ -897,6 +900,47 @@ class Elaborator:
         inner = Ctx(ctx.scope, ctx.body, ctx.prefix, True)
         outs = [self.emit(b, env, cur, inner) for b in e.branches]
         return self.add_node(op, args, outs, e.loc, ctx, locs, entry=entry)
+
+    def emit_split(self, e: ast.Merge, env, cur, ctx: Ctx) -> int:
+        """split(n) { b0 ... }: channels i*C/n:(i+1)*C/n, a slice (a view), flow into branch i; the
+        branches are concatenated. The slices are no items of the scope (they hold no module, as
+        torch.chunk does not); they are named after the concat ("<concat>:part<i>")."""
+        op = ops.SPLIT
+        args, locs = self.bind_op(op, e.args, env, cur, e.loc)
+        n = args["parts"]
+        form = f"split({n}) {{ ... }} takes one branch per part: {n} branches, one a line"
+        if len(e.branches) != n:
+            raise NetlangValueError(f"split({n}) has {len(e.branches)} branch{'es' if len(e.branches) != 1 else ''}"
+                                    f", it needs one per part", e.loc, hint=form)
+        shape = self.G.nodes[cur]["shape"]
+        if len(shape) != 3:
+            raise NetlangShapeError(f"split needs a CxHxW feature map, got {ops.fmt_shape(shape)}", e.loc,
+                                    hint="split divides the channels of a map; it cannot follow flatten or linear")
+        c = shape[0]
+        if c % n:
+            raise NetlangShapeError(f"split({n}): {c} channels are not divisible into {n} equal parts",
+                                    locs.get("parts", e.loc),
+                                    hint=f"split(n) gives each of its n branches C/n channels: n must divide {c}")
+        entry = ctx.place(None, None, e.loc)
+        inner = Ctx(ctx.scope, ctx.body, ctx.prefix, True)
+        width = c // n
+        parts = [self.add_node(ops.OPS["slice"], {"start": i * width, "stop": (i + 1) * width}, [cur], e.loc, None)
+                 for i in range(n)]
+        outs = []
+        for i, (b, part) in enumerate(zip(e.branches, parts)):
+            out = self.emit(b, env, part, inner)
+            if not nx.has_path(self.G, part, out):
+                raise NetlangValueError(f"split({n}): branch {i + 1} does not read its part", b.loc,
+                                        hint="each branch of a split starts from its channels; a branch that "
+                                             "begins with @label reads another tensor")
+            outs.append(out)
+        try:
+            nid = self.add_node(ops.OPS["concat"], {"crop": False}, outs, e.loc, ctx, entry=entry)
+        except NetlangShapeError as err:
+            err.message = err.message.replace("concat:", f"split({n}):", 1)
+            raise
+        self.split_parts.extend((p, nid, i) for i, p in enumerate(parts))
+        return nid
 
     def apply(self, callee, arg_exprs, loc, env, cur, ctx: Ctx, expr) -> int:
         if isinstance(callee, OpValue):
@@ -1358,6 +1402,8 @@ def _elaborate(module: Module, value: NetworkValue, overrides: dict, input_shape
         if name == "input":
             raise NetlangNameError("'input' names the network's input; choose another label", G.nodes[nid]["loc"])
     names[run.input_node] = "input"
+    for part, cat, i in el.split_parts:
+        names[part] = f"{names[cat]}:part{i}"
     _check_unique(G, names)
     G = nx.relabel_nodes(G, names, copy=True)
     for n, data in G.nodes(data=True):

@@ -13,7 +13,8 @@ Counting convention (also in docs/cost.md):
             1/element whatever their formula (an activation is one application per element, as
             relu is: tanh, gelu, mish, prelu... are 1 each), softmax and log_softmax 3 (exp, sum,
             normalise), pooling one per window element read, add/mul n-1 per element, mean n,
-            scale 1, bias adds 1 per output element, lrn size+3, bilinear upsample 4.
+            scale 1, bias adds 1 per output element, lrn size+3, bilinear upsample 4; data
+            movement (concat, channel_shuffle, a split's channel slices) is 0.
   params    trainable weights and biases; buffers are the other state_dict entries
             (batchnorm running mean/var and its num_batches_tracked counter).
 """
@@ -404,6 +405,21 @@ register(OpDef("center_crop", (Param("h", "int", minimum=1), Param("w", "int", N
                lambda a, ins, out: Cost(), aliases_input=True, doc="crop the centre of the map"))
 
 
+def _shuffle_shape(a, ins):
+    c, h, w = _fmap(ins[0], "channel_shuffle")
+    g = a["groups"]
+    if c % g:
+        raise OpError(f"channel_shuffle({g}): {c} channels are not divisible by groups={g}", arg="groups",
+                      hint="channel_shuffle(groups) views the channels as groups x channels/groups")
+    return (c, h, w)
+
+
+# Data movement only, as concat: no MACs, no element-wise work; it materialises its output (a
+# permutation of the channels cannot be a view of its input).
+register(OpDef("channel_shuffle", (Param("groups", "int", minimum=1),), _shuffle_shape, lambda a, ins, out: Cost(),
+               doc="ShuffleNet's channel shuffle: channels as a groups x C/groups grid, transposed (a copy)"))
+
+
 # ------------------------------------------------------------------ merges
 
 def _branches_differ(name: str, ins: list, i: int, hint: str | None = None) -> OpError:
@@ -477,7 +493,21 @@ def _slice_shape(a, ins):
 
 register(OpDef("slice", (Param("start", "int", minimum=0), Param("stop", "int", minimum=1)), _slice_shape,
                lambda a, ins, out: Cost(), aliases_input=True, internal=True,
-               doc="channels start:stop of its input, a view (merge-siblings' outputs)"))
+               doc="channels start:stop of its input, a view (split's parts, merge-siblings' outputs)"))
+
+
+def _split_shape(a, ins):
+    """The joined shape of split's branches: they are concatenated along channels."""
+    return _concat_shape({"crop": False}, ins)
+
+
+# `split(parts) { ... }` belongs to the language, not to the IR: elaboration makes it one channel
+# slice (a view) per branch and a concat of the branches, so every pass and backend sees ops it
+# knows. Its schema checks the call.
+SPLIT = OpDef("split", (Param("parts", "int", minimum=1),), _split_shape, lambda a, ins, out: Cost(), arity=None,
+              min_inputs=1, merge=True, doc="split the channels into equal parts, one per branch, and concat "
+                                            "the branches")
+SYNTAX = {"split": SPLIT}
 
 # The activations (element-wise, and softmax and log_softmax over channels), as an unknown layer
 # name's hint lists them.

@@ -51,6 +51,10 @@ def describe_op(op: str, args: dict) -> str:
         return f"leaky_relu {args['slope']:g}"
     if op == "elu":
         return f"elu {args['alpha']:g}"
+    if op == "slice":
+        return f"channels {args['start']}:{args['stop']}"
+    if op == "channel_shuffle":
+        return f"channel_shuffle {args['groups']}"
     if op == "prelu":
         return "prelu per channel" if args["per_channel"] else "prelu"
     if op == "softplus":

@@ -40,9 +40,9 @@ from netlang import ops
 # ====================================================================== the language's names
 
 KEYWORDS = ("import", "def", "block", "network", "let", "if", "else", "for", "in", "input", "output",
-            "true", "false", "and", "or", "not", "concat", "add", "mean", "mul")
+            "true", "false", "and", "or", "not", "concat", "add", "mean", "mul", "split")
 OP_NAMES = tuple(n for n, op in ops.LANGUAGE.items() if n != "input" and not op.merge)
-MERGE_NAMES = tuple(n for n, op in ops.LANGUAGE.items() if op.merge)
+MERGE_NAMES = tuple(n for n, op in ops.LANGUAGE.items() if op.merge) + tuple(ops.SYNTAX)
 FUNC_NAMES = ("range", "len", "min", "max", "sum", "int", "round", "float", "abs", "ceil", "floor", "log", "log2",
               "pow", "str")
 BUILTIN_NAMES = frozenset(OP_NAMES) | frozenset(FUNC_NAMES)
@@ -336,7 +336,7 @@ def _canon(spec, v):
 
 def bind_op(name, given):
     """given: [(keyword or None, value)] -> the op's canonical argument dict."""
-    op = ops.OPS[name]
+    op = ops.OPS[name] if name in ops.OPS else ops.SYNTAX[name]
     names = [p.name for p in op.params]
     values = {}
     pos = 0
@@ -815,11 +815,36 @@ class Merge(Node):
 
     def place(self, sim, env, cur, ctx):
         vals = bind_op(self.op, [(k, v.ev(sim, env, cur)) for k, v in self.args])
+        inner = Ctx(ctx.body, ctx.prefix)
+        if self.op == "split":
+            # one channel slice per branch, each branch on its own part, then a concat
+            parts = split_parts(sim, cur, vals["parts"], len(self.branches))
+            outs = [b.place(sim, env, p, inner) for b, p in zip(self.branches, parts)]
+            for p, o in zip(parts, outs):
+                if not reaches(sim, p.nid, o.nid):
+                    raise Invalid("a split branch that does not read its part")
+            return sim.add("concat", {"crop": False}, outs)
         if len(self.branches) < ops.OPS[self.op].min_inputs:
             raise Invalid("too few branches")
-        inner = Ctx(ctx.body, ctx.prefix)
         outs = [b.place(sim, env, cur, inner) for b in self.branches]
         return sim.add(self.op, vals, outs)
+
+
+def split_parts(sim, cur, n, branches):
+    """split(n)'s parts of cur, as the elaborator makes them (Invalid where it refuses)."""
+    if n != branches or len(cur.shape) != 3 or cur.shape[0] % n:
+        raise Invalid("split")
+    w = cur.shape[0] // n
+    return [sim.add("slice", {"start": i * w, "stop": (i + 1) * w}, [cur]) for i in range(n)]
+
+
+def reaches(sim, a, b):
+    """Is node b node a or fed by it (the dataflow graph's nodes are in placing order)?"""
+    seen = {a}
+    for nid in range(a + 1, b + 1):
+        if set(sim.nodes[nid][1]) & seen:
+            seen.add(nid)
+    return b in seen
 
 
 class Repeat(Node):
@@ -1467,7 +1492,7 @@ class Gen:
                  "sigmoid": 3, "softmax": 2, "identity": 3, "scale": 2, "dropout": 3, "drop_path": 2,
                  "flatten": 3, "maxpool": 7, "avgpool": 7, "global_avgpool": 2, "adaptive_avgpool": 3,
                  "upsample": 4 if C * H * W * 4 <= CAP_ELEMS else 0, "center_crop": 3 if min(H, W) > 1 else 0,
-                 **NEW_ACTS}
+                 "channel_shuffle": 4, **NEW_ACTS}
         op = self.wpick(w)
         if not self.is_op(env, op):
             raise Invalid("shadowed")
@@ -1479,6 +1504,10 @@ class Gen:
 
     def layer_args(self, op, s):
         r = self
+        if op == "channel_shuffle":
+            divs = [d for d in range(1, s[0] + 1) if s[0] % d == 0]
+            g = r.pick(divs[1:-1] or divs) if r.chance(0.8) else r.pick(divs)
+            return {"groups": g}
         if op == "conv":
             C, H, W = s
             g = 1
@@ -1742,7 +1771,10 @@ class Gen:
     def mk_merge(self, cur, env, ctx, depth, lv):
         s = cur.shape
         vec = len(s) == 1
-        op = self.wpick({"concat": 35, "add": 30, "mean": 15, "mul": 20})
+        splits = [n for n in (1, 2, 2, 2, 3, 4) if not vec and s[0] % n == 0 and s[0] > 1]
+        op = self.wpick({"concat": 35, "add": 30, "mean": 15, "mul": 20, "split": 14 if splits else 0})
+        if op == "split":
+            return self.mk_split(cur, env, ctx, depth, lv, self.pick(splits))
         args = []
         crop = False
         if op == "concat" and not vec and self.chance(0.35):
@@ -1769,6 +1801,19 @@ class Gen:
             raise Invalid("dull crop")
         return Merge(op, args, branches, style=1 if self.chance(0.25) else 0,
                      parens=not args and self.chance(0.05))
+
+    def mk_split(self, cur, env, ctx, depth, lv, n):
+        """split(n) { ... }: branch i on the i-th channel group; every branch reads its part."""
+        arg = self.pick([(None, Lit(n)), ("parts", Lit(n)), (None, Lit(n))])
+        if self.chance(0.2):
+            arg = (arg[0], self.int_e(n, env, cur.shape))
+        parts = split_parts(self.sim, cur, n, n)
+        branches, target = [], None
+        for part in parts:
+            node, out = self.gen_branch("concat", "spatial", part, env, ctx, depth, lv, target, must_input=True)
+            branches.append(node)
+            target = out.shape if target is None else combine("spatial", target, out.shape)
+        return Merge("split", [arg], branches, style=1 if self.chance(0.3) else 0)
 
     def gen_branch(self, op, mode, cur, env, ctx, depth, lv, target, must_input):
         w = {"identity": 20, "pipe": 45, "ref": 0 if must_input else 12, "refdef": 0 if must_input else 3,
@@ -3357,6 +3402,8 @@ def ir_features(G) -> set[str]:
                 f.add("input:vector")
             continue
         f.add(("merge:" if op in MERGE_NAMES else "op:") + op)
+        if op == "slice" and ":part" in n:          # (split's parts; merge-siblings' are ":view")
+            f.add("merge:split")
         ins = [G.nodes[s]["shape"] for s in inputs_of(G, n)]
         if op == "conv":
             if a["stride"] != (1, 1):

@@ -335,6 +335,26 @@ def test_efficientnet_b4_instance_and_regnet_widths():
     assert net.shape("head") == (len("regnet_16_27.89"), 32, 32)
 
 
+def test_split_example():
+    net = load(EX / "split.net")
+    G = net.graph
+    assert op_of(net, "stage.1.0") == "concat" and op_of(net, "stage.1.3") == "channel_shuffle"
+    parts = [G.nodes[f"stage.1.0:part{i}"] for i in range(2)]
+    assert [(p["op"], p["args"]) for p in parts] == [("slice", {"start": 0, "stop": 24}),
+                                                     ("slice", {"start": 24, "stop": 48})]
+    assert inputs_of(G, "stage.1.0:part0") == ["stage.0.3"] and net.shape("stage.0.3") == (48, 16, 16)
+    assert inputs_of(G, "stage.1.branch2.0") == ["stage.1.0:part1"]
+    assert dict((k, s) for k, s, _ in state_entries(G))["stage.1.branch2.0.weight"] == (24, 24, 1, 1)
+    assert not any(k.startswith("stage.1.0") for k, _, _ in state_entries(G))
+    assert [net.shape(f"three:part{i}") for i in range(3)] == [(16, 16, 16)] * 3
+    assert net.shape("three") == (48, 16, 16)
+    flat = " ".join(LANGUAGE.split())
+    for text in ("`stage.1.0:part0` and `stage.1.0:part1` (channels 0:24 and 24:48",
+                 "`stage.1.branch2` reads the second", "the shuffle is `stage.1.3`",
+                 "`stage.1.branch2.0` has 24 input channels"):
+        assert text in flat, text
+
+
 def test_activations_example():
     from netlang.passes import run_pipeline
     net = load(EX / "activations.net")
@@ -603,7 +623,9 @@ def test_zoo_page_is_the_output_of_its_command(monkeypatch):
     assert (ROOT / "docs" / "zoo.md").read_text() == out.getvalue(), \
         "docs/zoo.md is stale: run `netlang zoo architectures --markdown > docs/zoo.md`"
     # Every network of every zoo file has its row, with the paper its file cites.
-    rows = [line for line in out.getvalue().splitlines() if line.startswith("| ") and not line.startswith("| Network")]
+    # (the zoo's table; the sections after it compare some networks with published figures)
+    table = out.getvalue().split("\n## ")[0]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| Network")]
     names = [r.split(" | ")[0][2:] for r in rows]
     expected = [n for p in sorted((ROOT / "architectures").glob("*.net")) for n in load_module(p).networks]
     assert names == expected

@@ -271,6 +271,29 @@ def test_random_programs_fused_compute_what_they_did():
     assert not failures, failures[:3]
 
 
+@pytest.mark.parametrize("act", ['gelu(approximate="tanh")', "gelu", "softplus(beta=2)", 'gelu -> mish'])
+def test_merged_siblings_with_their_own_gelu_or_softplus(act):
+    # merged siblings whose epilogues differ apply each one's steps to its channels of the merged
+    # output: a gelu or softplus, which has no in-place form, must be written back (found by
+    # fuzzing, seeds 1449 and 2935: the gelu's result was dropped)
+    from lowering_check import check_fused
+    text = f"""network n {{
+    input 3x8x8
+    stem: conv(7, 1)
+    concat {{
+        downsample: conv(6, 1) -> {act}
+        add {{
+            @downsample
+            identity -> conv(6, 1)
+        }}
+    }}
+}}
+"""
+    H = run_pipeline(netlang.loads(text).graph, ["fuse"])
+    assert "siblings" in H.nodes["downsample.0"]
+    assert check_fused(text) is None
+
+
 def test_the_fused_program_check_fails_on_a_wrong_pass(monkeypatch):
     # the check above can fail: a fold-bn that forgets the batchnorm's shift shows
     import progen

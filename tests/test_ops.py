@@ -99,6 +99,7 @@ COVERED = {
     "hardswish", "hardsigmoid", "silu", "gelu", "leaky_relu", "elu", "prelu", "mish", "softplus", "log_softmax",
     "identity", "scale", "dropout", "drop_path", "flatten", "maxpool", "avgpool", "global_avgpool",
     "adaptive_avgpool", "upsample", "center_crop", "concat", "add", "mean", "mul",
+    "channel_shuffle",      # (and split, which is the language's: tests/test_split_shuffle.py)
 }
 
 
@@ -459,6 +460,16 @@ def test_center_crop_against_slicing():
 def _crop_to(x, h, w):
     top, left = (x.shape[2] - h) // 2, (x.shape[3] - w) // 2
     return x[:, :, top:top + h, left:left + w]
+
+
+@pytest.mark.parametrize("c", [1, 2, 3, 4, 6, 12, 116])
+@pytest.mark.parametrize("g", [1, 2, 3, 4, 5])
+def test_channel_shuffle_shape_against_torch(c, g):
+    ours = rule_or_none("channel_shuffle", [(c, 5, 3)], groups=g)
+    assert ours == torch_shape(lambda x: F.channel_shuffle(x, g), (c, 5, 3))
+    if ours is not None:
+        assert cost("channel_shuffle", [(c, 5, 3)], groups=g) == ops.Cost()    # data movement only
+        assert not ops.OPS["channel_shuffle"].aliases_input                    # a copy
 
 
 def test_concat_against_torch_cat():

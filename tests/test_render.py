@@ -64,7 +64,7 @@ network toy(classes=10) {
     output fc, aux
 }
 
-network split {
+network branched {
     input 3x8x8
     a1: unit(3)
     a2: unit(3)
@@ -239,7 +239,7 @@ def test_a_run_shows_its_block_open_once_when_nothing_else_does():
 def test_a_run_breaks_where_a_tensor_leaves_it():
     # a2's output also feeds `side`, so a1..a4 are two runs: a1-a2 (unit not yet drawn: a1 open,
     # a2 alone is no run) and a3-a4 (unit drawn already: one box).
-    dot = Dot(R.to_dot(toy("split"), depth=None))
+    dot = Dot(R.to_dot(toy("branched"), depth=None))
     assert {"a1", "a2"} <= set(dot.clusters)
     assert dot.label("run:a3").startswith("unit(3) ×2 | a3–4")
     assert ("n:a2.7", "n:side", None) in dot.edges
@@ -411,7 +411,7 @@ def test_without_dot_only_dot_text_is_written(no_dot, tmp_path):
     assert main(["zoo", str(folder), "--render", str(tmp_path / "out")]) == 1
     assert not (tmp_path / "out").exists()
     assert main(["zoo", str(folder), "--render", str(tmp_path / "out"), "--format", "dot"]) == 0
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["split.dot", "toy.dot"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["branched.dot", "toy.dot"]
 
 
 def test_cli_without_dot_fails_with_the_install_hint(tmp_path):
@@ -502,7 +502,7 @@ def test_zoo_command_draws_every_network_into_a_folder(tmp_path, capsys):
     out = tmp_path / "pictures"
     assert main(["zoo", str(folder), "--render", str(out), "--format", "dot"]) == 0
     names = {p.name for p in out.iterdir()}
-    assert names == {"toy.dot", "split.dot", "resnet.dot", "resnet18.dot", "resnet34.dot", "resnet50.dot"}
+    assert names == {"toy.dot", "branched.dot", "resnet.dot", "resnet18.dot", "resnet34.dot", "resnet50.dot"}
     assert (out / "toy.dot").read_text() == R.to_dot(netlang.loads(TOY, network="toy", filename=str(folder / "t.net")))
     assert "drew 6 networks" in capsys.readouterr().err
 

@@ -275,6 +275,19 @@ CASES = [
      lambda m, x, t: x * torch.sigmoid(F.conv2d(x.mean((2, 3), keepdim=True), m.c.weight, m.c.bias))),
     ("mul_maps", {"mul"}, "mul { c: conv(4, 1)\n identity\n tanh }", "4x5x5",
      lambda m, x, t: F.conv2d(x, m.c.weight, m.c.bias) * x * torch.tanh(x)),
+    # channel j * g + i of the output is channel i * C/g + j of the input (torchvision's formula)
+    ("channel_shuffle", {"channel_shuffle"}, "channel_shuffle(3)", "6x4x3",
+     lambda m, x, t: x.view(-1, 3, 2, 4, 3).transpose(1, 2).reshape(-1, 6, 4, 3)),
+    ("channel_shuffle_labelled", {"channel_shuffle", "relu"}, "c: conv(6, 1) -> s: channel_shuffle(2) -> relu",
+     "4x4x3", lambda m, x, t: F.conv2d(x, m.c.weight, m.c.bias)[:, [0, 3, 1, 4, 2, 5]].clamp(min=0)),
+    # split: x.chunk(2, dim=1), each half into its branch, the outputs concatenated; a relu on a
+    # part must not write through the view into the input, which the other part reads
+    ("split", {"concat", "relu"}, "split(2) { relu\n c: conv(3, 1) }", "4x5x5",
+     lambda m, x, t: torch.cat([x[:, :2].clamp(min=0), F.conv2d(x[:, 2:], m.c.weight, m.c.bias)], 1)),
+    ("split_then_add", {"concat", "add", "scale"},
+     "a: conv(6, 1)\nadd { split(3) { identity\n scale(2)\n relu }\n identity }", "4x5x5",
+     lambda m, x, t: (lambda a: torch.cat([a[:, :2], 2 * a[:, 2:4], a[:, 4:].clamp(min=0)], 1) + a)(
+         F.conv2d(x, m.a.weight, m.a.bias))),
 ]
 # Layers that act differently in training are checked in eval only here.
 EVAL_ONLY = {"identity_eval_layers"}
@@ -566,6 +579,8 @@ TORCHVISION = {  # torchvision model -> (file, network)
     "efficientnet_b0": ("efficientnet.net", "efficientnet_b0"),
     "mnasnet1_0": ("mnasnet.net", "mnasnet1_0"),
     "seresnet50": ("seresnet.net", "seresnet50"),        # timm's layout
+    "shufflenet_v2_x0_5": ("shufflenet.net", "shufflenet_v2_x0_5"),
+    "shufflenet_v2_x1_0": ("shufflenet.net", "shufflenet_v2_x1_0"),
 }
 
 
@@ -630,7 +645,7 @@ def test_scaled_variants_have_torchvisions_published_figures(model):
 OUTPUT_CASES = {"resnet18": ("resnet.net", "resnet18"), "squeezenet1_1": ("squeezenet.net", "squeezenet1_1"),
                 "googlenet": ("googlenet.net", "googlenet_torchvision"),
                 **{m: TORCHVISION[m] for m in ("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
-                                               "efficientnet_b0", "mnasnet1_0", "seresnet50")}}
+                                               "efficientnet_b0", "mnasnet1_0", "seresnet50", "shufflenet_v2_x0_5")}}
 
 
 @pytest.mark.parametrize("model", sorted(OUTPUT_CASES))

@@ -256,6 +256,9 @@ network all_ops(classes=5) {
                      identity }
     concat(crop=true) { center_crop(14)
                         conv(4, 3) }
+    split(2) { identity
+               conv(6, 1) -> relu }
+    shuffle: channel_shuffle(2) -> channel_shuffle(3)
     maxpool(3, stride=2, pad=1, ceil=true)
     avgpool(3, stride=2, pad=1, ceil=true, count_include_pad=false)
     upsample(2, mode="bilinear")
@@ -307,7 +310,8 @@ def test_torch_compile_fullgraph_matches_eager_in_training(entry):
 def test_every_op_compiles_fullgraph(mode):
     net = netlang.loads(ALL_OPS)
     used = {data["op"] for _, data in net.graph.nodes(data=True)}
-    assert used == set(ops.LANGUAGE), f"add {sorted(set(ops.LANGUAGE) - used)} to ALL_OPS"
+    # (and split, whose parts are the IR's slices)
+    assert used == set(ops.LANGUAGE) | {"slice"}, f"add {sorted(set(ops.LANGUAGE) - used)} to ALL_OPS"
     assert {"relu in place", "relu out of place", "mean.drop", "concat.crop=True"} <= features(net.graph)
     torch.manual_seed(0)
     model = lower(net)

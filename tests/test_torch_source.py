@@ -85,6 +85,7 @@ CASES = [
     ("densenet.net", "densenet121", (3, 32, 32)),
     ("squeezenet.net", "squeezenet1_1", (3, 64, 64)),
     ("fcn.net", "fcn8s", (3, 64, 64)),
+    ("shufflenet.net", "shufflenet_v2_x0_5", (3, 64, 64)),
 ]
 
 

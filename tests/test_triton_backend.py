@@ -60,8 +60,9 @@ def test_tiny_network_equals_the_reference(name):
     compare(net, tb.lower(net, init=False))
 
 
-@pytest.mark.parametrize("file,name,size", [("lenet.net", "lenet5", None), ("unet_tiny.net", "unet_tiny", (1, 32, 32)),
-                                            ("mobilenet.net", "mobilenet_v3_small", (3, 32, 32))])
+@pytest.mark.parametrize("file,name,size", [
+    ("lenet.net", "lenet5", None), ("unet_tiny.net", "unet_tiny", (1, 32, 32)),
+    ("mobilenet.net", "mobilenet_v3_small", (3, 32, 32)), ("shufflenet.net", "shufflenet_v2_x0_5", (3, 32, 32))])
 def test_small_zoo_network_equals_the_reference(file, name, size):
     net = netlang.load(ROOT / "architectures" / file, network=name, input=size)
     compare(net, tb.lower(net, init=False), batch=1)

@@ -1,9 +1,9 @@
 """The Triton backend's resampling kernels (backends/triton/resample.py) against torch, on fresh
 random inputs, through Triton's interpreter without a GPU (see test_triton_conv.py): transposed
 convolution, nearest and bilinear upsampling, adaptive and global average pooling, the window
-copy. Tolerances are resample.py's: the transposed convolution to 1e-4 of its largest output
+copy, the channel shuffle. Tolerances are resample.py's: the transposed convolution to 1e-4 of its largest output
 (fp16 storage: 1e-3); bilinear upsampling and the averages to 1e-6 of the largest input value;
-nearest upsampling and the window copy exactly."""
+nearest upsampling, the window copy and the channel shuffle exactly."""
 from __future__ import annotations
 
 import ast
@@ -16,9 +16,9 @@ pytest.importorskip("triton")     # (without a GPU, conftest.py has set TRITON_I
 import torch.nn.functional as F  # noqa: E402
 
 from backends.triton import common, resample  # noqa: E402
-from backends.triton.resample import (adaptive_avgpool2d, center_crop, conv_t_blocks,  # noqa: E402
-                                      conv_transpose2d, conv_transpose_launch, copy_window, global_avgpool,
-                                      pack_weight_t, upsample2d)
+from backends.triton.resample import (adaptive_avgpool2d, center_crop, channel_shuffle,  # noqa: E402
+                                      conv_t_blocks, conv_transpose2d, conv_transpose_launch, copy_window,
+                                      global_avgpool, pack_weight_t, upsample2d)
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -247,6 +247,37 @@ def test_the_copy_comparison_fails_on_a_wrong_offset():
         close(copy_window(nhwc(x), out, top=1, left=2), x[:, :, 1:4, 1:4], rtol=0.0)
 
 
+# ------------------------------------------------------------------ channel shuffle
+
+def shuffle_formula(x, g):
+    """torchvision.models.shufflenetv2.channel_shuffle, written out (NCHW)."""
+    b, c, h, w = x.shape
+    return x.view(b, g, c // g, h, w).transpose(1, 2).contiguous().view(b, c, h, w)
+
+
+@pytest.mark.parametrize("c,g,h,w", [(8, 2, 5, 3), (116, 2, 4, 4), (12, 3, 9, 8), (96, 4, 1, 1), (7, 1, 3, 2),
+                                     (130, 5, 2, 3)])
+def test_channel_shuffle_matches_torchvisions_formula(c, g, h, w):
+    x = torch.randn(2, c, h, w, generator=gen(c * g + h))
+    close(channel_shuffle(nhwc(x), g), shuffle_formula(x, g), rtol=0.0)
+
+
+def test_channel_shuffle_reads_and_writes_channel_slices():
+    x = torch.randn(2, 12, 5, 4, generator=gen(21))
+    src = torch.randn(2, 5, 4, 20, generator=gen(22)).to(DEVICE)
+    src[..., 3:15] = nhwc(x)
+    buf = torch.full((2, 5, 4, 16), 7.0, device=DEVICE)
+    channel_shuffle(src[..., 3:15], 3, out=buf[..., 4:16])
+    close(buf[..., 4:16], shuffle_formula(x, 3), rtol=0.0)
+    assert torch.all(buf[..., :4] == 7.0)
+
+
+def test_the_shuffle_comparison_fails_on_the_wrong_groups():
+    x = torch.randn(1, 12, 3, 3, generator=gen(23))
+    with pytest.raises(AssertionError):
+        close(channel_shuffle(nhwc(x), 3), shuffle_formula(x, 4), rtol=0.0)
+
+
 # ------------------------------------------------------------------ the kernels as source text
 
 def test_kernels_are_self_contained():
@@ -273,6 +304,7 @@ def test_launches_are_data_the_generator_can_write_out():
         resample.adaptive_launch(c=8, hw=(7, 7), out_hw=(3, 3), y_rs=24),
         resample.global_pool_launch(c=2048, hw=(7, 7)),
         resample.copy_launch(c=8, hw=(9, 9), ohw=(5, 5), top=2, left=2, y_rs=32),
+        resample.shuffle_launch(c=116, hw=(7, 7), groups=2, x_rs=232),
     ]
     for launch in launches:
         assert all(a in launch.roles or a == "N" or type(a) in (int, float) for a in launch.args), launch.args

@@ -232,7 +232,10 @@ class _Writer:
                 for s, t in zip(data["siblings"], tails):
                     view = f"{self.var(n)}[:, {s['start']}:{s['stop']}]"
                     if t:
-                        self.fwd_lines.append(_steps(t, view, ins) + "  # " + comment(s["node"]))
+                        code = _steps(t, view, ins)
+                        if any(st["op"] in NO_IN_PLACE for st in t):
+                            code = f"{view}.copy_({code})"      # (a gelu or softplus makes a new tensor)
+                        self.fwd_lines.append(code + "  # " + comment(s["node"]))
                 return None
         else:
             steps_all = data.get("epilogue", ())
@@ -286,6 +289,10 @@ def _steps(steps, code: str, ins: list[str]) -> str:
 
 def _after_bn(epilogue) -> tuple:
     return tuple(epilogue[1:]) if epilogue and epilogue[0]["op"] == "batchnorm" else tuple(epilogue)
+
+
+# Steps whose PyTorch function has no in-place form: _pointwise gives a new tensor for them.
+NO_IN_PLACE = ("gelu", "softplus")
 
 
 def _pointwise(st: dict, x: str, inplace: bool) -> str:
@@ -347,6 +354,8 @@ def _plain(op: str, a: dict, ins: list[str], rank: int, helpers: dict) -> str:
         return f"{helpers['crop_to']}({x}, {a['h']}, {a['w']})"
     if op == "slice":
         return f"{x}[:, {a['start']}:{a['stop']}]"
+    if op == "channel_shuffle":
+        return f"F.channel_shuffle({x}, {a['groups']})"
     if op == "concat":
         if a["crop"] and rank == 3:
             return f"torch.cat({helpers['crop_all']}([{', '.join(ins)}]), 1)"

@@ -141,6 +141,8 @@ def module(op: str, a: dict, cv, in_chan: Py, rank: int, inplace: bool) -> str:
     if op == "upsample":
         parts = [f"scale_factor={a['factor'].code}"] + ([f"mode={a['mode'].code}"] if "mode" in a else [])
         return f"nn.Upsample({', '.join(parts)})"
+    if op == "channel_shuffle":
+        return f"nn.ChannelShuffle({a['groups'].code})"
     if op == "center_crop":
         return call("CenterCrop", a["h"].code, *([a["w"].code] if "w" in a else []))
     raise KeyError(f"no PyTorch module for op {op!r}")
@@ -209,6 +211,8 @@ def functional(op: str, a: dict, cv, x: str, inplace: bool) -> str:
     if op == "lrn":
         parts = [x, a["size"].code] + [f"{k}={a[k].code}" for k in ("alpha", "beta", "k") if k in a]
         return f"F.local_response_norm({', '.join(parts)})"
+    if op == "channel_shuffle":
+        return f"F.channel_shuffle({x}, {a['groups'].code})"
     if op == "center_crop":
         return f"center_crop({x}, {a['h'].code}, {a['w'].code if 'w' in a else a['h'].code})"
     raise KeyError(f"no PyTorch call for op {op!r}")
@@ -231,5 +235,6 @@ def output(op: str, a: dict, in_chan: Py, rank: int, in_shape) -> tuple[Py, int]
 assert set(ops.LAYERS) <= {"conv", "conv_t", "linear", "batchnorm", "lrn", "relu", "relu6", "tanh", "sigmoid",
                            "hardswish", "hardsigmoid", "silu", "gelu", "leaky_relu", "elu", "prelu", "mish",
                            "softplus", "softmax", "log_softmax", "identity", "scale", "dropout", "drop_path", "flatten", "maxpool",
-                           "avgpool", "global_avgpool", "adaptive_avgpool", "upsample", "center_crop"}, \
+                           "avgpool", "global_avgpool", "adaptive_avgpool", "upsample", "center_crop",
+                           "channel_shuffle"}, \
     "backends/torchgen/layers.py has no PyTorch form for some layer of netlang.ops"

@@ -28,7 +28,7 @@ GTIME = (OpValue, DefValue, Thunk, NetworkValue, FuncValue)
 # a fresh tensor that nothing saves for backward (an in-place hardswish_, silu_ or mish_ does not
 # save its result either, unlike relu_)
 FRESH = {"conv", "conv_t", "linear", "batchnorm", "add", "concat", "mul", "mean", "hardswish", "hardsigmoid",
-         "silu", "gelu", "leaky_relu", "elu", "prelu", "mish", "softplus"}
+         "silu", "gelu", "leaky_relu", "elu", "prelu", "mish", "softplus", "channel_shuffle"}
 SAVES_OUTPUT = {"relu", "relu6", "sigmoid", "tanh", "softmax", "log_softmax"}
 # written in place on a fresh input nothing else reads (the ops the cost model counts in place)
 INPLACE = frozenset(n for n, op in ops.LANGUAGE.items() if op.inplace)
@@ -1271,7 +1271,7 @@ class _Core:
 
 SAME_SIZE = {"batchnorm", "lrn", "relu", "relu6", "tanh", "sigmoid", "softmax", "identity", "scale", "dropout",
              "drop_path", "hardswish", "hardsigmoid", "silu", "gelu", "leaky_relu", "elu", "prelu", "mish",
-             "softplus", "log_softmax"}
+             "softplus", "log_softmax", "channel_shuffle"}
 
 
 def _names(expr) -> set:
@@ -2058,8 +2058,34 @@ class _Layers:
             return self.apply(b, body.args if type(body) is ast.Call else (), inner, body, seg, end)
         return self.emit(body, replace(inner, branch_end=end))
 
+    def split_parts(self, e: ast.Merge, cur: Val) -> list[Val]:
+        """split's parts: `part1, part2 = x.chunk(2, 1)`, views of x that nothing may overwrite."""
+        n = len(e.branches)          # (elaboration checked that it is split's argument)
+        if n == 1:
+            return [cur]
+        names = []
+        for i in range(n):
+            base = f"part{i + 1}"
+            for v in [base] + [f"{base}_{k}" for k in range(2, 1000)]:
+                if v in self.chain_vars and v not in self.pins and v not in names:
+                    break
+                if v not in self.locals_f:
+                    self.locals_f.add(v)
+                    self.chain_vars.add(v)
+                    break
+            names.append(v)
+        self.fline(f"{', '.join(names)} = {cur.var}.chunk({n}, 1)")
+        chan = Py(f"{cur.chan.at(P_MUL)} // {n}", cur.chan.deps, P_MUL)
+        shape = None if cur.shape is None else (cur.shape[0] // n,) + tuple(cur.shape[1:])
+        for _ in names:
+            self.read(cur)
+        return [Val(v, chan, cur.rank, shape, False, False, alias=cur.var, storage=cur.storage, sdeps=cur.sdeps)
+                for v in names]
+
     def emit_merge(self, e: ast.Merge, st: St, name: Seg | None = None, end: bool = False) -> Val:
-        op = ops.OPS[e.op]
+        split = e.op == "split"
+        op = ops.SPLIT if split else ops.OPS[e.op]
+        kind = "concat" if split else e.op
         if st.scope.form == "seq":
             raise NotAChain()
         if st.scope is self.root or st.scope.parent is None:
@@ -2073,9 +2099,14 @@ class _Layers:
         st.scope.place(None, st.nested)
         inner = replace(st, nested=True)
         self.pin(cur.var)
+        parts = self.split_parts(e, cur) if split else [cur] * len(e.branches)
+        for p in parts[1:] if split else ():
+            self.pin(p.var)
         outs = []
-        for br in e.branches:
-            o = self.emit(br, replace(inner, branch_end=True))
+        for i, br in enumerate(e.branches):
+            if split and i:
+                self.unpin(parts[i].var)
+            o = self.emit(br, replace(inner, cur=parts[i], branch_end=True))
             outs.append(o)
             self.pin(o.var)
         for o in outs:
@@ -2091,7 +2122,7 @@ class _Layers:
         for o in outs:
             self.read(o)
         storage = self.new_storage()
-        if e.op == "add" and first.fresh and not first.saves and self.overwritable(first) \
+        if kind == "add" and first.fresh and not first.saves and self.overwritable(first) \
                 and first.var not in vs[1:] and first.var != cur.var and first.var != "x" \
                 and not first.var.startswith("\x00V"):
             for v in vs[1:]:
@@ -2100,16 +2131,16 @@ class _Layers:
             storage = first.storage
             self.reads[storage] = 0     # a new version of it: what read the old one kept nothing of it
         else:
-            if e.op == "concat":
-                crop = cv["crop"] if cv is not None else ("crop" in a and a["crop"].code != "False")
+            if kind == "concat":
+                crop = not split and (cv["crop"] if cv is not None else ("crop" in a and a["crop"].code != "False"))
                 if crop and first.rank == 3:
                     self.gen.helpers.add("cat_cropped")
                     expr = f"cat_cropped([{', '.join(vs)}])"
                 else:
                     expr = f"torch.cat([{', '.join(vs)}], 1)"
-            elif e.op == "add":
+            elif kind == "add":
                 expr = " + ".join(vs)
-            elif e.op == "mul":
+            elif kind == "mul":
                 expr = " * ".join(vs)
             else:
                 drop = af.get("drop")
@@ -2130,10 +2161,10 @@ class _Layers:
             else:
                 var = self.chain_var(st)
             self.fline(f"{var} = {expr}")
-        if e.op == "concat":
+        if kind == "concat":
             chans = [o.chan for o in outs]
             chan = Py(" + ".join(c.at(P_ADD) for c in chans), deps, P_ADD if len(chans) > 1 else chans[0].prec)
-        elif e.op == "mul":
+        elif kind == "mul":
             # widths of 1 broadcast: the width is the widest branch's (which one that is may
             # depend on the parameters)
             codes = list(dict.fromkeys(o.chan.code for o in outs if o.chan.code != "1"))

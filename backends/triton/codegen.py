@@ -275,6 +275,10 @@ class _Writer:
             return self.rows.append(Row(n, op, "kernel", f"copy_window {ih}x{iw} -> {h}x{w}"))
         if op == "concat":
             return self.concat(n, data, ins, out, out_rs)
+        if op == "channel_shuffle":
+            launch = resample.shuffle_launch(c=c, hw=(h, w), groups=a["groups"], x_rs=x_rs, y_rs=out_rs)
+            self.launch(resample, launch, {"x": x, "y": out}, n)
+            return self.rows.append(Row(n, op, "kernel", f"channel_shuffle {a['groups']} (a gather){placed}"))
         if op == "upsample":
             launch = resample.upsample_launch(c=c, hw=(ih, iw), factor=tuple(float(f) for f in a["factor"]),
                                               mode=a["mode"], x_rs=x_rs, y_rs=out_rs)

@@ -35,9 +35,12 @@ Window copy: out[n, i, j, c] = x[n, top + i, left + j, c] for out's (OH, OW, C),
 row strides: center_crop (the offsets ((H - h) // 2, (W - w) // 2)) and an input copied into a
 concat's channel slice.
 
+Channel shuffle (ShuffleNet's, F.channel_shuffle): y[n, i, j, c] = x[n, i, j, (c % G) * (C / G) +
+c // G], a gather along each pixel's channels, both views with row strides.
+
 Tolerance against torch in fp32: the transposed convolution to 1e-4 of its largest output (as
 conv.py); bilinear upsampling and the averages to 1e-6 of the largest input value (the order of
-an fp32 sum differs from torch's); nearest upsampling and the window copy exactly.
+an fp32 sum differs from torch's); nearest upsampling, the window copy and the channel shuffle exactly.
 """
 from __future__ import annotations
 
@@ -419,5 +422,39 @@ def center_crop(x: torch.Tensor, h: int, w: int | None = None, out: torch.Tensor
     return copy_window(x, out, top, left)
 
 
+# ------------------------------------------------------------------ channel shuffle
+
+@triton.jit
+def _channel_shuffle_nhwc(x_ptr, y_ptr, N, H, W, C: tl.constexpr, GROUPS: tl.constexpr, X_RS: tl.constexpr,
+                          Y_RS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr):
+    # channel j of y is channel (j % GROUPS) * (C / GROUPS) + j // GROUPS of x: the channels as a
+    # GROUPS x C/GROUPS grid, transposed (ShuffleNet's shuffle), a gather along each pixel's row
+    offs_m, mask_m, n, oh, ow = output_pixels(tl.program_id(0), N, H, W, BLOCK_M)
+    offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    mask = mask_m[:, None] & (offs_c < C)[None, :]
+    src_c = (offs_c % GROUPS) * (C // GROUPS) + offs_c // GROUPS
+    v = tl.load(x_ptr + (offs_m * X_RS)[:, None] + src_c[None, :], mask=mask, other=0.0)
+    tl.store(y_ptr + (offs_m * Y_RS)[:, None] + offs_c[None, :], v.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+def shuffle_launch(*, c: int, hw: tuple, groups: int, x_rs: int | None = None, y_rs: int | None = None) -> Launch:
+    assert c % groups == 0, f"{c} channels are not divisible by groups={groups}"
+    h, w = hw
+    block_m, block_c = 64, max(16, min(64, triton.next_power_of_2(c)))
+    return Launch(_channel_shuffle_nhwc, ((h * w, block_m), triton.cdiv(c, block_c)), ("x", "y", "N", h, w),
+                  frozenset({"x", "y"}), dict(C=c, GROUPS=groups, X_RS=x_rs or c, Y_RS=y_rs or c, BLOCK_M=block_m,
+                                              BLOCK_C=block_c))
+
+
+def channel_shuffle(x: torch.Tensor, groups: int, out: torch.Tensor | None = None) -> torch.Tensor:
+    """ShuffleNet's channel shuffle of the NHWC map `x` (a channel slice is fine), into `out` (an
+    NHWC view, not overlapping x) where given, else into a new tensor."""
+    n, h, w, c = x.shape
+    if out is None:
+        out = torch.empty((n, h, w, c), device=x.device, dtype=x.dtype)
+    shuffle_launch(c=c, hw=(h, w), groups=groups, x_rs=row_stride(x, "x"), y_rs=row_stride(out, "out"))(n, x=x, y=out)
+    return out
+
+
 KERNELS = (_conv_t_tap, _conv_transpose2d_nhwc, _upsample2d_nhwc, _adaptive_avgpool2d_nhwc, _global_avgpool_nhwc,
-           _copy_window_nhwc)
+           _copy_window_nhwc, _channel_shuffle_nhwc)
