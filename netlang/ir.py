@@ -209,7 +209,29 @@ def state_entries(G: nx.MultiDiGraph) -> list[tuple[str, tuple, bool]]:
     out = []
     for n in topo_order(G):
         out += node_state(G, n)
-    return out
+    return _own_first(G, out)
+
+
+def state_key(node: str, suffix: str) -> str:
+    """`<node>.<suffix>`; a layer whose state is one tensor named by the layer itself (suffix "",
+    layer_scale) has the key `<node>`: it is a parameter of the module that holds the layer."""
+    return f"{node}.{suffix}" if suffix else node
+
+
+def _own_first(G, entries: list) -> list:
+    """PyTorch's state_dict order: a module's own parameters (the layers keyed by their own name)
+    come before those of its children."""
+    own = [e for e in entries if e[0] in G]
+    if not own:
+        return entries
+    rest = [e for e in entries if e[0] not in G]
+    for e in own:
+        scope = e[0].rpartition(".")[0]
+        prefix = scope + "." if scope else ""
+        at = next((i for i, r in enumerate(rest) if r[0].startswith(prefix)
+                   and not (r[0] in G and r[0].rpartition(".")[0] == scope)), len(rest))
+        rest.insert(at, e)
+    return rest
 
 
 def node_state(G: nx.MultiDiGraph, n: str) -> list[tuple[str, tuple, bool]]:
@@ -229,7 +251,7 @@ def node_state(G: nx.MultiDiGraph, n: str) -> list[tuple[str, tuple, bool]]:
         parts += [(st["node"], st["op"], st["args"], in_shape) for st in data.get("prologue", ())]
         base = [G.nodes[s]["shape"] for s in ins[:op.arity]] if op.arity is not None else \
             [G.nodes[s]["shape"] for s in ins]
-        out = [(f"{n}.{suffix}", tuple(shape), buffer) for suffix, shape, buffer in op.state(data["args"], base)]
+        out = [(state_key(n, suffix), tuple(shape), buffer) for suffix, shape, buffer in op.state(data["args"], base)]
         parts += [(st["node"], st["op"], st["args"], data["shape"]) for st in data.get("epilogue", ())
                   if st["op"] != "add"]
         before = len(data.get("prologue", ()))
@@ -238,7 +260,7 @@ def node_state(G: nx.MultiDiGraph, n: str) -> list[tuple[str, tuple, bool]]:
 
 
 def _entries(parts) -> list:
-    return [(f"{name}.{suffix}", tuple(shape), buffer)
+    return [(state_key(name, suffix), tuple(shape), buffer)
             for name, op, args, in_shape in parts
             for suffix, shape, buffer in ops.OPS[op].state(args, [in_shape])]
 
