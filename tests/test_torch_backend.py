@@ -560,6 +560,7 @@ TORCHVISION = {  # torchvision model -> (file, network)
     "squeezenet1_0": ("squeezenet.net", "squeezenet1_0"),
     "squeezenet1_1": ("squeezenet.net", "squeezenet1_1"),
     "googlenet": ("googlenet.net", "googlenet_torchvision"),
+    "convnext_tiny": ("convnext.net", "convnext_tiny"),
 }
 
 
@@ -584,12 +585,22 @@ def test_keys_shapes_and_module_types_match_torchvision(model):
     else:
         assert list(ours) == [k for k, _, _ in ref["state_dict"]]
         assert net.cost.macs == pytest.approx(ref["meta"]["gflops"] * 1e9, rel=1e-3)
-    # every module that holds state is of torchvision's type (Conv2d, BatchNorm2d, Linear)
+    # every module that holds state is of torchvision's type (Conv2d, BatchNorm2d, Linear,
+    # LayerNorm2d), or where torchvision applies a plain nn.Linear or nn.LayerNorm to a permuted
+    # (channels-last) tensor, as ConvNeXt's block does, the subclass that permutes around it
+    # (Linear2d, LayerNorm2d); a layer_scale is a parameter of the block's own module (CNBlock)
     with torch.device("meta"):
         m = lower(net, init=False)
     types = dict(ref["module_names"])
+    scales = {k.rpartition(".")[0] for k in ours if k.endswith(".layer_scale")}
     for owner in {k.rpartition(".")[0] for k in ours}:
-        assert type(m.get_submodule(owner)).__name__ == types[owner], owner
+        mod = m.get_submodule(owner)
+        if owner in scales:
+            assert types[owner] == "CNBlock" and isinstance(mod.layer_scale, nn.Parameter), owner
+        elif type(mod).__name__ in ("Linear2d", "LayerNorm2d") and types[owner] in ("Linear", "LayerNorm"):
+            assert isinstance(mod, getattr(nn, types[owner])), owner
+        else:
+            assert type(mod).__name__ == types[owner], owner
     if model.startswith("squeezenet"):
         # parameter-free layers too: ReLUs, pools and the dropout sit where torchvision has them
         leaves = {n: type(mod).__name__ for n, mod in m.named_modules() if not list(mod.children())}
@@ -599,7 +610,7 @@ def test_keys_shapes_and_module_types_match_torchvision(model):
 
 
 OUTPUT_CASES = {"resnet18": ("resnet.net", "resnet18"), "squeezenet1_1": ("squeezenet.net", "squeezenet1_1"),
-                "googlenet": ("googlenet.net", "googlenet_torchvision")}
+                "googlenet": ("googlenet.net", "googlenet_torchvision"), "convnext_tiny": ("convnext.net", "convnext_tiny")}
 
 
 @pytest.mark.parametrize("model", sorted(OUTPUT_CASES))
