@@ -206,10 +206,13 @@ def state_entries(G: nx.MultiDiGraph) -> list[tuple[str, tuple, bool]]:
     Keys are `<node name>.<suffix>` with the suffixes and shapes PyTorch's own layers use, so the
     list can be checked against a checkpoint without torch.
     """
-    out = []
-    for n in topo_order(G):
-        out += node_state(G, n)
-    return _own_first(G, out)
+    out, at = [], []
+    order = topo_order(G)
+    for i, n in enumerate(order):
+        entries = node_state(G, n)
+        out += entries
+        at += [i] * len(entries)
+    return _own_first(G, order, out, at)
 
 
 def state_key(node: str, suffix: str) -> str:
@@ -218,20 +221,26 @@ def state_key(node: str, suffix: str) -> str:
     return f"{node}.{suffix}" if suffix else node
 
 
-def _own_first(G, entries: list) -> list:
+def _own_first(G, order: list, entries: list, at: list) -> list:
     """PyTorch's state_dict order: a module's own parameters (the layers keyed by their own name)
-    come before those of its children."""
-    own = [e for e in entries if e[0] in G]
+    come before everything registered after the module was, that is before the state of every
+    node from the first node of its scope on (in topological order, which is the order modules
+    are registered in)."""
+    own = [(e, i) for e, i in zip(entries, at) if e[0] in G]
     if not own:
         return entries
-    rest = [e for e in entries if e[0] not in G]
-    for e in own:
-        scope = e[0].rpartition(".")[0]
-        prefix = scope + "." if scope else ""
-        at = next((i for i, r in enumerate(rest) if r[0].startswith(prefix)
-                   and not (r[0] in G and r[0].rpartition(".")[0] == scope)), len(rest))
-        rest.insert(at, e)
-    return rest
+    first: dict = {}                     # scope -> topological index of its first node
+    for i, n in enumerate(order):
+        parts = n.split(".")
+        for k in range(len(parts)):
+            first.setdefault(".".join(parts[:k]), i)
+    rest = [(e, i) for e, i in zip(entries, at) if e[0] not in G]
+    for e, i in own:
+        start = first[e[0].rpartition(".")[0]]
+        pos = next((j for j, (r, ri) in enumerate(rest) if ri >= start
+                    and not (r[0] in G and r[0].rpartition(".")[0] == e[0].rpartition(".")[0])), len(rest))
+        rest.insert(pos, (e, start))
+    return [e for e, _ in rest]
 
 
 def node_state(G: nx.MultiDiGraph, n: str) -> list[tuple[str, tuple, bool]]:

@@ -344,3 +344,16 @@ def test_diagram_folds_the_norm_into_the_depthwise_conv_and_the_gelu_into_the_li
     linear = next(ln for ln in dot.splitlines() if '"n:features.1.0.block.3"' in ln)
     assert "linear 384" in linear and ">gelu<" in linear
     assert '"n:features.1.0.layer_scale"' in dot
+
+
+def test_state_order_is_pytorchs_where_a_scope_holds_only_a_layer_scale():
+    # (found by fuzzing, seeds 64, 77, 129: a scope whose only state is its layer scale is
+    # registered, and so saved, before the layers after it; an int init gave an int tensor, seed 149)
+    net = network("s: relu -> layer_scale(2)\n    c: conv(6, 1)\n    t: (flatten -> layer_scale(-1)) -> linear(2)")
+    keys = [k for k, _, _ in state_entries(net.graph)]
+    assert keys == ["s.1", "c.weight", "c.bias", "t.1", "t.2.weight", "t.2.bias"]
+    model = lower(net)
+    assert list(model.state_dict()) == keys
+    scale = getattr(model.s, "1")
+    assert scale.dtype == torch.float32 and torch.equal(scale, torch.full((6, 1, 1), 2.0))
+    assert torch.equal(getattr(model.t, "1"), -torch.ones(150))

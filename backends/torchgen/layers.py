@@ -165,9 +165,9 @@ def parameter(op: str, a: dict, in_chan: Py, rank: int) -> str:
     """The nn.Parameter a PARAMETER layer is, as source: layer_scale's (C, 1, 1) of init (CNBlock's
     `nn.Parameter(torch.ones(dim, 1, 1) * layer_scale)`), (F,) on a vector."""
     assert op == "layer_scale", op
-    init = a["init"].code if "init" in a else "1e-06"
-    size = f"{in_chan.code}, 1, 1" if rank == 3 else f"{in_chan.code}"
-    return f"nn.Parameter(torch.full(({size}{',' if rank == 1 else ''}), {init}))"
+    init = a["init"].at(P_MUL + 1) if "init" in a else "1e-06"
+    size = f"{in_chan.code}, 1, 1" if rank == 3 else in_chan.code
+    return f"nn.Parameter(torch.ones({size}) * {init})"
 
 
 def functional(op: str, a: dict, cv, x: str, inplace: bool) -> str:
