@@ -234,10 +234,15 @@ register(OpDef("conv_t", (
 
 
 def _linear_shape(a, ins):
-    if len(ins[0]) == 3:         # pointwise on a map: the same weights at every pixel
+    if a["pointwise"]:           # at each pixel of a map: the same weights over its C channels
+        if len(ins[0]) != 3:
+            raise OpError(f"linear(pointwise=true) needs a CxHxW map, got {fmt_shape(ins[0])}", arg="pointwise",
+                          hint="a linear on a vector is linear(out)")
         return (a["out"],) + tuple(ins[0][1:])
     if len(ins[0]) != 1:
-        raise OpError(f"linear needs a vector or a CxHxW map, got {fmt_shape(ins[0])}")
+        raise OpError(f"linear needs a flat input, got {fmt_shape(ins[0])}",
+                      hint="add flatten before it, or write linear(..., pointwise=true) for a linear at each "
+                           "pixel over the channels (ConvNeXt's)")
     return (a["out"],)
 
 
@@ -246,10 +251,11 @@ def _linear_cost(a, ins, out):
     return Cost(macs=ins[0][0] * a["out"] * pixels, ew_ops=numel(out) if a["bias"] else 0)
 
 
-register(OpDef("linear", (Param("out", "int", minimum=1), Param("bias", "bool", True)), _linear_shape,
+register(OpDef("linear", (Param("out", "int", minimum=1), Param("bias", "bool", True),
+                          Param("pointwise", "bool", False)), _linear_shape,
                _linear_cost, state=lambda a, ins: [("weight", (a["out"], ins[0][0]), False)] + _bias(a),
-               doc="fully connected layer; on a CxHxW map, applied at each pixel to its C channels "
-                   "(channels-last, as ConvNeXt's nn.Linear after a permute)"))
+               doc="fully connected layer; with pointwise=true, on a CxHxW map, the same layer at each pixel over "
+                   "its C channels (ConvNeXt's nn.Linear on the channels-last tensor)"))
 
 
 # ------------------------------------------------------------------ normalisation

@@ -1485,6 +1485,8 @@ class Gen:
             return vals
         if op == "linear":
             vals = {"out": r.rint(1, 12)}
+            if len(s) == 3:
+                vals["pointwise"] = True
             if r.chance(0.2):
                 vals["bias"] = r.chance(0.3)
             return vals
@@ -1509,7 +1511,8 @@ class Gen:
         if op == "scale":
             return {"s": r.pick([0.5, 2, -1.5, 0.1, 0.2, 1.0])}
         if op == "layernorm":
-            return {} if r.chance(0.5) else {"eps": r.pick([1e-5, 1e-6, 0.1, 0])}
+            # (no eps=0: a constant pixel, after a relu, would be 0/0 in every backend alike)
+            return {} if r.chance(0.5) else {"eps": r.pick([1e-5, 1e-6, 0.1, 1e-3])}
         if op == "layer_scale":
             return {} if r.chance(0.4) else {"init": r.pick([0.5, 1e-6, -1.0, 2])}
         if op == "gelu":

@@ -39,7 +39,7 @@ BLOCK = """
 block cnblock(dim, p=0.0) {
     add {
         block: (conv(dim, 7, pad=3, groups=dim) -> identity -> layernorm
-                -> linear(4 * dim) -> gelu -> linear(dim) -> identity)
+                -> linear(4 * dim, pointwise=true) -> gelu -> linear(dim, pointwise=true) -> identity)
             -> layer_scale: layer_scale(1e-6) -> stochastic_depth: drop_path(p)
         identity
     }
@@ -109,7 +109,7 @@ def test_layernorm_on_a_vector_is_nn_layernorm_and_eps_is_an_argument():
 
 
 def test_linear_on_a_map_is_nn_linear_at_each_pixel():
-    net = network("fc: linear(9)")
+    net = network("fc: linear(9, pointwise=true)")
     assert net.shape("fc") == (9, 5, 5)
     assert state_entries(net.graph) == [("fc.weight", (9, 6), False), ("fc.bias", (9,), False)]
     assert net.macs == 6 * 9 * 25 and net.cost.totals()["params"] == 6 * 9 + 9   # MACs per pixel x pixels
@@ -117,9 +117,15 @@ def test_linear_on_a_map_is_nn_linear_at_each_pixel():
     w, b = randn(9, 6, seed=1), randn(9, seed=2)
     (got,) = run(net.graph, {"fc.weight": w, "fc.bias": b}, x)
     close(got, channels_last(lambda t: F.linear(t, w, b), x))
-    # and on a vector it is still the fully connected layer
+    # and on a vector it is still the fully connected layer; a map needs pointwise=true (a
+    # forgotten flatten stays an error), a vector refuses it
     vec = network("flatten\n    fc: linear(9, bias=false)")
     assert vec.shape("fc") == (9,) and vec.macs == 150 * 9
+    with pytest.raises(netlang.NetlangError, match="linear needs a flat input") as info:
+        network("fc: linear(9)")
+    assert info.value.hint.startswith("add flatten before it, or write linear(..., pointwise=true)")
+    with pytest.raises(netlang.NetlangError, match="pointwise=true. needs a CxHxW map"):
+        network("flatten\n    fc: linear(9, pointwise=true)")
 
 
 def test_layer_scale_is_a_parameter_named_by_the_layer():
@@ -203,7 +209,7 @@ def test_block_loads_a_torchvision_style_checkpoint_and_computes_the_same():
 
 
 def test_unlabelled_layers_and_a_sequence_holding_a_layer_scale(tmp_path):
-    net = network("conv(6, 1)\n    layernorm\n    linear(4)\n    layer_scale(0.5)\n"
+    net = network("conv(6, 1)\n    layernorm\n    linear(4, pointwise=true)\n    layer_scale(0.5)\n"
                   "    s: conv(4, 1) -> layer_scale -> relu\n    flatten\n    layernorm\n    linear(3)")
     model = lower(net, init=False).double()
     assert isinstance(getattr(model, "1"), nn.Module) and type(getattr(model, "1")).__name__ == "LayerNorm2d"
@@ -257,8 +263,8 @@ def test_drop_path_in_the_block_drops_whole_samples_in_training():
 FUSED_BLOCKS = BLOCK + """
 block bn_block(dim) {
     add {
-        conv(dim, 3, pad=1, groups=dim) -> layernorm -> linear(2 * dim) -> batchnorm -> silu
-            -> linear(dim, bias=false) -> layer_scale(0.5)
+        conv(dim, 3, pad=1, groups=dim) -> layernorm -> linear(2 * dim, pointwise=true) -> batchnorm -> silu
+            -> linear(dim, bias=false, pointwise=true) -> layer_scale(0.5)
         identity
     }
 }
@@ -325,7 +331,7 @@ def test_the_comparisons_can_fail():
     with pytest.raises(AssertionError):
         close(got, F.layer_norm(x, (5,), None, None, 1e-6) * w.view(1, 6, 1, 1) + b.view(1, 6, 1, 1))
     sq = randn(6, 6, seed=3)
-    (lin,) = run(network("fc: linear(6, bias=false)").graph, {"fc.weight": sq}, x)
+    (lin,) = run(network("fc: linear(6, bias=false, pointwise=true)").graph, {"fc.weight": sq}, x)
     with pytest.raises(AssertionError):
         close(lin, channels_last(lambda t: F.linear(t, sq.t()), x))
     net = network("b: cnblock(6)", "6x5x5", BLOCK)

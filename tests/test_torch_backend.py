@@ -204,6 +204,16 @@ CASES = [
      lambda m, x, t: F.prelu(F.prelu(F.prelu(x, m.a.weight), m.b.weight), getattr(m, "2").weight)),
     ("prelu_vector", {"prelu", "flatten"}, "flatten\nl: prelu(per_channel=true)", "2x2x2",
      lambda m, x, t: F.prelu(x.flatten(1), m.l.weight)),
+    # ConvNeXt's layers: layer norm over the channels of each pixel and a linear at each pixel
+    # are nn.LayerNorm and nn.Linear on the permuted tensor; the layer scale multiplies each channel
+    ("convnext_layers", {"layernorm", "linear", "layer_scale", "gelu"},
+     "n: layernorm(eps=0.01)\nfc: linear(6, pointwise=true)\ngelu\ng: layer_scale(0.5)\nlayernorm", "4x5x5",
+     lambda m, x, t: F.layer_norm(
+         (m.g * F.gelu(F.linear(F.layer_norm(x.permute(0, 2, 3, 1), (4,), m.n.weight, m.n.bias, 0.01),
+                                m.fc.weight, m.fc.bias).permute(0, 3, 1, 2))).permute(0, 2, 3, 1),
+         (6,), getattr(m, "4").weight, getattr(m, "4").bias, 1e-6).permute(0, 3, 1, 2)),
+    ("layernorm_vector", {"layernorm", "layer_scale", "flatten"}, "flatten\nn: layernorm\ns: layer_scale", "2x2x2",
+     lambda m, x, t: F.layer_norm(x.flatten(1), (8,), m.n.weight, m.n.bias, 1e-6) * m.s),
     ("log_softmax", {"log_softmax"}, "log_softmax", "4x5x5", lambda m, x, t: F.log_softmax(x, 1)),
     ("softmax", {"softmax"}, "softmax", "4x5x5",
      lambda m, x, t: torch.exp(x) / torch.exp(x).sum(1, keepdim=True)),
