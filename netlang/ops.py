@@ -275,6 +275,7 @@ register(OpDef("batchnorm", (Param("eps", "float", 1e-5, minimum=0), Param("mome
                _same, lambda a, ins, out: Cost(ew_ops=2 * numel(out)), state=_bn_state,
                doc="batch normalisation over channels"))
 
+
 def _layernorm_state(a, ins):
     c = (ins[0][0],)
     return [("weight", c, False), ("bias", c, False)]

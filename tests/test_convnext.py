@@ -214,7 +214,8 @@ def test_unlabelled_layers_and_a_sequence_holding_a_layer_scale(tmp_path):
     model = lower(net, init=False).double()
     assert isinstance(getattr(model, "1"), nn.Module) and type(getattr(model, "1")).__name__ == "LayerNorm2d"
     assert type(getattr(model, "2")).__name__ == "Linear2d"
-    assert isinstance(getattr(model, "3"), nn.Parameter) and torch.equal(getattr(model, "3"), torch.full((4, 1, 1), 0.5))
+    scale = getattr(model, "3")
+    assert isinstance(scale, nn.Parameter) and torch.equal(scale, torch.full((4, 1, 1), 0.5, dtype=torch.float64))
     # a parameter cannot sit in an nn.Sequential: the scope `s` is a module with a forward
     assert not isinstance(model.s, nn.Sequential) and isinstance(getattr(model.s, "1"), nn.Parameter)
     assert type(getattr(model, "6")) is nn.LayerNorm and type(getattr(model, "7")) is nn.Linear

@@ -97,8 +97,8 @@ def agree(cases, ours, theirs):
 COVERED = {
     "input", "conv", "conv_t", "linear", "batchnorm", "lrn", "relu", "relu6", "tanh", "sigmoid", "softmax",
     "hardswish", "hardsigmoid", "silu", "gelu", "leaky_relu", "elu", "prelu", "mish", "softplus", "log_softmax",
-    "layernorm", "layer_scale", "identity", "scale", "dropout", "drop_path", "flatten", "maxpool", "avgpool", "global_avgpool",
-    "adaptive_avgpool", "upsample", "center_crop", "concat", "add", "mean", "mul",
+    "layernorm", "layer_scale", "identity", "scale", "dropout", "drop_path", "flatten", "maxpool", "avgpool",
+    "global_avgpool", "adaptive_avgpool", "upsample", "center_crop", "concat", "add", "mean", "mul",
 }
 
 

@@ -620,7 +620,8 @@ def test_keys_shapes_and_module_types_match_torchvision(model):
 
 
 OUTPUT_CASES = {"resnet18": ("resnet.net", "resnet18"), "squeezenet1_1": ("squeezenet.net", "squeezenet1_1"),
-                "googlenet": ("googlenet.net", "googlenet_torchvision"), "convnext_tiny": ("convnext.net", "convnext_tiny")}
+                "googlenet": ("googlenet.net", "googlenet_torchvision"),
+                "convnext_tiny": ("convnext.net", "convnext_tiny")}
 
 
 @pytest.mark.parametrize("model", sorted(OUTPUT_CASES))

@@ -157,7 +157,9 @@ STATEFUL = {"conv", "conv_t", "linear", "batchnorm", "prelu", "layernorm", "laye
 # (ConvNeXt's CNBlock.layer_scale), never a module of its own.
 PARAMETER = {"layer_scale"}
 # Helpers of the generated file a layer's module or call needs.
-HELPER_OF_MODULE = {"layernorm": "LayerNorm2d", "linear": "Linear2d", "scale": "Scale", "drop_path": "DropPath", "center_crop": "CenterCrop"}
+# (LayerNorm2d and Linear2d: on a map only; the writer adds a helper where the module's code uses it)
+HELPER_OF_MODULE = {"layernorm": "LayerNorm2d", "linear": "Linear2d", "scale": "Scale", "drop_path": "DropPath",
+                    "center_crop": "CenterCrop"}
 HELPER_OF_CALL = {"drop_path": "drop_path", "center_crop": "center_crop"}
 
 

@@ -27,8 +27,8 @@ GTIME = (OpValue, DefValue, Thunk, NetworkValue, FuncValue)
 
 # a fresh tensor that nothing saves for backward (an in-place hardswish_, silu_ or mish_ does not
 # save its result either, unlike relu_)
-FRESH = {"conv", "conv_t", "linear", "batchnorm", "layernorm", "layer_scale", "add", "concat", "mul", "mean", "hardswish", "hardsigmoid",
-         "silu", "gelu", "leaky_relu", "elu", "prelu", "mish", "softplus"}
+FRESH = {"conv", "conv_t", "linear", "batchnorm", "layernorm", "layer_scale", "add", "concat", "mul", "mean",
+         "hardswish", "hardsigmoid", "silu", "gelu", "leaky_relu", "elu", "prelu", "mish", "softplus"}
 SAVES_OUTPUT = {"relu", "relu6", "sigmoid", "tanh", "softmax", "log_softmax"}
 # written in place on a fresh input nothing else reads (the ops the cost model counts in place)
 INPLACE = frozenset(n for n, op in ops.LANGUAGE.items() if op.inplace)
@@ -1189,9 +1189,9 @@ class _Core:
         return replace(pick, cur=cur, env=st.env, body=st.body, top=st.top, inside=st.inside, loops=st.loops)
 
 
-SAME_SIZE = {"batchnorm", "layernorm", "layer_scale", "lrn", "relu", "relu6", "tanh", "sigmoid", "softmax", "identity", "scale", "dropout",
-             "drop_path", "hardswish", "hardsigmoid", "silu", "gelu", "leaky_relu", "elu", "prelu", "mish",
-             "softplus", "log_softmax"}
+SAME_SIZE = {"batchnorm", "layernorm", "layer_scale", "lrn", "relu", "relu6", "tanh", "sigmoid", "softmax", "identity",
+             "scale", "dropout", "drop_path", "hardswish", "hardsigmoid", "silu", "gelu", "leaky_relu", "elu", "prelu",
+             "mish", "softplus", "log_softmax"}
 
 
 def _names(expr) -> set:
