@@ -68,7 +68,17 @@ def evaluate(op: str, a: dict, xs: list, p: dict, training: bool = False):
         return F.conv_transpose2d(x, p["weight"], p.get("bias"), tuple(a["stride"]), tuple(a["pad"]),
                                   tuple(a["output_pad"]), a["groups"], tuple(a["dilation"]))
     if op == "linear":
+        if x.dim() == 4:          # at each pixel, over its channels
+            return torch.einsum("nchw,oc->nohw", x, p["weight"]) + (
+                p["bias"].view(1, -1, 1, 1) if "bias" in p else 0)
         return F.linear(x, p["weight"], p.get("bias"))
+    if op == "layernorm":
+        view = (1, -1) + (1,) * (x.dim() - 2)
+        mean = x.mean(1, keepdim=True)
+        var = ((x - mean) ** 2).mean(1, keepdim=True)
+        return (x - mean) / torch.sqrt(var + a["eps"]) * p["weight"].view(view) + p["bias"].view(view)
+    if op == "layer_scale":
+        return x * p[""]
     if op == "batchnorm":
         return _batchnorm(x, a, p, training)
     if op == "lrn":
@@ -169,6 +179,7 @@ def run(G: nx.MultiDiGraph, state: dict, x, training: bool = False) -> tuple:
     for key, t in state.items():
         node, _, suffix = key.rpartition(".")
         per_node.setdefault(node, {})[suffix] = t
+        per_node.setdefault(key, {})[""] = t      # (a layer whose parameter is named by the layer)
     values = {}
     for n in topo_order(G):
         data = G.nodes[n]
@@ -210,7 +221,9 @@ def random_state(G: nx.MultiDiGraph, seed: int = 0, dtype=torch.float32) -> dict
     out = {}
     for key, shape, buffer in state_entries(G):
         suffix = key.rpartition(".")[2]
-        if suffix == "num_batches_tracked":
+        if key in G and G.nodes[key]["op"] == "layer_scale":
+            out[key] = torch.rand(shape, generator=g, dtype=dtype) + 0.5
+        elif suffix == "num_batches_tracked":
             out[key] = torch.tensor(0, dtype=torch.long)
         elif suffix == "running_var":
             out[key] = torch.rand(shape, generator=g, dtype=dtype) * 1.5 + 0.5

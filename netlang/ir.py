@@ -206,10 +206,41 @@ def state_entries(G: nx.MultiDiGraph) -> list[tuple[str, tuple, bool]]:
     Keys are `<node name>.<suffix>` with the suffixes and shapes PyTorch's own layers use, so the
     list can be checked against a checkpoint without torch.
     """
-    out = []
-    for n in topo_order(G):
-        out += node_state(G, n)
-    return out
+    out, at = [], []
+    order = topo_order(G)
+    for i, n in enumerate(order):
+        entries = node_state(G, n)
+        out += entries
+        at += [i] * len(entries)
+    return _own_first(G, order, out, at)
+
+
+def state_key(node: str, suffix: str) -> str:
+    """`<node>.<suffix>`; a layer whose state is one tensor named by the layer itself (suffix "",
+    layer_scale) has the key `<node>`: it is a parameter of the module that holds the layer."""
+    return f"{node}.{suffix}" if suffix else node
+
+
+def _own_first(G, order: list, entries: list, at: list) -> list:
+    """PyTorch's state_dict order: a module's own parameters (the layers keyed by their own name)
+    come before everything registered after the module was, that is before the state of every
+    node from the first node of its scope on (in topological order, which is the order modules
+    are registered in)."""
+    own = [(e, i) for e, i in zip(entries, at) if e[0] in G]
+    if not own:
+        return entries
+    first: dict = {}                     # scope -> topological index of its first node
+    for i, n in enumerate(order):
+        parts = n.split(".")
+        for k in range(len(parts)):
+            first.setdefault(".".join(parts[:k]), i)
+    rest = [(e, i) for e, i in zip(entries, at) if e[0] not in G]
+    for e, i in own:
+        start = first[e[0].rpartition(".")[0]]
+        pos = next((j for j, (r, ri) in enumerate(rest) if ri >= start
+                    and not (r[0] in G and r[0].rpartition(".")[0] == e[0].rpartition(".")[0])), len(rest))
+        rest.insert(pos, (e, start))
+    return [e for e, _ in rest]
 
 
 def node_state(G: nx.MultiDiGraph, n: str) -> list[tuple[str, tuple, bool]]:
@@ -229,7 +260,7 @@ def node_state(G: nx.MultiDiGraph, n: str) -> list[tuple[str, tuple, bool]]:
         parts += [(st["node"], st["op"], st["args"], in_shape) for st in data.get("prologue", ())]
         base = [G.nodes[s]["shape"] for s in ins[:op.arity]] if op.arity is not None else \
             [G.nodes[s]["shape"] for s in ins]
-        out = [(f"{n}.{suffix}", tuple(shape), buffer) for suffix, shape, buffer in op.state(data["args"], base)]
+        out = [(state_key(n, suffix), tuple(shape), buffer) for suffix, shape, buffer in op.state(data["args"], base)]
         parts += [(st["node"], st["op"], st["args"], data["shape"]) for st in data.get("epilogue", ())
                   if st["op"] != "add"]
         before = len(data.get("prologue", ()))
@@ -238,7 +269,7 @@ def node_state(G: nx.MultiDiGraph, n: str) -> list[tuple[str, tuple, bool]]:
 
 
 def _entries(parts) -> list:
-    return [(f"{name}.{suffix}", tuple(shape), buffer)
+    return [(state_key(name, suffix), tuple(shape), buffer)
             for name, op, args, in_shape in parts
             for suffix, shape, buffer in ops.OPS[op].state(args, [in_shape])]
 

@@ -13,7 +13,8 @@ Counting convention (also in docs/cost.md):
             1/element whatever their formula (an activation is one application per element, as
             relu is: tanh, gelu, mish, prelu... are 1 each), softmax and log_softmax 3 (exp, sum,
             normalise), pooling one per window element read, add/mul n-1 per element, mean n,
-            scale 1, bias adds 1 per output element, lrn size+3, bilinear upsample 4; data
+            scale 1, bias adds 1 per output element, lrn size+3, bilinear upsample 4, layernorm 5
+            (mean, variance, normalise, then scale and shift as batchnorm's 2), layer_scale 1; data
             movement (concat, channel_shuffle, a split's channel slices) is 0.
   params    trainable weights and biases; buffers are the other state_dict entries
             (batchnorm running mean/var and its num_batches_tracked counter).
@@ -234,15 +235,28 @@ register(OpDef("conv_t", (
 
 
 def _linear_shape(a, ins):
+    if a["pointwise"]:           # at each pixel of a map: the same weights over its C channels
+        if len(ins[0]) != 3:
+            raise OpError(f"linear(pointwise=true) needs a CxHxW map, got {fmt_shape(ins[0])}", arg="pointwise",
+                          hint="a linear on a vector is linear(out)")
+        return (a["out"],) + tuple(ins[0][1:])
     if len(ins[0]) != 1:
-        raise OpError(f"linear needs a flat input, got {fmt_shape(ins[0])}", hint="add flatten before it")
+        raise OpError(f"linear needs a flat input, got {fmt_shape(ins[0])}",
+                      hint="add flatten before it, or write linear(..., pointwise=true) for a linear at each "
+                           "pixel over the channels (ConvNeXt's)")
     return (a["out"],)
 
 
-register(OpDef("linear", (Param("out", "int", minimum=1), Param("bias", "bool", True)), _linear_shape,
-               lambda a, ins, out: Cost(macs=ins[0][0] * a["out"], ew_ops=a["out"] if a["bias"] else 0),
-               state=lambda a, ins: [("weight", (a["out"], ins[0][0]), False)] + _bias(a),
-               doc="fully connected layer"))
+def _linear_cost(a, ins, out):
+    pixels = numel(out[1:])      # 1 for a vector
+    return Cost(macs=ins[0][0] * a["out"] * pixels, ew_ops=numel(out) if a["bias"] else 0)
+
+
+register(OpDef("linear", (Param("out", "int", minimum=1), Param("bias", "bool", True),
+                          Param("pointwise", "bool", False)), _linear_shape,
+               _linear_cost, state=lambda a, ins: [("weight", (a["out"], ins[0][0]), False)] + _bias(a),
+               doc="fully connected layer; with pointwise=true, on a CxHxW map, the same layer at each pixel over "
+                   "its C channels (ConvNeXt's nn.Linear on the channels-last tensor)"))
 
 
 # ------------------------------------------------------------------ normalisation
@@ -261,6 +275,30 @@ register(OpDef("batchnorm", (Param("eps", "float", 1e-5, minimum=0), Param("mome
                              Param("affine", "bool", True)),
                _same, lambda a, ins, out: Cost(ew_ops=2 * numel(out)), state=_bn_state,
                doc="batch normalisation over channels"))
+
+
+def _layernorm_state(a, ins):
+    c = (ins[0][0],)
+    return [("weight", c, False), ("bias", c, False)]
+
+
+register(OpDef("layernorm", (Param("eps", "float", 1e-6, minimum=0),), _same,
+               lambda a, ins, out: Cost(ew_ops=5 * numel(out)), state=_layernorm_state,
+               doc="layer normalisation over the channels at each pixel of a map (torchvision's LayerNorm2d), "
+                   "or over the features of a vector (nn.LayerNorm); learnt weight and bias per channel; eps "
+                   "defaults to ConvNeXt's 1e-6 (nn.LayerNorm's is 1e-5)"))
+
+
+def _layer_scale_state(a, ins):
+    # the parameter is the layer itself: key "<name>", not "<name>.weight" (ConvNeXt's CNBlock
+    # holds it as an attribute of the block: features.1.0.layer_scale, shape (C, 1, 1))
+    return [("", (ins[0][0],) + (1,) * (len(ins[0]) - 1), False)]
+
+
+register(OpDef("layer_scale", (Param("init", "float", 1e-6),), _same, lambda a, ins, out: Cost(ew_ops=numel(out)),
+               state=_layer_scale_state,
+               doc="multiply each channel by a learnt scale (ConvNeXt's layer scale), starting at init; the "
+                   "parameter is named by the layer itself, of shape (C, 1, 1) on a map, (F,) on a vector"))
 
 register(OpDef("lrn", (Param("size", "int", minimum=1), Param("alpha", "float", 1e-4), Param("beta", "float", 0.75),
                        Param("k", "float", 1.0)),

@@ -49,7 +49,8 @@ RANKDIRS = ("TB", "LR")
 AUTO_BUDGET = 100
 AUTO_NESTING = 4           # clusters inside clusters: a recursive definition opens into many
 # Shape-keeping (or flattening) single-input ops that read as decorations of the layer before.
-FOLD = {"batchnorm": "bn", "relu": "relu", "relu6": "relu6", "tanh": "tanh", "sigmoid": "sigmoid",
+FOLD = {"batchnorm": "bn", "layernorm": "ln", "layer_scale": None, "relu": "relu", "relu6": "relu6", "tanh": "tanh",
+        "sigmoid": "sigmoid",
         "hardswish": "hardswish", "hardsigmoid": "hardsigmoid", "silu": "silu", "mish": "mish", "gelu": None,
         "leaky_relu": None, "elu": None, "prelu": None, "softplus": None, "dropout": None, "drop_path": None, "flatten": "flatten", "lrn": None, "scale": None}
 JOIN = {"add": "+", "mul": "×", "mean": "mean", "concat": "concat"}
@@ -427,6 +428,8 @@ def layout(G, depth: int | None = None, expand: bool = False, tree: _Tree | None
             continue
         if not expand and op in FOLD and G.in_degree(n) == 1:
             (p,) = G._pred[n]
+            if p in alias and G.out_degree(p) == 1:     # through an identity only n reads (ConvNeXt's
+                p = alias[p]                           # stand-ins for permutes)
             head = unit[p]
             if (head.kind == "layer" and tree.eff[p] == s and G.out_degree(p) == 1 and p not in outputs
                     and head.members[-1] == p):

@@ -128,6 +128,8 @@ SHAPES = [(3, 8, 8), (4, 6, 6), (2, 5, 7), (1, 9, 9), (3, 7, 7), (2, 6, 6), (1, 
 VECTORS = [12, 7, 16, 10]
 
 # the activations after relu, relu6, tanh and sigmoid: a little of each (weights in mk_layer)
+# ConvNeXt's layers (issue 12, item 4), on maps and vectors; a linear on a map is per pixel
+CONVNEXT_OPS = {"layernorm": 3, "layer_scale": 2}
 NEW_ACTS = {"hardswish": 2, "hardsigmoid": 1, "silu": 2, "gelu": 2, "leaky_relu": 2, "elu": 1, "prelu": 2, "mish": 1,
             "softplus": 1, "log_softmax": 1}
 ACT_OPS = ["relu", "relu6", "tanh", "sigmoid", "identity", "hardswish", "silu", "mish"]
@@ -1485,14 +1487,15 @@ class Gen:
         s = cur.shape
         if len(s) == 1:
             w = {"linear": 30, "batchnorm": 10, "relu": 10, "relu6": 3, "tanh": 4, "sigmoid": 4, "softmax": 3,
-                 "identity": 4, "scale": 3, "dropout": 4, "drop_path": 2, "flatten": 1, **NEW_ACTS}
+                 "identity": 4, "scale": 3, "dropout": 4, "drop_path": 2, "flatten": 1, **NEW_ACTS,
+                 **CONVNEXT_OPS}
         else:
             C, H, W = s
             w = {"conv": 30, "conv_t": 5, "batchnorm": 9, "lrn": 2, "relu": 9, "relu6": 3, "tanh": 3,
                  "sigmoid": 3, "softmax": 2, "identity": 3, "scale": 2, "dropout": 3, "drop_path": 2,
                  "flatten": 3, "maxpool": 7, "avgpool": 7, "global_avgpool": 2, "adaptive_avgpool": 3,
                  "upsample": 4 if C * H * W * 4 <= CAP_ELEMS else 0, "center_crop": 3 if min(H, W) > 1 else 0,
-                 "channel_shuffle": 4, **NEW_ACTS}
+                 "channel_shuffle": 4, **NEW_ACTS, **CONVNEXT_OPS, "linear": 4}
         op = self.wpick(w)
         if not self.is_op(env, op):
             raise Invalid("shadowed")
@@ -1568,6 +1571,8 @@ class Gen:
             return vals
         if op == "linear":
             vals = {"out": r.rint(1, 12)}
+            if len(s) == 3:
+                vals["pointwise"] = True
             if r.chance(0.2):
                 vals["bias"] = r.chance(0.3)
             return vals
@@ -1591,6 +1596,11 @@ class Gen:
             return vals
         if op == "scale":
             return {"s": r.pick([0.5, 2, -1.5, 0.1, 0.2, 1.0])}
+        if op == "layernorm":
+            # (no eps=0: a constant pixel, after a relu, would be 0/0 in every backend alike)
+            return {} if r.chance(0.5) else {"eps": r.pick([1e-5, 1e-6, 0.1, 1e-3])}
+        if op == "layer_scale":
+            return {} if r.chance(0.4) else {"init": r.pick([0.5, 1e-6, -1.0, 2])}
         if op == "gelu":
             return {} if r.chance(0.5) else {"approximate": r.pick(["tanh", "none"])}
         if op == "leaky_relu":
@@ -3428,6 +3438,10 @@ def ir_features(G) -> set[str]:
         elif op == "linear":
             if G.nodes[inputs_of(G, n)[0]]["op"] == "flatten":
                 f.add("linear:after_flatten")
+            if len(shape) == 3:
+                f.add("linear:map")
+        elif op == "layernorm":
+            f.add("layernorm:map" if len(shape) == 3 else "layernorm:vector")
         elif op == "batchnorm":
             f.add("batchnorm:map" if len(shape) == 3 else "batchnorm:vector")
         elif op in ("maxpool", "avgpool"):
@@ -3482,7 +3496,8 @@ def ir_features(G) -> set[str]:
 FEATURES = sorted(
     [f"op:{o}" for o in OP_NAMES] + [f"merge:{m}" for m in MERGE_NAMES] + [
         "conv:stride", "conv:pad", "conv:pad_same", "conv:pad_valid", "conv:dilation", "conv:groups",
-        "conv:bias_false", "conv_t:output_pad", "linear:after_flatten", "batchnorm:map", "batchnorm:vector",
+        "conv:bias_false", "conv_t:output_pad", "linear:after_flatten", "linear:map", "layernorm:map",
+        "layernorm:vector", "batchnorm:map", "batchnorm:vector",
         "pool:ceil", "pool:pad", "avgpool:count_include_pad", "upsample:nearest", "upsample:bilinear",
         "concat:crop", "concat:crop_sizes_differ", "mean:drop", "mul:gate_broadcast",
         "gelu:tanh", "prelu:per_channel", "softplus:beta", "leaky_relu:negative",

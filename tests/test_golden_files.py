@@ -22,11 +22,12 @@ MODELS = [
     "alexnet", "googlenet", "inception_v3",
     "densenet121", "densenet169", "densenet201", "squeezenet1_0", "squeezenet1_1",
     "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0", "mnasnet1_0",
-    "shufflenet_v2_x0_5", "shufflenet_v2_x1_0",
+    "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "convnext_tiny",
 ]
 TIMM_MODELS = ["seresnet50"]          # timm's, for its key layout (no published GFLOPS)
 OUTPUT_MODELS = ["resnet18", "squeezenet1_1", "googlenet", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
-                 "efficientnet_b0", "mnasnet1_0", "seresnet50", "shufflenet_v2_x0_5"]
+                 "efficientnet_b0", "mnasnet1_0", "seresnet50", "shufflenet_v2_x0_5",
+                 "convnext_tiny"]
 FIELDS = {
     "model": str, "constructor": str, "torch": str, "torchvision": str, "input_size": list,
     "output_shape": list, "num_params": int, "num_buffers_elems": int, "buffers": list,
@@ -94,6 +95,11 @@ def test_module_names_hold_every_state_dict_owner(name):
             assert owner == "Conv2d", k
         elif k.endswith(BUFFER_SUFFIXES):
             assert owner.startswith("BatchNorm"), k
+        elif k.endswith(".layer_scale"):
+            # a parameter of the block itself, not of a child (netlang's layer_scale layer)
+            assert owner == "CNBlock" and shape[1:] == [1, 1], k
+        elif k.endswith(".weight") and len(shape) == 2:
+            assert owner == "Linear", k
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -137,6 +143,17 @@ def test_published_gflops_are_conv_and_linear_macs():
     macs += 512 * 1000
     assert load("resnet18")["meta"]["gflops"] == pytest.approx(macs / 1e9, abs=0.0005)
 
+    # convnext_tiny: the 4x4 stride-4 stem; per block a 7x7 depthwise conv and two pointwise
+    # linears (C -> 4C -> C) at every pixel; a 2x2 stride-2 conv between stages; the classifier.
+    # LayerNorm, GELU, the layer scale and the additions count nothing.
+    macs = 96 * 3 * 4 * 4 * 56 * 56
+    for c, side, depth in ((96, 56, 3), (192, 28, 3), (384, 14, 9), (768, 7, 3)):
+        macs += depth * (c * 49 + 2 * c * 4 * c) * side * side
+        if c < 768:
+            macs += 2 * c * c * 2 * 2 * (side // 2) ** 2
+    macs += 768 * 1000
+    assert load("convnext_tiny")["meta"]["gflops"] == pytest.approx(macs / 1e9, abs=0.0005)
+
 
 # ------------------------------------------------------------------ outputs/
 
@@ -158,6 +175,8 @@ def fill_value(key: str, shape, torch):
         v = 0.1 * pattern(n, torch)
     elif key.endswith("weight") and len(shape) == 1:
         v = 1.0 + 0.25 * pattern(n, torch)
+    elif key.endswith("layer_scale"):
+        v = 0.5 * pattern(n, torch)
     else:
         v = math.sqrt(6.0 / (n // shape[0])) * pattern(n, torch)
     return v.reshape(shape)
@@ -186,6 +205,9 @@ def test_output_file_fields(name):
     tol = g["tolerance"]
     assert 0 < tol["atol"] < 1e-2 and 0 < tol["rtol"] <= 1e-3 and tol["why"]
     assert [k for k, _ in g["fill_sums"]] == [k for k, _, _ in d["state_dict"]]
+    # the layer_scale rule is written only where the model has such entries
+    has_scale = any(k.endswith("layer_scale") for k, _, _ in d["state_dict"])
+    assert any("layer_scale" in rule for rule, _ in g["fill_rules"]) == has_scale
     assert (GOLDEN / "outputs" / f"{name}.json").stat().st_size < 200_000
 
 

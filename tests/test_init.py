@@ -286,3 +286,11 @@ def test_squeezenet_vgg_densenet_alexnet_take_torchvisions_init():
     w, b = alex.features[3].weight, alex.features[3].bias      # PyTorch's own: U(+-1/sqrt(64 * 25))
     assert w.abs().max().item() <= (64 * 25) ** -0.5 < 1.01 * w.abs().max().item()
     assert b.abs().max().item() <= (64 * 25) ** -0.5 and b.abs().max().item() > 0
+
+
+def test_convnext_takes_truncated_normals_with_zero_biases():
+    m = zoo("convnext.net", "convnext_tiny", input=(3, 32, 32))
+    block = m.features[1][0].block
+    for layer in (block[0], block[3], block[5]):               # depthwise conv, the two linears
+        assert std_of(layer.weight) == pytest.approx(0.02, rel=0.05)    # (truncated at +-2: 100 sigma)
+        assert torch.all(layer.bias == 0)

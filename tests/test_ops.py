@@ -97,8 +97,8 @@ def agree(cases, ours, theirs):
 COVERED = {
     "input", "conv", "conv_t", "linear", "batchnorm", "lrn", "relu", "relu6", "tanh", "sigmoid", "softmax",
     "hardswish", "hardsigmoid", "silu", "gelu", "leaky_relu", "elu", "prelu", "mish", "softplus", "log_softmax",
-    "identity", "scale", "dropout", "drop_path", "flatten", "maxpool", "avgpool", "global_avgpool",
-    "adaptive_avgpool", "upsample", "center_crop", "concat", "add", "mean", "mul",
+    "layernorm", "layer_scale", "identity", "scale", "dropout", "drop_path", "flatten", "maxpool", "avgpool",
+    "global_avgpool", "adaptive_avgpool", "upsample", "center_crop", "concat", "add", "mean", "mul",
     "channel_shuffle",      # (and split, which is the language's: tests/test_split_shuffle.py)
 }
 
@@ -245,6 +245,39 @@ def test_linear_refuses_a_feature_map():
     with pytest.raises(OpError) as info:
         rule("linear", [(512, 7, 7)], out=10)
     assert "flatten" in (info.value.hint or "")
+    with pytest.raises(OpError) as info:
+        rule("linear", [(512,)], out=10, pointwise=True)
+    assert info.value.arg == "pointwise"
+
+
+@pytest.mark.parametrize("shape,fout,bias", [((96, 56, 56), 384, True), ((3, 1, 5), 2, False), ((7, 4, 4), 7, True)])
+def test_pointwise_linear_is_nn_linear_on_the_channels_last_map(shape, fout, bias):
+    c, h, w = shape
+    m = nn.Linear(c, fout, bias=bias)
+    want = tuple(m(torch.zeros(1, c, h, w).permute(0, 2, 3, 1)).permute(0, 3, 1, 2).shape[1:])
+    assert rule("linear", [shape], out=fout, bias=bias, pointwise=True) == want
+    cst = cost("linear", [shape], out=fout, bias=bias, pointwise=True)
+    assert cst.params == n_params(m) and cst.buffers == 0
+    assert cst.macs == c * fout * h * w                      # MACs per pixel x pixels
+    assert ops.OPS["linear"].state(canon("linear", out=fout, bias=bias, pointwise=True), [shape]) == \
+        [(k, tuple(v.shape), False) for k, v in m.state_dict().items()]
+
+
+@pytest.mark.parametrize("shape", [(96, 56, 56), (768, 1, 1), (10,)])
+def test_layernorm_and_layer_scale_state_against_torch(shape):
+    c = shape[0]
+    m = nn.LayerNorm(c)
+    assert rule("layernorm", [shape]) == shape
+    assert ops.OPS["layernorm"].state(canon("layernorm"), [shape]) == \
+        [(k, tuple(v.shape), False) for k, v in m.state_dict().items()]
+    cst = cost("layernorm", [shape])
+    assert cst.params == n_params(m) and cst.buffers == 0 and cst.macs == 0
+    assert ops.OPS["layernorm"].param_index["eps"].default == 1e-6       # ConvNeXt's, not nn.LayerNorm's
+    # torchvision's CNBlock: nn.Parameter(torch.ones(dim, 1, 1) * layer_scale); on a vector one per feature
+    scale = torch.ones(c, 1, 1) if len(shape) == 3 else torch.ones(c)
+    assert ops.OPS["layer_scale"].state(canon("layer_scale"), [shape]) == [("", tuple(scale.shape), False)]
+    cst = cost("layer_scale", [shape])
+    assert cst.params == c and cst.macs == 0 and rule("layer_scale", [shape]) == shape
 
 
 # ---------------------------------------------------------------------------- normalisation

@@ -204,6 +204,16 @@ CASES = [
      lambda m, x, t: F.prelu(F.prelu(F.prelu(x, m.a.weight), m.b.weight), getattr(m, "2").weight)),
     ("prelu_vector", {"prelu", "flatten"}, "flatten\nl: prelu(per_channel=true)", "2x2x2",
      lambda m, x, t: F.prelu(x.flatten(1), m.l.weight)),
+    # ConvNeXt's layers: layer norm over the channels of each pixel and a linear at each pixel
+    # are nn.LayerNorm and nn.Linear on the permuted tensor; the layer scale multiplies each channel
+    ("convnext_layers", {"layernorm", "linear", "layer_scale", "gelu"},
+     "n: layernorm(eps=0.01)\nfc: linear(6, pointwise=true)\ngelu\ng: layer_scale(0.5)\nlayernorm", "4x5x5",
+     lambda m, x, t: F.layer_norm(
+         (m.g * F.gelu(F.linear(F.layer_norm(x.permute(0, 2, 3, 1), (4,), m.n.weight, m.n.bias, 0.01),
+                                m.fc.weight, m.fc.bias).permute(0, 3, 1, 2))).permute(0, 2, 3, 1),
+         (6,), getattr(m, "4").weight, getattr(m, "4").bias, 1e-6).permute(0, 3, 1, 2)),
+    ("layernorm_vector", {"layernorm", "layer_scale", "flatten"}, "flatten\nn: layernorm\ns: layer_scale", "2x2x2",
+     lambda m, x, t: F.layer_norm(x.flatten(1), (8,), m.n.weight, m.n.bias, 1e-6) * m.s),
     ("log_softmax", {"log_softmax"}, "log_softmax", "4x5x5", lambda m, x, t: F.log_softmax(x, 1)),
     ("softmax", {"softmax"}, "softmax", "4x5x5",
      lambda m, x, t: torch.exp(x) / torch.exp(x).sum(1, keepdim=True)),
@@ -581,6 +591,7 @@ TORCHVISION = {  # torchvision model -> (file, network)
     "seresnet50": ("seresnet.net", "seresnet50"),        # timm's layout
     "shufflenet_v2_x0_5": ("shufflenet.net", "shufflenet_v2_x0_5"),
     "shufflenet_v2_x1_0": ("shufflenet.net", "shufflenet_v2_x1_0"),
+    "convnext_tiny": ("convnext.net", "convnext_tiny"),
 }
 
 
@@ -608,12 +619,22 @@ def test_keys_shapes_and_module_types_match_torchvision(model):
         assert list(ours) == [k for k, _, _ in ref["state_dict"]]
         # (published to three decimals: 0.314 GFLOPS is anything within half a unit of the last)
         assert net.cost.macs == pytest.approx(ref["meta"]["gflops"] * 1e9, rel=1e-3, abs=0.5e6)
-    # every module that holds state is of torchvision's type (Conv2d, BatchNorm2d, Linear)
+    # every module that holds state is of torchvision's type (Conv2d, BatchNorm2d, Linear,
+    # LayerNorm2d), or where torchvision applies a plain nn.Linear or nn.LayerNorm to a permuted
+    # (channels-last) tensor, as ConvNeXt's block does, the subclass that permutes around it
+    # (Linear2d, LayerNorm2d); a layer_scale is a parameter of the block's own module (CNBlock)
     with torch.device("meta"):
         m = lower(net, init=False)
     types = dict(ref["module_names"])
+    scales = {k.rpartition(".")[0] for k in ours if k.endswith(".layer_scale")}
     for owner in {k.rpartition(".")[0] for k in ours}:
-        assert type(m.get_submodule(owner)).__name__ == types[owner], owner
+        mod = m.get_submodule(owner)
+        if owner in scales:
+            assert types[owner] == "CNBlock" and isinstance(mod.layer_scale, nn.Parameter), owner
+        elif type(mod).__name__ in ("Linear2d", "LayerNorm2d") and types[owner] in ("Linear", "LayerNorm"):
+            assert isinstance(mod, getattr(nn, types[owner])), owner
+        else:
+            assert type(mod).__name__ == types[owner], owner
     if model.startswith("squeezenet"):
         # parameter-free layers too: ReLUs, pools and the dropout sit where torchvision has them
         leaves = {n: type(mod).__name__ for n, mod in m.named_modules() if not list(mod.children())}
@@ -645,7 +666,8 @@ def test_scaled_variants_have_torchvisions_published_figures(model):
 OUTPUT_CASES = {"resnet18": ("resnet.net", "resnet18"), "squeezenet1_1": ("squeezenet.net", "squeezenet1_1"),
                 "googlenet": ("googlenet.net", "googlenet_torchvision"),
                 **{m: TORCHVISION[m] for m in ("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
-                                               "efficientnet_b0", "mnasnet1_0", "seresnet50", "shufflenet_v2_x0_5")}}
+                                               "efficientnet_b0", "mnasnet1_0", "seresnet50", "shufflenet_v2_x0_5",
+                                               "convnext_tiny")}}
 
 
 @pytest.mark.parametrize("model", sorted(OUTPUT_CASES))

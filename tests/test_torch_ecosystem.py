@@ -254,6 +254,7 @@ network all_ops(classes=5) {
           global_avgpool -> sigmoid }
     mean(drop=0.3) { tanh
                      identity }
+    ln: layernorm -> linear(8, pointwise=true) -> ls: layer_scale(0.5)
     concat(crop=true) { center_crop(14)
                         conv(4, 3) }
     split(2) { identity
@@ -274,6 +275,8 @@ network all_ops(classes=5) {
     linear(16, bias=false)
     batchnorm
     relu
+    layernorm
+    layer_scale
     fc: linear(classes)
 }
 """

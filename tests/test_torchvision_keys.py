@@ -18,6 +18,7 @@ CASES = [
     ("resnet.net", "resnet101", "resnet101"),
     ("resnet.net", "resnet152", "resnet152"),
     ("vgg.net", "vgg16", "vgg16"),
+    ("convnext.net", "convnext_tiny", "convnext_tiny"),
 ]
 
 
@@ -38,7 +39,8 @@ def test_state_dict_keys_and_shapes_match_torchvision(file, network, model):
     buffers = {key for key, _, is_buffer in state_entries(net.graph) if is_buffer}
     assert buffers == set(ref["buffers"])
     assert net.cost.params == ref["num_params"]
-    # Registration order: torchvision defines these modules in forward order.
+    # Registration order: torchvision defines these modules in forward order (ConvNeXt's layer
+    # scale, a parameter of the block itself, comes before the block's submodules).
     assert [k for k, _, _ in state_entries(net.graph)] == [k for k, _, _ in ref["state_dict"]]
 
 
@@ -48,3 +50,10 @@ def test_macs_match_torchvisions_published_gflops(file, network, model):
     net = netlang.load(ROOT / "architectures" / file, network=network)
     published = golden(model)["meta"]["gflops"] * 1e9
     assert net.cost.macs == pytest.approx(published, rel=1e-3)
+
+
+def test_convnext_tiny_is_torchvisions_to_the_rounding_of_its_published_figures():
+    net = netlang.load(ROOT / "architectures" / "convnext.net", network="convnext_tiny")
+    meta = golden("convnext_tiny")["meta"]
+    assert net.cost.params == meta["num_params"] == 28_589_128
+    assert net.cost.macs == 4_455_531_264 and round(net.cost.macs / 1e9, 3) == meta["gflops"] == 4.456

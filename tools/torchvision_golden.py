@@ -69,12 +69,13 @@ MODELS = {
     "seresnet50": ({}, None, 224),
     "shufflenet_v2_x0_5": ({}, models.ShuffleNet_V2_X0_5_Weights, 224),
     "shufflenet_v2_x1_0": ({}, models.ShuffleNet_V2_X1_0_Weights, 224),
+    "convnext_tiny": ({}, models.ConvNeXt_Tiny_Weights, 224),
 }
 
 # Models small enough to store a forward pass for: name -> input side.
 OUTPUT_MODELS = {"resnet18": 64, "squeezenet1_1": 64, "googlenet": 64, "mobilenet_v2": 64, "mobilenet_v3_small": 64,
                  "mobilenet_v3_large": 64, "efficientnet_b0": 64, "mnasnet1_0": 64, "seresnet50": 64,
-                 "shufflenet_v2_x0_5": 64}
+                 "shufflenet_v2_x0_5": 64, "convnext_tiny": 64}
 
 # ------------------------------------------------------------------ the fill, stated as data
 # Every number below is copied into each outputs/*.json, so a test can rebuild the same tensors.
@@ -93,6 +94,11 @@ FILL_RULES = [
     ("key ends with 'weight', ndim >= 2 (conv, linear)",
      "sqrt(6 / fan_in) * pattern(numel), fan_in = numel / shape[0]"),
 ]
+# Rules for entries only some models have, appended to a file's fill_rules only where its model has
+# such an entry (the files of the other models keep their bytes).
+EXTRA_RULES = [
+    ("key ends with 'layer_scale' (ConvNeXt's per-channel scale, shape (C, 1, 1))", "0.5 * pattern(numel)"),
+]
 FILL_TEXT = (
     "For each state_dict entry, by key and shape only: values = formula reshaped (row-major, as "
     "torch.reshape) to the entry's shape, computed in float64 and cast to float32 (a float32 "
@@ -102,6 +108,12 @@ INPUT_TEXT = (
     "input[0, c, h, w] = float32(sin(0.37 * (c + 1) * h + 0.23 * w + 0.11 * h * w + c)), "
     "c, h, w counted from 0, computed in float64 (a smooth image, unrelated to pattern's lattice)"
 )
+
+
+def fill_rules(keys: list) -> list:
+    """FILL_RULES, and the EXTRA_RULES some key of `keys` needs."""
+    extra = [r for r in EXTRA_RULES if any(k.endswith("layer_scale") for k in keys)]
+    return FILL_RULES + extra
 
 
 def pattern(n: int) -> torch.Tensor:
@@ -132,6 +144,8 @@ def fill_value(key: str, shape: tuple[int, ...]) -> torch.Tensor:
         v = 1.0 + 0.25 * pattern(n)
     elif key.endswith("weight"):
         v = math.sqrt(6.0 / (n // shape[0])) * pattern(n)
+    elif key.endswith("layer_scale"):
+        v = 0.5 * pattern(n)
     else:
         raise ValueError(f"no fill rule for state_dict entry {key!r}")
     return v.reshape(shape)
@@ -270,7 +284,7 @@ def forward_golden(name: str) -> dict:
         "pattern": PATTERN_TEXT,
         "input": INPUT_TEXT,
         "fill": FILL_TEXT,
-        "fill_rules": [list(r) for r in FILL_RULES],
+        "fill_rules": [list(r) for r in fill_rules(list(sd))],
         "input_sum": float(x64.sum()),
         "reference": "float64 forward of the float32-rounded weights and input, rounded to float32",
         "tolerance": {

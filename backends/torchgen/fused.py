@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import re
 
-from netlang.ir import inputs_of, topo_order
+from netlang.ir import inputs_of, state_key, topo_order
 
 from .names import comment, py_ident
 
-PARAM_OPS = ("conv", "conv_t", "linear", "batchnorm", "prelu")
+PARAM_OPS = ("conv", "conv_t", "linear", "batchnorm", "prelu", "layernorm")
 
 HELPERS = '''
 
@@ -133,7 +133,7 @@ class _Writer:
         return self.names[n]
 
     def state(self, node: str, suffix: str, optional: bool = False) -> str:
-        key = f"{node}.{suffix}"
+        key = state_key(node, suffix)
         self.sources.add(key)
         return f"state[{key!r}]" if not optional else f"state.get({key!r})"
 
@@ -196,6 +196,8 @@ class _Writer:
             return self.fused(n, dict(data, epilogue=()), ins)
         if op in PARAM_OPS:
             return f"{self.module(n)}({ins[0]})"
+        if op == "layer_scale":           # (its parameter, a (C, 1, 1) tensor, as a buffer)
+            return f"{ins[0]} * {self.buffer(self.state(n, ''))}"
         return _plain(op, a, ins, len(data["shape"]), self.helpers)
 
     def fused(self, n: str, data: dict, ins: list[str]) -> str | None:
@@ -248,6 +250,8 @@ class _Writer:
 
     def conv_call(self, n: str, a: dict, x: str, weight: str, bias: str) -> str:
         if self.H.nodes[n]["op"] == "linear":
+            if len(self.H.nodes[n]["shape"]) == 3:      # at each pixel: a 1x1 convolution
+                return f"F.conv2d({x}, {weight}[:, :, None, None], {bias})"
             return f"F.linear({x}, {weight}, {bias})"
         pad = '"same"' if a["pad"] == "same" else repr(tuple(a["pad"]))
         if self.layout == "auto" and _nchw_at_one(self.H.nodes[n]):

@@ -42,6 +42,23 @@ class Scale(nn.Module):
     def extra_repr(self):
         return f"s={self.s}"
 ''',
+    "LayerNorm2d": '''
+class LayerNorm2d(nn.LayerNorm):
+    """nn.LayerNorm over the channels at each pixel of an NCHW map (torchvision's LayerNorm2d)."""
+
+    def forward(self, x):
+        x = x.permute(0, 2, 3, 1)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+''',
+    "Linear2d": '''
+class Linear2d(nn.Linear):
+    """nn.Linear at each pixel of an NCHW map, over its channels (ConvNeXt's channels-last
+    linear between two permutes)."""
+
+    def forward(self, x):
+        return F.linear(x.permute(0, 2, 3, 1), self.weight, self.bias).permute(0, 3, 1, 2)
+''',
     "center_crop": '''
 def center_crop(x, h, w):
     top = (x.shape[-2] - h) // 2

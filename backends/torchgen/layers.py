@@ -82,7 +82,12 @@ def module(op: str, a: dict, cv, in_chan: Py, rank: int, inplace: bool) -> str:
                      "bias": "bias", "dilation": "dilation"})
         return f"nn.ConvTranspose2d({', '.join(pos + kw)})"
     if op == "linear":
-        return f"nn.Linear({', '.join([in_chan.code, a['out'].code] + _kw(a, {'bias': 'bias'}))})"
+        head = "Linear2d" if rank == 3 else "nn.Linear"
+        return f"{head}({', '.join([in_chan.code, a['out'].code] + _kw(a, {'bias': 'bias'}))})"
+    if op == "layernorm":
+        head = "LayerNorm2d" if rank == 3 else "nn.LayerNorm"
+        eps = a["eps"].code if "eps" in a else "1e-06"       # (netlang's default, ConvNeXt's; nn.LayerNorm's is 1e-5)
+        return f"{head}({in_chan.code}, eps={eps})"
     if op == "batchnorm":
         head = "nn.BatchNorm2d" if rank == 3 else "nn.BatchNorm1d"
         return f"{head}({', '.join([in_chan.code] + _kw(a, {'eps': 'eps', 'momentum': 'momentum', 'affine': 'affine'}))})"
@@ -149,10 +154,24 @@ def module(op: str, a: dict, cv, in_chan: Py, rank: int, inplace: bool) -> str:
 
 
 # Layers that need a module even without a label: they hold parameters or buffers.
-STATEFUL = {"conv", "conv_t", "linear", "batchnorm", "prelu"}
+STATEFUL = {"conv", "conv_t", "linear", "batchnorm", "prelu", "layernorm", "layer_scale"}
+# Layers whose one parameter is named by the layer itself: an attribute of the module holding it
+# (ConvNeXt's CNBlock.layer_scale), never a module of its own.
+PARAMETER = {"layer_scale"}
 # Helpers of the generated file a layer's module or call needs.
-HELPER_OF_MODULE = {"scale": "Scale", "drop_path": "DropPath", "center_crop": "CenterCrop"}
+# (LayerNorm2d and Linear2d: on a map only; the writer adds a helper where the module's code uses it)
+HELPER_OF_MODULE = {"layernorm": "LayerNorm2d", "linear": "Linear2d", "scale": "Scale", "drop_path": "DropPath",
+                    "center_crop": "CenterCrop"}
 HELPER_OF_CALL = {"drop_path": "drop_path", "center_crop": "center_crop"}
+
+
+def parameter(op: str, a: dict, in_chan: Py, rank: int) -> str:
+    """The nn.Parameter a PARAMETER layer is, as source: layer_scale's (C, 1, 1) of init (CNBlock's
+    `nn.Parameter(torch.ones(dim, 1, 1) * layer_scale)`), (F,) on a vector."""
+    assert op == "layer_scale", op
+    init = a["init"].at(P_MUL + 1) if "init" in a else "1e-06"
+    size = f"{in_chan.code}, 1, 1" if rank == 3 else in_chan.code
+    return f"nn.Parameter(torch.ones({size}) * {init})"
 
 
 def functional(op: str, a: dict, cv, x: str, inplace: bool) -> str:
@@ -221,7 +240,7 @@ def functional(op: str, a: dict, cv, x: str, inplace: bool) -> str:
 def output(op: str, a: dict, in_chan: Py, rank: int, in_shape) -> tuple[Py, int]:
     """The channels (or vector length) and rank the layer gives."""
     if op in ("conv", "conv_t", "linear"):
-        return a["out"], (1 if op == "linear" else 3)
+        return a["out"], (rank if op == "linear" else 3)
     if op == "flatten":
         if rank == 1:
             return in_chan, 1
@@ -234,7 +253,7 @@ def output(op: str, a: dict, in_chan: Py, rank: int, in_shape) -> tuple[Py, int]
 
 assert set(ops.LAYERS) <= {"conv", "conv_t", "linear", "batchnorm", "lrn", "relu", "relu6", "tanh", "sigmoid",
                            "hardswish", "hardsigmoid", "silu", "gelu", "leaky_relu", "elu", "prelu", "mish",
-                           "softplus", "softmax", "log_softmax", "identity", "scale", "dropout", "drop_path", "flatten", "maxpool",
+                           "softplus", "softmax", "log_softmax", "layernorm", "layer_scale", "identity", "scale", "dropout", "drop_path", "flatten", "maxpool",
                            "avgpool", "global_avgpool", "adaptive_avgpool", "upsample", "center_crop",
                            "channel_shuffle"}, \
     "backends/torchgen/layers.py has no PyTorch form for some layer of netlang.ops"

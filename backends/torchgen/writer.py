@@ -27,8 +27,9 @@ GTIME = (OpValue, DefValue, Thunk, NetworkValue, FuncValue)
 
 # a fresh tensor that nothing saves for backward (an in-place hardswish_, silu_ or mish_ does not
 # save its result either, unlike relu_)
-FRESH = {"conv", "conv_t", "linear", "batchnorm", "add", "concat", "mul", "mean", "hardswish", "hardsigmoid",
-         "silu", "gelu", "leaky_relu", "elu", "prelu", "mish", "softplus", "channel_shuffle"}
+FRESH = {"conv", "conv_t", "linear", "batchnorm", "layernorm", "layer_scale", "add", "concat", "mul", "mean",
+         "hardswish", "hardsigmoid", "silu", "gelu", "leaky_relu", "elu", "prelu", "mish", "softplus",
+         "channel_shuffle"}
 SAVES_OUTPUT = {"relu", "relu6", "sigmoid", "tanh", "softmax", "log_softmax"}
 # written in place on a fresh input nothing else reads (the ops the cost model counts in place)
 INPLACE = frozenset(n for n, op in ops.LANGUAGE.items() if op.inplace)
@@ -1269,9 +1270,9 @@ class _Core:
         return replace(pick, cur=cur, env=st.env, body=st.body, top=st.top, inside=st.inside, loops=st.loops)
 
 
-SAME_SIZE = {"batchnorm", "lrn", "relu", "relu6", "tanh", "sigmoid", "softmax", "identity", "scale", "dropout",
-             "drop_path", "hardswish", "hardsigmoid", "silu", "gelu", "leaky_relu", "elu", "prelu", "mish",
-             "softplus", "log_softmax", "channel_shuffle"}
+SAME_SIZE = {"batchnorm", "layernorm", "layer_scale", "lrn", "relu", "relu6", "tanh", "sigmoid", "softmax", "identity",
+             "scale", "dropout", "drop_path", "hardswish", "hardsigmoid", "silu", "gelu", "leaky_relu", "elu", "prelu",
+             "mish", "softplus", "log_softmax", "channel_shuffle"}
 
 
 def _names(expr) -> set:
@@ -1868,9 +1869,14 @@ class _Layers:
                 inplace = (name in INPLACE and cur.fresh and not cur.saves
                            and (cur.storage not in (0, getattr(scope, "in_storage", 0)) if scope.form == "seq"
                                 else self.overwritable(cur)))
+                if name in layers.PARAMETER:
+                    var = self.emit_parameter(name, a, st, seg, numbered, end)
+                    return Val(var, cur.chan, cur.rank, shape, True, False, storage=self.new_storage(),
+                               sdeps=_layer_sdeps(name, a, cur, cur.rank))
                 code = layers.module(name, a, cv, cur.chan, cur.rank, inplace)
-                if name in layers.HELPER_OF_MODULE:
-                    self.gen.helpers.add(layers.HELPER_OF_MODULE[name])
+                helper = layers.HELPER_OF_MODULE.get(name)
+                if helper is not None and code.startswith(helper + "("):
+                    self.gen.helpers.add(helper)
                 self.register(scope, seg, code, numbered)
                 var = None
                 if scope.form == "graph":
@@ -1909,6 +1915,24 @@ class _Layers:
             self.reads[storage] = 0
         return Val(var, chan, rank, shape, fresh, saves, alias=alias, storage=storage,
                    sdeps=_layer_sdeps(name, a, cur, rank) | crop_keys)
+
+    def emit_parameter(self, name: str, a: dict, st: St, seg: Seg, numbered: bool, end: bool) -> str:
+        """A layer whose one parameter is named by the layer (layer_scale): an nn.Parameter of
+        the module whose scope holds it, which forward multiplies in. An nn.Sequential cannot
+        hold a parameter, so such a scope is written as a module of its own."""
+        scope, cur = st.scope, st.cur
+        if scope.form == "seq":
+            raise NotAChain()
+        code = layers.parameter(name, a, cur.chan, cur.rank)
+        if seg.attr is not None:
+            self.iline(f"{scope.access}.{seg.attr} = {code}")
+        else:
+            self.iline(f"{scope.access}.register_parameter({seg.code}, {code})")
+        scope.first = False
+        scope.used = True
+        var = self.out_var(st, cur, seg, end and not numbered)
+        self.fline(f"{var} = {self.child_access(scope, seg, fwd=True)} * {cur.var}")
+        return var
 
     def emit_block(self, b: Binding, args, st: St, e, seg: Seg | None = None, end: bool = False) -> Val:
         cur = st.cur

@@ -293,9 +293,13 @@ class _Writer:
                 groups=a["groups"], x_rs=x_rs, y_rs=out_rs, bias=a["bias"])
             self.launch(resample, launch, {"x": x, "w": wt, "b": b, "y": out}, n)
             return self.rows.append(Row(n, op, "kernel", f"conv_transpose {_k(a['k'])} s{_k(a['stride'])}{placed}"))
-        if op in UNARY or op in ("batchnorm", "prelu"):
+        if op in UNARY or op in ("batchnorm", "prelu", "layer_scale"):
             bind = {"x": x, "y": out, "s": out, "t": out, "r": out}
-            if op == "batchnorm":
+            if op == "layer_scale":      # (an affine: its (C, 1, 1) scales, a shift of zeros)
+                bind["s"] = self.put(f"s[{n!r}].float().reshape({c})")
+                bind["t"] = self.put(f"s[{n!r}].float().new_zeros({c})")
+                steps = ()
+            elif op == "batchnorm":
                 bind["s"] = self.put(f"bn_affine(s, {n!r}, {a['eps']!r})[0]")
                 bind["t"] = self.put(f"bn_affine(s, {n!r}, {a['eps']!r})[1]")
                 steps = ()
@@ -305,7 +309,8 @@ class _Writer:
             else:
                 steps = ({"op": op, "args": dict(a)},)
             launch, _, rest = pointwise.pointwise_launch(c=c, hw=(h, w), x_rs=x_rs, y_rs=out_rs,
-                                                         affine=op == "batchnorm", steps=steps, prelu=op == "prelu")
+                                                         affine=op in ("batchnorm", "layer_scale"), steps=steps,
+                                                         prelu=op == "prelu")
             assert not rest
             self.launch(pointwise, launch, bind, n)
             return self.rows.append(Row(n, op, "kernel", f"pointwise {op}{' in place' if x == out else ''}{placed}"))
@@ -316,6 +321,12 @@ class _Writer:
                                                             log=op == "log_softmax"),
                         {"x": x, "y": out}, n)
             return self.rows.append(Row(n, op, "kernel", f"{op} over channels"))
+        if op == "layernorm":
+            wn = self.put(f"s[{n + '.weight'!r}].float()")
+            bn = self.put(f"s[{n + '.bias'!r}].float()")
+            self.launch(pointwise, pointwise.layernorm_launch(c=c, hw=(h, w), eps=a["eps"], x_rs=x_rs, y_rs=out_rs),
+                        {"x": x, "w": wn, "b": bn, "y": out}, n)
+            return self.rows.append(Row(n, op, "kernel", f"layernorm over channels{placed}"))
         if op == "lrn":
             self.launch(pointwise, pointwise.lrn_launch(c=c, hw=(h, w), size=a["size"], alpha=a["alpha"],
                                                         beta=a["beta"], k=a["k"], x_rs=x_rs, y_rs=out_rs),
@@ -365,10 +376,11 @@ class _Writer:
         cin, h, w = _map(H.nodes[ins[0]]["shape"])
         cout, oh, ow = _map(data["shape"])
         x = self.value(ins[0])
-        if op == "linear":
+        if op == "linear":           # (a 1x1 convolution; on a vector, of a 1x1 map)
             kernel = stride = dilation = (1, 1)
             padding, groups = (0, 0), 1
-            cin, h, w = _map(H.nodes[ins[0]]["shape"])[0], 1, 1
+            if len(data["shape"]) == 1:
+                cin, h, w = _map(H.nodes[ins[0]]["shape"])[0], 1, 1
         else:
             kernel, stride, dilation = tuple(a["k"]), tuple(a["stride"]), tuple(a["dilation"])
             padding, groups = _pad(a), a["groups"]
@@ -735,7 +747,7 @@ def _state(G) -> list:
         kinds[n] = op
     out = []
     for key, shape, buffer in state_entries(G):
-        node, _, suffix = key.rpartition(".")
+        node, _, suffix = key.rpartition(".") if key not in kinds else (key, "", "")
         op = kinds.get(node)
         if suffix == "num_batches_tracked":
             kind = "count"
@@ -745,8 +757,10 @@ def _state(G) -> list:
             kind = "var"
         elif op == "batchnorm":
             kind = "ones" if suffix == "weight" else "zeros"
-        elif op == "prelu":
-            kind = float(G.nodes[node]["args"]["init"])      # (nn.PReLU's init)
+        elif op == "prelu" or op == "layer_scale":
+            kind = float(G.nodes[node]["args"]["init"])      # (nn.PReLU's init, CNBlock's layer_scale)
+        elif op == "layernorm":
+            kind = "ones" if suffix == "weight" else "zeros"
         elif suffix == "weight" and len(shape) > 1:
             kind = "weight"
         else:

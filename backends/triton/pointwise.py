@@ -22,6 +22,12 @@ softmax (or log-softmax) over the channels.
   a tile at 4096 elements); beyond that, two passes over 4096-channel chunks: an online max and
   sum of exponentials, then the normalised outputs. With LOG, torch.log_softmax: x - max -
   log(sum). Each row is read completely before it is written, so it may run in place.
+- `_layernorm_nhwc`: a layer normalisation over the channels of each pixel (torchvision's
+  LayerNorm2d, and nn.LayerNorm on a vector): mean, then the variance of x - mean (two passes,
+  as torch computes it, not E[x²] - mean²), then (x - mean)·rstd·weight[c] + bias[c]. Blocks as
+  the softmax's: one block of next_power_of_2(C) channels up to 4096, beyond that three passes
+  over 4096-channel chunks. Each row is read completely before it is written, so it may run in
+  place.
 
 Every input and the output is a view in common.py's layout (a channel slice of a wider buffer is
 fine: row strides are constexprs); a vector (N, F) is the map (N, 1, 1, F). Math is fp32, cast
@@ -141,7 +147,52 @@ def _softmax_nhwc(x_ptr, y_ptr, N, H, W,
             tl.store(y_ptr + y_rows + cc[None, :], v.to(y_ptr.dtype.element_ty), mask=mask)
 
 
-KERNELS = (_pointwise_nhwc, _lrn_nhwc, _softmax_nhwc)
+@triton.jit
+def _layernorm_nhwc(x_ptr, w_ptr, b_ptr, y_ptr, N, H, W,
+                    C: tl.constexpr, X_RS: tl.constexpr, Y_RS: tl.constexpr, EPS: tl.constexpr, LOOP: tl.constexpr,
+                    BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr):
+    offs_m, mask_m, n, ph, pw = output_pixels(tl.program_id(0), N, H, W, BLOCK_M)
+    offs_c = tl.arange(0, BLOCK_C)
+    x_rows = (offs_m * X_RS)[:, None]
+    y_rows = (offs_m * Y_RS)[:, None]
+    if not LOOP:
+        mask_c = offs_c < C
+        mask = mask_m[:, None] & mask_c[None, :]
+        v = tl.load(x_ptr + x_rows + offs_c[None, :], mask=mask, other=0.0).to(tl.float32)
+        mean = tl.sum(v, axis=1) / C
+        d = tl.where(mask, v - mean[:, None], 0.0)
+        rstd = 1.0 / tl.sqrt(tl.sum(d * d, axis=1) / C + EPS)
+        g = tl.load(w_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)
+        b = tl.load(b_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)
+        v = d * rstd[:, None] * g[None, :] + b[None, :]
+        tl.store(y_ptr + y_rows + offs_c[None, :], v.to(y_ptr.dtype.element_ty), mask=mask)
+    else:
+        total = tl.zeros((BLOCK_M,), tl.float32)
+        for c0 in range(0, C, BLOCK_C):
+            cc = c0 + offs_c
+            mask = mask_m[:, None] & (cc < C)[None, :]
+            total += tl.sum(tl.load(x_ptr + x_rows + cc[None, :], mask=mask, other=0.0).to(tl.float32), axis=1)
+        mean = total / C
+        sq = tl.zeros((BLOCK_M,), tl.float32)
+        for c0 in range(0, C, BLOCK_C):
+            cc = c0 + offs_c
+            mask = mask_m[:, None] & (cc < C)[None, :]
+            v = tl.load(x_ptr + x_rows + cc[None, :], mask=mask, other=0.0).to(tl.float32)
+            d = tl.where(mask, v - mean[:, None], 0.0)
+            sq += tl.sum(d * d, axis=1)
+        rstd = 1.0 / tl.sqrt(sq / C + EPS)
+        for c0 in range(0, C, BLOCK_C):
+            cc = c0 + offs_c
+            mask_c = cc < C
+            mask = mask_m[:, None] & mask_c[None, :]
+            v = tl.load(x_ptr + x_rows + cc[None, :], mask=mask, other=0.0).to(tl.float32)
+            g = tl.load(w_ptr + cc, mask=mask_c, other=0.0).to(tl.float32)
+            b = tl.load(b_ptr + cc, mask=mask_c, other=0.0).to(tl.float32)
+            v = (v - mean[:, None]) * rstd[:, None] * g[None, :] + b[None, :]
+            tl.store(y_ptr + y_rows + cc[None, :], v.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+KERNELS = (_pointwise_nhwc, _lrn_nhwc, _softmax_nhwc, _layernorm_nhwc)
 
 
 def _channel_block(c: int) -> int:
@@ -189,6 +240,17 @@ def softmax_launch(*, c: int, hw: tuple, x_rs: int, y_rs: int, log: bool = False
     bm = max(1, min(BLOCK_PIXELS, SOFTMAX_BLOCK // bc))
     return Launch(_softmax_nhwc, ((h * w, bm),), ("x", "y", "N", h, w), frozenset({"x", "y"}),
                   dict(C=c, X_RS=x_rs, Y_RS=y_rs, LOOP=loop, LOG=bool(log), BLOCK_M=bm, BLOCK_C=bc))
+
+
+def layernorm_launch(*, c: int, hw: tuple, eps: float, x_rs: int, y_rs: int, block: int = SOFTMAX_BLOCK) -> Launch:
+    """The launch of a layer normalisation over the channels of each pixel of a (N, H, W, c) map;
+    `block` (tests) lowers the width beyond which the rows are looped."""
+    h, w = hw
+    loop = c > block
+    bc = block if loop else triton.next_power_of_2(c)
+    bm = max(1, min(BLOCK_PIXELS, SOFTMAX_BLOCK // bc))
+    return Launch(_layernorm_nhwc, ((h * w, bm),), ("x", "w", "b", "y", "N", h, w), frozenset({"x", "w", "b", "y"}),
+                  dict(C=c, X_RS=x_rs, Y_RS=y_rs, EPS=float(eps), LOOP=loop, BLOCK_M=bm, BLOCK_C=bc))
 
 
 def _map_shape(t: torch.Tensor) -> tuple:
@@ -267,4 +329,16 @@ def softmax_channels(x: torch.Tensor, out: torch.Tensor | None = None, log: bool
     n, h, w, c = _map_shape(x)
     out = _output(x, out)
     softmax_launch(c=c, hw=(h, w), x_rs=row_stride(x, "x"), y_rs=row_stride(out, "out"), log=log)(n, x=x, y=out)
+    return out
+
+
+def layernorm_channels(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float = 1e-6,
+                       out: torch.Tensor | None = None, block: int = SOFTMAX_BLOCK) -> torch.Tensor:
+    """F.layer_norm over the channels of each pixel of the NHWC map (or (N, F) vector) `x`, with
+    weight and bias vectors of C, into `out` where given (an NHWC view, x itself included), else
+    into a new tensor."""
+    n, h, w, c = _map_shape(x)
+    out = _output(x, out)
+    layernorm_launch(c=c, hw=(h, w), eps=eps, x_rs=row_stride(x, "x"), y_rs=row_stride(out, "out"),
+                     block=block)(n, x=x, w=weight, b=bias, y=out)
     return out
