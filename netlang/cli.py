@@ -159,18 +159,19 @@ def cmd_zoo(args) -> int:
     from pathlib import Path
 
     from .elaborate import bundled_architectures
-    from .summary import source_of, zoo_table
+    from .summary import published_of, published_table, source_of, zoo_table
     folder = Path(args.folder) if args.folder else bundled_architectures()
     if folder is None or not folder.is_dir():
         raise NetlangValueError(f"no such folder: {args.folder}", None)
     if args.render and args.format != "dot":
         from .render import dot_program
         dot_program()                     # fail before the work when Graphviz is missing
-    rows, failures = [], 0
+    rows, failures, published = [], 0, {}
     for path in sorted(folder.glob("*.net")):
         try:
             module = load_module(path)
             source = source_of(path.read_text())
+            published.update(published_of(path.read_text()))
             for name in module.networks:
                 if template_params(module, name):
                     continue            # a template: its instances are the zoo's networks
@@ -182,8 +183,9 @@ def cmd_zoo(args) -> int:
     if args.markdown:
         print(ZOO_PREAMBLE.format(command=f"netlang zoo {args.folder or ''} --markdown".replace("  ", " ")))
     print(zoo_table(rows, markdown=args.markdown))
-    if args.markdown and any(f == "shufflenet.net" for f, _, _ in rows):
-        print(ZOO_POSTSCRIPT)      # (the zoo's page; another folder has no such section)
+    if args.markdown and any(net.name in published for _, net, _ in rows):
+        print(ZOO_PUBLISHED)
+        print(published_table(rows, published))
     if args.render:
         from .render import render_all
         paths = render_all([(f, n) for f, n, _ in rows], args.render, args.format)
@@ -205,23 +207,15 @@ three. Where a figure differs from the one printed in the paper or the lecture n
 [seed-figures.md](seed-figures.md) and the tests named there.
 """
 
-# Published figures next to netlang's, for networks whose comparison is not in seed-figures.md
-# (tests/test_zoo_shufflenet.py holds both columns against the golden files and the zoo).
-ZOO_POSTSCRIPT = """
-## ShuffleNet V2 against torchvision
+# Before the table of the figures the files say were published for their networks.
+ZOO_PUBLISHED = """
+## Published figures
 
-torchvision 0.29.1 publishes, with each model's ImageNet weights, its parameter count and its
-"GFLOPS" (multiply-accumulates, netlang's MACs, to three decimals):
-
-| Network | torchvision params | netlang params | torchvision GFLOPS | netlang MACs |
-|---|---|---|---|---|
-| shufflenet_v2_x0_5 | 1,366,792 | 1,366,792 | 0.040 | 40,476,448 |
-| shufflenet_v2_x1_0 | 2,278,604 | 2,278,604 | 0.145 | 144,907,992 |
-| shufflenet_v2_x1_5 | 3,503,624 | 3,503,624 | 0.296 | 295,759,392 |
-| shufflenet_v2_x2_0 | 7,393,996 | 7,393,996 | 0.583 | 583,253,464 |
-
-The paper's Table 5 prints 41, 146, 299 and 591 MFLOPs (and 1.4, 2.3, 3.5 and 7.4 M parameters):
-its counts are 1 to 1.4% above these MACs; which extra work it counts, it does not say."""
+The figures published for these networks (a file's `# published` lines say which), beside
+netlang's own count: parameters, and multiply-accumulates in the publisher's GFLOPS (which are
+MACs), to as many decimals as were published. The tests hold netlang's counts against the
+golden files and these figures.
+"""
 
 
 def cmd_render(args) -> int:

@@ -1,6 +1,8 @@
 """The per-layer summary table (in the spirit of the lecture notes' VGG table and torchinfo)."""
 from __future__ import annotations
 
+import re
+
 from .ops import fmt_shape
 from .passes.cost import CostReport, CONVENTION
 
@@ -130,6 +132,31 @@ def source_of(text: str) -> str:
             if depth == 0:
                 return words[:i + 1]
     return words
+
+
+_PUBLISHED = re.compile(r"^#\s*published\s+(\w+):\s*([\d,]+) parameters,\s*([\d.]+) GFLOPS\s*\((.+)\)\s*$", re.M)
+
+
+def published_of(text: str) -> dict:
+    """The figures a .net file says were published for its networks, one comment line each:
+    `# published resnet50: 25,557,032 parameters, 4.089 GFLOPS (torchvision 0.29.1)`.
+    {network: (params, GFLOPS as written, source)}."""
+    return {m[1]: (int(m[2].replace(",", "")), m[3], m[4]) for m in _PUBLISHED.finditer(text)}
+
+
+def published_table(rows, published: dict) -> str:
+    """Markdown: each network with published figures, those figures beside netlang's (MACs to the
+    published GFLOPS' decimals). rows: (file name, Network, source) as zoo_table's."""
+    out = ["| Network | Published params | netlang params | Published GFLOPS | netlang GMACs | Source |",
+           "|---|---|---|---|---|---|"]
+    for _, net, _ in rows:
+        if net.name not in published:
+            continue
+        params, gflops, source = published[net.name]
+        digits = len(gflops.partition(".")[2])
+        out.append(f"| {net.name} | {params:,} | {net.cost.params:,} | {gflops} | "
+                   f"{net.cost.macs / 1e9:.{digits}f} | {source} |")
+    return "\n".join(out)
 
 
 def zoo_table(rows, markdown: bool = False) -> str:

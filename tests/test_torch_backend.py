@@ -643,24 +643,29 @@ def test_keys_shapes_and_module_types_match_torchvision(model):
                 assert leaves.get(n) == t, n
 
 
-# The scaled variants whose layout the golden files do not store: torchvision's published
-# parameter counts and GFLOPS (its weights' meta, torchvision 0.29.1) at its input sides.
-PUBLISHED = {
-    "efficientnet_b1": (7_794_184, 0.687), "efficientnet_b2": (9_109_994, 1.088),
-    "efficientnet_b3": (12_233_232, 1.827), "efficientnet_b4": (19_341_616, 4.394),
-    "efficientnet_b5": (30_389_784, 10.266), "efficientnet_b6": (43_040_704, 19.068),
-    "efficientnet_b7": (66_347_960, 37.746),
-    "mnasnet0_5": (2_218_512, 0.104), "mnasnet0_75": (3_170_208, 0.215), "mnasnet1_3": (6_282_256, 0.526),
-}
+def _published():
+    from netlang.summary import published_of
+    return sorted((path.name, name, *figures) for path in ARCH.glob("*.net")
+                  for name, figures in published_of(path.read_text()).items())
 
 
-@pytest.mark.parametrize("model", sorted(PUBLISHED))
-def test_scaled_variants_have_torchvisions_published_figures(model):
-    file = "efficientnet.net" if model.startswith("efficientnet") else "mnasnet.net"
+@pytest.mark.parametrize("file,model,params,gflops,source", _published(), ids=lambda v: v if isinstance(v, str) else "")
+def test_published_figures_in_the_zoo_files_are_netlangs(file, model, params, gflops, source):
+    # each `# published` line (docs/zoo.md's table): the publisher's parameters exactly, its GFLOPS
+    # to the decimals it gives
     net = netlang.load(ARCH / file, network=model)
-    params, gflops = PUBLISHED[model]
     assert net.cost.params == params
-    assert net.cost.macs == pytest.approx(gflops * 1e9, abs=0.5e6)
+    assert f"{net.cost.macs / 1e9:.{len(gflops.partition('.')[2])}f}" == gflops
+
+
+def test_the_zoo_files_state_torchvisions_published_figures():
+    # against the golden files' meta, for the models the golden files hold
+    published = {model: (params, float(g)) for _, model, params, g, _ in _published()}
+    for path in GOLDEN.glob("*.json"):
+        ref = golden(path.stem)
+        if "gflops" in ref["meta"] and path.stem in published:
+            assert published[path.stem] == (ref["meta"]["num_params"], ref["meta"]["gflops"]), path.stem
+    assert len(published) >= 46
 
 
 OUTPUT_CASES = {"resnet18": ("resnet.net", "resnet18"), "squeezenet1_1": ("squeezenet.net", "squeezenet1_1"),
