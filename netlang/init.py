@@ -16,7 +16,7 @@ from __future__ import annotations
 
 # layer kind -> the state entries a rule may set
 KINDS = {"conv": ("weight", "bias"), "conv_t": ("weight", "bias"), "linear": ("weight", "bias"),
-         "batchnorm": ("weight", "bias"), "prelu": ("weight",)}
+         "batchnorm": ("weight", "bias"), "layernorm": ("weight", "bias"), "prelu": ("weight",)}
 
 # scheme -> its parameters in order, with defaults (torch.nn.init's), and what it draws
 SCHEMES = {

@@ -187,6 +187,13 @@ def test_biases_and_constants():
     assert b.abs().max().item() <= bound and b.abs().max().item() > 0.98 * bound      # 512 draws
 
 
+def test_layernorm_rules_reach_layer_norms_of_maps_and_vectors():
+    m = model_of("init layernorm = constant(2), layernorm.bias = constant(-1)\ninput 8x4x4\n"
+                 "a: layernorm\nglobal_avgpool\nflatten\nb: layernorm")
+    for ln in (m.a, m.b):
+        assert torch.all(ln.weight == 2) and torch.all(ln.bias == -1)
+
+
 def test_later_rules_win_and_name_rules_reach_only_weighted_layers_under_their_prefix():
     m = model_of("""
     init conv = constant(1), head = constant(2), head.bias = constant(3)

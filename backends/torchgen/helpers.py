@@ -112,7 +112,7 @@ def init_weights(module, rules=()):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
     kinds = {"conv": nn.Conv2d, "conv_t": nn.ConvTranspose2d, "linear": nn.Linear,
-             "batchnorm": (nn.BatchNorm2d, nn.BatchNorm1d), "prelu": nn.PReLU}
+             "batchnorm": (nn.BatchNorm2d, nn.BatchNorm1d), "layernorm": nn.LayerNorm, "prelu": nn.PReLU}
     layers = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)      # what a rule naming a layer reaches
     for target, entry, scheme, a in rules:
         for name, m in module.named_modules():
