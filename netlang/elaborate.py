@@ -42,7 +42,7 @@ MAX_INT = 1 << 63          # any integer that arithmetic gives
 MAX_VALUE_CALLS = 100_000  # calls one value-function call makes, itself included (a runaway recursion stops)
 MAX_VALUE_WORK = 500_000    # value-function calls while one network is elaborated
 
-_IDENT = re.compile(r"[A-Za-z0-9_]+\Z")
+_IDENT = re.compile(r"[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)*\Z")      # a label; "-" joins parts (RegNet's block1-0)
 
 
 # ====================================================================== values
@@ -862,7 +862,7 @@ class Elaborator:
             out.append(str(v))
         text = "".join(out)
         if not _IDENT.match(text):
-            raise NetlangValueError(f"label '{text}' is not a valid name (letters, digits and _ only)", t.loc)
+            raise NetlangValueError(f"label '{text}' is not a valid name (letters, digits and _, parts joined by -)", t.loc)
         return text
 
     def resolve_ref(self, e: ast.Ref, ctx: Ctx) -> int:

@@ -22,12 +22,12 @@ MODELS = [
     "alexnet", "googlenet", "inception_v3",
     "densenet121", "densenet169", "densenet201", "squeezenet1_0", "squeezenet1_1",
     "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0", "mnasnet1_0",
-    "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "convnext_tiny",
+    "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "convnext_tiny", "regnet_y_400mf", "regnet_x_400mf",
 ]
 TIMM_MODELS = ["seresnet50"]          # timm's, for its key layout (no published GFLOPS)
 OUTPUT_MODELS = ["resnet18", "squeezenet1_1", "googlenet", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
                  "efficientnet_b0", "mnasnet1_0", "seresnet50", "shufflenet_v2_x0_5",
-                 "convnext_tiny"]
+                 "convnext_tiny", "regnet_y_400mf"]
 FIELDS = {
     "model": str, "constructor": str, "torch": str, "torchvision": str, "input_size": list,
     "output_shape": list, "num_params": int, "num_buffers_elems": int, "buffers": list,

@@ -134,8 +134,12 @@ def zoo() -> list[dict]:
     """Every network of every .net file under architectures/ (shared block files declare none);
     a network with the same signature as an earlier one is folded into that one's entry."""
     found, by_signature = [], {}
+    from netlang.elaborate import template_params
     for path in sorted(ARCH.rglob("*.net")):
-        for name in load_module(path).networks:
+        module = load_module(path)
+        for name in module.networks:
+            if template_params(module, name):
+                continue                # a template: its instances are the networks
             G = netlang.load(path, network=name).graph
             sig = signature(G)
             if sig in by_signature:

@@ -70,12 +70,15 @@ MODELS = {
     "shufflenet_v2_x0_5": ({}, models.ShuffleNet_V2_X0_5_Weights, 224),
     "shufflenet_v2_x1_0": ({}, models.ShuffleNet_V2_X1_0_Weights, 224),
     "convnext_tiny": ({}, models.ConvNeXt_Tiny_Weights, 224),
+    "regnet_y_400mf": ({}, models.RegNet_Y_400MF_Weights, 224),
+    "regnet_x_400mf": ({}, models.RegNet_X_400MF_Weights, 224),
 }
 
 # Models small enough to store a forward pass for: name -> input side.
 OUTPUT_MODELS = {"resnet18": 64, "squeezenet1_1": 64, "googlenet": 64, "mobilenet_v2": 64, "mobilenet_v3_small": 64,
                  "mobilenet_v3_large": 64, "efficientnet_b0": 64, "mnasnet1_0": 64, "seresnet50": 64,
-                 "shufflenet_v2_x0_5": 64, "convnext_tiny": 64}
+                 "shufflenet_v2_x0_5": 64, "convnext_tiny": 64,
+                 "regnet_y_400mf": 64}
 
 # ------------------------------------------------------------------ the fill, stated as data
 # Every number below is copied into each outputs/*.json, so a test can rebuild the same tensors.
