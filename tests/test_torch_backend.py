@@ -26,7 +26,6 @@ nn = torch.nn
 import netlang  # noqa: E402
 from backends.pytorch import lower  # noqa: E402
 from netlang import ops  # noqa: E402
-from netlang.api import load_module  # noqa: E402
 from netlang.ir import state_entries  # noqa: E402
 from test_golden_files import fill_value, input_image  # noqa: E402
 
