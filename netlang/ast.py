@@ -151,6 +151,7 @@ class InputStmt(Node):
 @dataclass(frozen=True, eq=False)
 class OutputStmt(Node):
     refs: tuple[Ref, ...]
+    aux: tuple[bool, ...] = ()      # per reference: an auxiliary (training-only) output
 
 
 @dataclass(frozen=True, eq=False)

@@ -127,7 +127,9 @@ def cmd_check(args) -> int:
             continue
         G = elaborate(module, name, params, args.input)
         verify(G)
-        outs = ", ".join(f"{o} {fmt_shape(G.nodes[o]['shape'])}" for o in G.graph["outputs"])
+        aux = G.graph.get("output_aux") or [False] * len(G.graph["outputs"])
+        outs = ", ".join(("aux " if a else "") + f"{o} {fmt_shape(G.nodes[o]['shape'])}"
+                         for o, a in zip(G.graph["outputs"], aux))
         print(f"{name}: ok — {G.number_of_nodes() - 1} layers, "
               f"input {fmt_shape(G.nodes['input']['shape'])}, output {outs}")
     if not names:

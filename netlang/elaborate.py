@@ -1273,6 +1273,7 @@ class _NetworkRun:
         self.input_override = input_override
         self.input_node: int | None = None
         self.outputs: list[int] | None = None
+        self.aux: list[int] = []            # the outputs that exist in training only
         self.output_loc = None
         self.init: list = []            # the init statements' rules, evaluated
 
@@ -1293,13 +1294,19 @@ class _NetworkRun:
     def output_stmt(self, s: ast.OutputStmt, ctx: Ctx) -> None:
         if self.outputs is not None:
             raise NetlangValueError("the network already has an output statement", s.loc)
-        outs = []
-        for r in s.refs:
+        outs, aux = [], []
+        for r, is_aux in zip(s.refs, s.aux or (False,) * len(s.refs)):
             node = self.el.resolve_ref(r, ctx)
             if node in outs:
                 raise NetlangValueError(f"'{'.'.join(r.path)}' is listed twice", r.loc)
             outs.append(node)
+            if is_aux:
+                aux.append(node)
+        if outs[0] in aux:
+            raise NetlangValueError("the first output is the main one and cannot be auxiliary", s.refs[0].loc,
+                                    hint="list the main output first: output fc, aux aux1")
         self.outputs = outs
+        self.aux = aux
         self.output_loc = s.loc
 
 
@@ -1420,6 +1427,7 @@ def _elaborate(module: Module, value: NetworkValue, overrides: dict, input_shape
         file=module.path,
         inputs=["input"],
         outputs=[names[o] for o in outputs],
+        output_aux=[o in run.aux for o in outputs],
         params={p.name: plain(env.vars[p.name]) for p in body_decl.params},
         scopes=scopes,
         loc=decl.loc,

@@ -51,6 +51,13 @@ class IRError(AssertionError):
     """A broken graph invariant: a bug in netlang or in a pass, never the user's fault."""
 
 
+def eval_outputs(G: nx.MultiDiGraph) -> list[str]:
+    """The outputs a network returns at inference: its outputs but the auxiliary ones (which
+    exist in training only), the main one first."""
+    aux = G.graph.get("output_aux") or [False] * len(G.graph["outputs"])
+    return [o for o, a in zip(G.graph["outputs"], aux) if not a]
+
+
 def inputs_of(G: nx.MultiDiGraph, node: str) -> list[str]:
     """The inputs of `node` in argument order."""
     # The edge key is the input position (see the contract above).

@@ -48,11 +48,23 @@ class _Newlines:
         stolen: Token | None = None         # first '{' closed by a '}' indented like an outer one
         stream = iter(stream)
         ahead: list[Token] = []
+        in_output = False                   # within an output statement
         while True:
             tok = ahead.pop() if ahead else next(stream, None)
             if tok is None:
                 break
             kind = tok.type
+            if kind == "OUTPUT":
+                in_output = True
+            elif kind in ("_NL", "RBRACE"):
+                in_output = False
+            elif kind == "NAME" and tok.value == "aux" and in_output and prev in ("OUTPUT", "COMMA"):
+                nxt = next(stream, None)
+                if nxt is not None:
+                    ahead.append(nxt)
+                    if nxt.type in ("NAME", "AT"):     # `output fc, aux aux1`: aux1 is auxiliary
+                        tok = Token.new_borrow_pos("AUX", tok.value, tok)
+                        kind = "AUX"
             if (kind == "NAME" and tok.value == "init" and stack and stack[-1].type == "LBRACE"
                     and (pending is not None or prev == "LBRACE")):
                 nxt = next(stream, None)
@@ -144,7 +156,8 @@ def _describe(terminal: str) -> str:
 
 
 def _expected(names) -> str:
-    words = sorted({_describe(n) for n in names if not n.startswith("__")})
+    # (AUX and _INIT are names the post-lexer retypes: the user sees them as names)
+    words = sorted({_describe("NAME" if n in ("AUX", "_INIT") else n) for n in names if not n.startswith("__")})
     if len(words) > 6:
         words = words[:6] + ["…"]
     return ", ".join(words)
@@ -338,7 +351,7 @@ class _Build(Transformer_NonRecursive):
         return ast.InputStmt(self.L(meta), c[0])
 
     def output_stmt(self, meta, c):
-        return ast.OutputStmt(self.L(meta), tuple(c))
+        return ast.OutputStmt(self.L(meta), tuple(r for r, _ in c), tuple(a for _, a in c))
 
     def init_stmt(self, meta, c):
         return ast.InitStmt(self.L(meta), tuple(r for r in c if r is not None))
@@ -350,7 +363,8 @@ class _Build(Transformer_NonRecursive):
         return ast.InitRule(self.L(meta), target, c[1])
 
     def outref(self, meta, c):
-        return ast.Ref(self.L(meta), c[-1])
+        # (the AUX placeholder is None where the reference is not marked: maybe_placeholders)
+        return ast.Ref(self.L(meta), c[-1]), len(c) > 1 and c[0] is not None
 
     def dotted(self, meta, c):
         return tuple(str(t) for t in c)

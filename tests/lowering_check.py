@@ -26,7 +26,7 @@ import netlang
 from backends.pytorch import lower
 from backends.reference import random_state, run
 from netlang.errors import NetlangError
-from netlang.ir import state_entries
+from netlang.ir import eval_outputs, state_entries
 
 RTOL = 1e-6
 
@@ -86,12 +86,17 @@ def check(text: str, network: str = "n", seed: int = 0, timeout: int = 0) -> tup
         n_out = len(G.graph["outputs"])
         with torch.no_grad():
             got = model.eval()(x)
-            want = run(G, state, x)
-        if not isinstance(got, torch.Tensor):
+            want = dict(zip(G.graph["outputs"], run(G, state, x)))
+        real = eval_outputs(G)
+        if len(real) == 1 and not isinstance(got, torch.Tensor):
             return "mismatch", f"eval returned {type(got).__name__}, not the main output"
-        if not _close(got, want[0]):
-            return "mismatch", f"eval: output {tuple(got.shape)} vs reference {tuple(want[0].shape)}, " \
-                               f"max |diff| {(got - want[0]).abs().max().item() if got.shape == want[0].shape else 'n/a'}"
+        for i, (g, o) in enumerate(zip(_tuple(got), real)):
+            w = want[o]
+            if not _close(g, w):
+                return "mismatch", f"eval: output {i} {tuple(g.shape)} vs reference {tuple(w.shape)}, " \
+                                   f"max |diff| {(g - w).abs().max().item() if g.shape == w.shape else 'n/a'}"
+        if len(_tuple(got)) != len(real):
+            return "mismatch", f"eval returned {len(_tuple(got))} outputs, the network has {len(real)} at inference"
         model.train()
         if not _random_acts(G):
             trained = {k: v.clone() for k, v in state.items()}
@@ -166,8 +171,9 @@ def with_argument(text: str, network: str, cls, name: str, value, source: str, s
     x = torch.randn(2, *G.nodes[G.graph["inputs"][0]]["shape"], generator=torch.Generator().manual_seed(seed),
                     dtype=torch.float64)
     with torch.no_grad():
-        a, b = built.eval()(x), run(G, state, x)[0]
-    if not _close(a, b):
+        a, b = built.eval()(x), dict(zip(G.graph["outputs"], run(G, state, x)))
+    real = eval_outputs(G)
+    if len(_tuple(a)) != len(real) or not all(_close(g, b[o]) for g, o in zip(_tuple(a), real)):
         return "mismatch", f"{cls.__name__}({name}={value!r}): eval differs from compiling with {name}={source}"
     return None
 
@@ -209,10 +215,15 @@ def check_fused(text: str, network: str = "n", seed: int = 0) -> tuple[str, str]
                 return "mismatch", "the fused graph computes another function (reference on both)"
             model = lower(net, init=False, fuse=True).double()
             model.load_state_dict(state, strict=True)
-            got = model(x)
-        scale = max(want[0].abs().max().item(), 1e-3)
-        if tuple(got.shape) != tuple(want[0].shape) or (got - want[0]).abs().max().item() > 1e-9 * scale:
-            return "mismatch", "the fused module differs from the reference"
+            got = _tuple(model(x))
+        by_name = dict(zip(G.graph["outputs"], want))
+        real = [by_name[o] for o in eval_outputs(G)]
+        if len(got) != len(real):
+            return "mismatch", f"the fused module returns {len(got)} outputs, the network has {len(real)}"
+        for g, w in zip(got, real):
+            scale = max(w.abs().max().item(), 1e-3)
+            if tuple(g.shape) != tuple(w.shape) or (g - w).abs().max().item() > 1e-9 * scale:
+                return "mismatch", "the fused module differs from the reference"
         return None
     except Exception as err:  # noqa: BLE001 - every failure is reported, with where it happened
         tb = traceback.extract_tb(err.__traceback__)
@@ -232,16 +243,20 @@ def check_triton(text: str, network: str = "n", seed: int = 0, rtol: float = 1e-
     try:
         state, x = _random_inputs(G, seed, torch.float32)
         with torch.no_grad():
-            want = run(G, state, x)[0]
+            by_name = dict(zip(G.graph["outputs"], run(G, state, x)))
             model = lower_triton(net, init=False)
             model.load_state_dict(state, strict=True)
-            got = model(x)
-        scale = max(want.abs().max().item(), 1e-3)
-        if tuple(got.shape) != tuple(want.shape):
-            return "mismatch", f"shape {tuple(got.shape)}, the reference gives {tuple(want.shape)}"
-        err = (got - want).abs().max().item()
-        if not err <= rtol * scale:
-            return "mismatch", f"max |triton - reference| = {err:.3g}, outputs up to {scale:.3g}"
+            got = _tuple(model(x))
+        real = [by_name[o] for o in eval_outputs(G)]
+        if len(got) != len(real):
+            return "mismatch", f"{len(got)} outputs, the network has {len(real)} at inference"
+        for got, want in zip(got, real):
+            scale = max(want.abs().max().item(), 1e-3)
+            if tuple(got.shape) != tuple(want.shape):
+                return "mismatch", f"shape {tuple(got.shape)}, the reference gives {tuple(want.shape)}"
+            err = (got - want).abs().max().item()
+            if not err <= rtol * scale:
+                return "mismatch", f"max |triton - reference| = {err:.3g}, outputs up to {scale:.3g}"
         return None
     except Exception as err:  # noqa: BLE001 - every failure is reported, with where it happened
         import traceback

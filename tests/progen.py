@@ -1045,11 +1045,13 @@ class Input:
 
 
 class Output:
-    def __init__(self, refs):
+    def __init__(self, refs, aux=()):
         self.refs = refs                    # [(key, with_at)]
+        self.aux = set(aux)                 # positions of auxiliary (training-only) outputs
 
     def text(self, ind=""):
-        return "output " + ", ".join(("@" if at else "") + key for key, at in self.refs)
+        return "output " + ", ".join(("aux " if i in self.aux else "") + ("@" if at else "") + key
+                                     for i, (key, at) in enumerate(self.refs))
 
     def run(self, sim, env, cur, ctx, net):
         if net is None or net.outputs is not None:
@@ -2846,7 +2848,9 @@ class Gen:
             rest = outs[1:]
             self.r.shuffle(rest)
             outs = [rest[0], outs[0]] + rest[1:] if self.chance(0.5) else [outs[0]] + rest
-        stmts.append(Output([(k, self.chance(0.4)) for k in outs]))
+        # which outputs are auxiliary: from a stream of its own (programs are otherwise unchanged)
+        aux = [i for i in range(1, len(outs)) if self.vr.random() < 0.5]
+        stmts.append(Output([(k, self.chance(0.4)) for k in outs], aux))
         return stmts, cur
 
     def instance_args(self, params, kinds):

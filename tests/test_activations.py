@@ -96,7 +96,7 @@ def test_labelled_layer_is_torchs_module_and_unlabelled_is_its_function(spelling
     close(labelled(x), module(x))
     # unlabelled after a conv: a call in forward, in place where PyTorch allows it
     net = network(f"c: conv(6, 1)\n    {spelling}")
-    model = lower(net, init=False).double().eval()
+    model = lower(net).double().eval()          # (init=False would leave the conv's weights uninitialised)
     with torch.no_grad():
         close(model(x), fn(model.c(x)))
     assert not [m for n, m in model.named_modules() if n and n != "c"], "an unlabelled activation is a call"
@@ -122,7 +122,7 @@ def test_in_place_where_pytorch_allows_it_and_gradients_hold():
     assert "F.hardswish(x, inplace=True)" in text and "F.silu(x, inplace=True)" in text
     assert "F.mish(x)" in text               # (after a sigmoid, which keeps its output for backward)
     assert "F.leaky_relu(x, -0.5)" in text and "F.elu(x)" in text    # never in place
-    model = lower(net, init=False).double().train()
+    model = lower(net).double().train()         # (initialised: init=False leaves the weights as they come)
     x = inputs().requires_grad_(True)
     model(x).square().sum().backward()
     got = x.grad.clone()

@@ -491,11 +491,12 @@ def test_auxiliary_outputs_only_in_training():
     @stem -> body: conv(6, 3, stride=2, pad=1) -> relu
     aux2: global_avgpool -> flatten -> linear(classes)
     @body -> fc: global_avgpool -> flatten -> linear(classes)
-    output fc, aux1, aux2
+    output fc, aux aux1, aux aux2
 }
 """
     net, m = build(src)
     assert net.graph.graph["outputs"] == ["fc.2", "aux1.2", "aux2.2"]
+    assert net.graph.graph["output_aux"] == [False, True, True]
     randomize(m)
     m.double()
     calls = []
@@ -520,6 +521,49 @@ def test_auxiliary_outputs_only_in_training():
         torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
     assert isinstance(eval_out, torch.Tensor)
     torch.testing.assert_close(eval_out, expect[0], atol=ATOL, rtol=0)
+
+
+SEVERAL = """network t {
+    input 3x8x8
+    c2: conv(6, 3, pad=1) -> relu
+    c3: conv(8, 3, stride=2, pad=1) -> relu
+    side: global_avgpool -> flatten -> linear(5)
+    @c3 -> c4: conv(4, 3, stride=2, pad=1)
+    output c4, c2, c3, aux side
+}
+"""
+
+
+def test_several_outputs_are_returned_in_eval_and_auxiliary_ones_in_training_only():
+    # a backbone's feature maps are outputs at inference; the side head exists in training only
+    from backends.reference import random_state, run
+    from backends.triton import lower as lower_triton
+    net = netlang.loads(SEVERAL, filename="several.net")
+    G = net.graph
+    assert G.graph["outputs"] == ["c4", "c2.1", "c3.1", "side.2"] and G.graph["output_aux"] == [False] * 3 + [True]
+    state = random_state(G, 0, dtype=torch.float64)
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    want = run(G, state, x)
+    m = lower(net, init=False).double()
+    m.load_state_dict(state)
+    fused = lower(net, init=False, fuse=True).double()
+    fused.load_state_dict(state)
+    tri = lower_triton(net, init=False).double()
+    tri.load_state_dict(state)
+    with torch.no_grad():
+        for model in (m.eval(), fused, tri):
+            out = model(x)
+            assert isinstance(out, tuple) and len(out) == 3
+            for got, w in zip(out, want[:3]):
+                torch.testing.assert_close(got, w, atol=1e-6, rtol=0)
+        out = m.train()(x)
+    assert [tuple(o.shape) for o in out] == [(2, 4, 2, 2), (2, 6, 8, 8), (2, 8, 4, 4), (2, 5)]
+
+
+def test_the_main_output_cannot_be_auxiliary():
+    from netlang.errors import NetlangError
+    with pytest.raises(NetlangError, match="the first output is the main one and cannot be auxiliary"):
+        netlang.loads("network t {\n    input 3x8x8\n    a: conv(4, 3)\n    output aux a\n}\n", filename="t.net")
 
 
 def test_googlenet_auxiliary_heads_like_torchvision():

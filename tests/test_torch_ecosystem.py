@@ -379,7 +379,7 @@ network tiny_aux(classes=3) {
     flatten
     dropout(0.5)
     fc: linear(classes)
-    output fc, aux
+    output fc, aux aux
 }
 """
 # name -> (build, input size): batchnorm buffers and digit-named children (resnet18), auxiliary

@@ -382,6 +382,7 @@ def finish(d: Draft, w) -> None:
     d.fwd = _fill_empty_blocks(_drop_dead_lets(_apply(d.fwd, subst), w))
     d.locals = set(w.locals_i) | set(w.locals_f)
     d.writer_outputs = w.outputs
+    d.writer_aux = getattr(w, "output_aux", None)
     d.key_text = "\n".join(["sig:" + ",".join(f"{p[0]}={p[2]}" for p in d.params), d.in_name, d.form,
                             "init:", d.init.flat(), "fwd:", d.fwd.flat(),
                             "out:" + (d.out.rank and str(d.out.rank) if d.out is not None else ""),
@@ -673,7 +674,8 @@ def _forward(gen: Gen, d: Draft) -> list[str]:
     outputs = d.writer_outputs
     main = outputs[0] if outputs else d.out
     if outputs and len(outputs) > 1:
-        lines += _with_aux(d, main, outputs)
+        aux = d.writer_aux or [False] * len(outputs)
+        lines += _with_aux(d, [o for o, a in zip(outputs, aux) if not a], outputs)
         return lines
     lines += _wrapped(d.fwd, 2)
     lines.append(f"        return {main.var}")
@@ -698,9 +700,11 @@ _NAME = re.compile(r"[A-Za-z_]\w*")
 _TOKEN = re.compile(r"\x00[ACV][^\x00]*\x00")   # a name or text decided when the source is assembled
 
 
-def _with_aux(d: Draft, main, outputs) -> list[str]:
-    """The network's forward when it has auxiliary outputs: the statements only they need run
-    in training only (each top-level statement's lines sit between group markers)."""
+def _with_aux(d: Draft, mains: list, outputs) -> list[str]:
+    """The network's forward when it has several outputs: eval returns `mains` (the outputs that
+    are not auxiliary, one or a tuple), training every output; the statements only the
+    auxiliary ones need run in training only (each top-level statement's lines sit between
+    group markers)."""
     groups, cur = [], None
     for ind, t in d.fwd.items:
         if t == "\x03[":
@@ -712,7 +716,7 @@ def _with_aux(d: Draft, main, outputs) -> list[str]:
             cur.append((ind, t))
         else:
             groups.append([(ind, t)])
-    need = {main.var}
+    need = {o.var for o in mains}
     keep = [True] * len(groups)
     for gi in range(len(groups) - 1, -1, -1):
         defs, uses, compound = set(), set(), False
@@ -751,9 +755,12 @@ def _with_aux(d: Draft, main, outputs) -> list[str]:
             training.extend(g)
     flush()
     rest = ", ".join(o.var for o in outputs)
+    if len(mains) == len(outputs):
+        lines.append(f"        return {rest}")
+        return lines
     lines.append("        if self.training:")
     lines.append(f"            return {rest}")
-    lines.append(f"        return {main.var}")
+    lines.append(f"        return {', '.join(o.var for o in mains)}")
     return lines
 
 

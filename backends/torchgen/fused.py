@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 
-from netlang.ir import inputs_of, state_key, topo_order
+from netlang.ir import eval_outputs, inputs_of, state_key, topo_order
 
 from .names import comment, py_ident
 
@@ -159,8 +159,8 @@ class _Writer:
     # ------------------------------------------------------------------ the graph
     def write(self) -> None:
         H = self.H
-        main = H.graph["outputs"][0]
-        need = {main} | _ancestors(H, main)
+        mains = eval_outputs(H)
+        need = set(mains).union(*(_ancestors(H, m) for m in mains))
         order = [n for n in topo_order(H) if n in need]
         last = {}
         for i, n in enumerate(order):
@@ -178,15 +178,13 @@ class _Writer:
             code = self.node(n, data, ins)
             if code is not None:            # (None: the node wrote its own lines)
                 self.fwd_lines.append(f"{out} = {code}  # {comment(n)}")
-            dead = sorted({self.var(s) for s in inputs_of(H, n) if last.get(s) == i and s != main} - {out})
+            dead = sorted({self.var(s) for s in inputs_of(H, n) if last.get(s) == i and s not in mains} - {out})
             if dead:
                 self.fwd_lines.append(f"del {', '.join(dead)}")
         if self.grouped:
             self.fwd_lines.insert(0, "one = x.shape[0] == 1")
-        result = self.var(main)
-        if len(H.nodes[main]["shape"]) == 3:
-            result += ".contiguous()"
-        self.fwd_lines.append(f"return {result}")
+        result = [self.var(m) + (".contiguous()" if len(H.nodes[m]["shape"]) == 3 else "") for m in mains]
+        self.fwd_lines.append(f"return {', '.join(result)}")
 
     def node(self, n: str, data: dict, ins: list[str]) -> str | None:
         op, a = data["op"], data["args"]

@@ -942,6 +942,7 @@ class _Core:
             raise Restart(nodes=set(st.inside), why="output inside a conditional")
         self.facts_chain = False
         self.outputs = [self.resolve_ref(r, st) for r in s.refs]
+        self.output_aux = list(s.aux or (False,) * len(s.refs))
 
     def stmt_if(self, s: ast.If, st: St) -> St:
         test = self.expr(s.test, st)

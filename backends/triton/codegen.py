@@ -24,7 +24,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass, field
 
-from netlang.ir import inputs_of, state_entries, topo_order
+from netlang.ir import eval_outputs, inputs_of, state_entries, topo_order
 from netlang.passes import run_pipeline
 
 from ..torchgen.fused import _ancestors, _plain
@@ -193,8 +193,8 @@ class _Writer:
     # ------------------------------------------------------------------ the graph
     def write(self) -> None:
         H = self.H
-        main = H.graph["outputs"][0]
-        need = {main} | _ancestors(H, main)
+        mains = eval_outputs(H)
+        need = set(mains).union(*(_ancestors(H, m) for m in mains))
         order = topo_order(H)
         self.step = {n: i for i, n in enumerate(order)}
         self.redirected: dict = {}       # a merged sibling's slice -> the concat its conv writes it into
@@ -214,7 +214,7 @@ class _Writer:
                 continue
             ins = inputs_of(H, n)
             self.node(n, data, ins)
-        self.main = main
+        self.main, self.mains = mains[0], mains
 
     def node(self, n: str, data: dict, ins: list) -> None:
         op, a = data["op"], data["args"]
@@ -688,11 +688,12 @@ class _Writer:
         lines.append(f"        v[{self.view_of[self.input]}].copy_({src}.permute(0, 2, 3, 1))" if len(in_shape) == 3
                      else f"        v[{self.view_of[self.input]}].copy_({src})")
         lines += ["        " + ln for ln in self.fwd]
-        main = self.expr[self.main]
-        if len(out_shape) == 3:
-            lines.append(f"        return {main}.permute(0, 3, 1, 2).contiguous()")
-        else:
-            lines.append(f"        return {main}.reshape(N, {out_shape[0]}).clone()")
+        outs = []
+        for m in self.mains:
+            shape = H.nodes[m]["shape"]
+            outs.append(f"{self.expr[m]}.permute(0, 3, 1, 2).contiguous()" if len(shape) == 3
+                        else f"{self.expr[m]}.reshape(N, {shape[0]}).clone()")
+        lines.append(f"        return {', '.join(outs)}")
         lines += ["", "", f"def {factory}():", f'    """{comment(name)}, for inference with Triton kernels."""',
                   f"    return {cls}()", ""]
         return Generated("\n".join(lines), f"{factory}()", cls, self.rows,

@@ -67,8 +67,8 @@ def check_input(x: torch.Tensor, shape: tuple, what: str) -> None:
 def graphed(module: nn.Module, x: torch.Tensor, run):
     """run(x) captured as one CUDA graph per input shape, dtype and device, and replayed after:
     one launch for the whole forward. A first run outside the capture compiles the kernels and
-    allocates the arena; the graph reads its own copy of the input, and the output is copied out
-    (the next replay overwrites the graph's)."""
+    allocates the arena; the graph reads its own copy of the input, and the output (or each of
+    several) is copied out (the next replay overwrites the graph's)."""
     key = (tuple(x.shape), x.dtype, str(x.device))
     if key not in module.netlang_graphs:
         static_x = x.clone()
@@ -84,7 +84,7 @@ def graphed(module: nn.Module, x: torch.Tensor, run):
     graph, static_x, static_y = module.netlang_graphs[key]
     static_x.copy_(x)
     graph.replay()
-    return static_y.clone()
+    return tuple(y.clone() for y in static_y) if isinstance(static_y, tuple) else static_y.clone()
 
 
 FUNCTIONS = (declare_state, arena_views, check_input, graphed)
