@@ -1,16 +1,16 @@
 """Initialisation rules: what a network's `init` statement may say.
 
-A network body may hold one `init` statement, a list of rules applied in order after the default
-initialisation (Kaiming-normal convolutions, fan_out, relu, with zero bias; batchnorm weight 1,
-bias 0; linear layers as PyTorch initialises them):
+A network body's `init` statements (any number, in conditionals too) are lists of rules applied,
+in the order written, after the default initialisation (Kaiming-normal convolutions, fan_out,
+relu, with zero bias; batchnorm weight 1, bias 0; linear layers as PyTorch initialises them):
 
     init linear = normal(0, 0.01), linear.bias = zeros, AuxLogits.fc = trunc_normal(std=0.001)
 
 A rule's target is a kind of layer (KINDS: every layer of that op) or a layer name or name prefix
 (the convolutions and linear layers under it), then optionally `.weight` or `.bias` (weight by
 default). Its value is a scheme of SCHEMES, with torch.nn.init's arguments and defaults. The
-rules are stored evaluated in G.graph["init"] as (target, entry, scheme, arguments, loc); the
-torch backend's init_weights applies them.
+rules are stored evaluated in G.graph["init"] as (target, entry, scheme, arguments), only where a
+network has any; the torch backend's init_weights applies them.
 """
 from __future__ import annotations
 
