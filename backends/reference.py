@@ -16,7 +16,7 @@ import networkx as nx
 import torch
 import torch.nn.functional as F
 
-from netlang.ir import inputs_of, state_entries, topo_order
+from netlang.ir import eval_outputs, inputs_of, state_entries, topo_order
 
 
 def _pair_pad(a: dict) -> tuple:
@@ -171,6 +171,17 @@ def evaluate(op: str, a: dict, xs: list, p: dict, training: bool = False):
             out = out + t
         return out / len(xs)
     raise KeyError(f"the reference interpreter has no rule for op {op!r}")
+
+
+def run_eval(G: nx.MultiDiGraph, state: dict, x) -> tuple:
+    """The outputs G returns at inference (every output but the auxiliary ones, main first)."""
+    return eval_part(G, run(G, state, x))
+
+
+def eval_part(G: nx.MultiDiGraph, values) -> tuple:
+    """Of run's values (one per output), those of the outputs G returns at inference."""
+    by_name = dict(zip(G.graph["outputs"], values))
+    return tuple(by_name[o] for o in eval_outputs(G))
 
 
 def run(G: nx.MultiDiGraph, state: dict, x, training: bool = False) -> tuple:

@@ -49,6 +49,14 @@ class _Newlines:
         stream = iter(stream)
         ahead: list[Token] = []
         in_output = False                   # within an output statement
+
+        def followed_by(kinds) -> bool:
+            """Whether the next token is of one of `kinds` (it is read ahead, and kept)."""
+            nxt = next(stream, None)
+            if nxt is None:
+                return False
+            ahead.append(nxt)
+            return nxt.type in kinds
         while True:
             tok = ahead.pop() if ahead else next(stream, None)
             if tok is None:
@@ -58,21 +66,14 @@ class _Newlines:
                 in_output = True
             elif kind in ("_NL", "RBRACE"):
                 in_output = False
-            elif kind == "NAME" and tok.value == "aux" and in_output and prev in ("OUTPUT", "COMMA"):
-                nxt = next(stream, None)
-                if nxt is not None:
-                    ahead.append(nxt)
-                    if nxt.type in ("NAME", "AT"):     # `output fc, aux aux1`: aux1 is auxiliary
-                        tok = Token.new_borrow_pos("AUX", tok.value, tok)
-                        kind = "AUX"
-            if (kind == "NAME" and tok.value == "init" and stack and stack[-1].type == "LBRACE"
-                    and (pending is not None or prev == "LBRACE")):
-                nxt = next(stream, None)
-                if nxt is not None:
-                    ahead.append(nxt)
-                    if nxt.type in ("NAME", "STRING"):     # `init conv = ...`: the init statement
-                        tok = Token.new_borrow_pos("_INIT", tok.value, tok)
-                        kind = "_INIT"
+            # the two words that are statements' words only where they start one: `output fc,
+            # aux aux1` (aux1 is auxiliary) and `init conv = ...` (the init statement)
+            if (kind == "NAME" and tok.value == "aux" and in_output and prev in ("OUTPUT", "COMMA")
+                    and followed_by(("NAME", "AT"))):
+                tok, kind = Token.new_borrow_pos("AUX", tok.value, tok), "AUX"
+            elif (kind == "NAME" and tok.value == "init" and stack and stack[-1].type == "LBRACE"
+                    and (pending is not None or prev == "LBRACE") and followed_by(("NAME", "STRING"))):
+                tok, kind = Token.new_borrow_pos("_INIT", tok.value, tok), "_INIT"
             if kind != "_NL":
                 indent.setdefault(tok.line, tok.column)
             if kind == "_NL":

@@ -24,9 +24,9 @@ import torch
 
 import netlang
 from backends.pytorch import lower
-from backends.reference import random_state, run
+from backends.reference import eval_part, random_state, run, run_eval
 from netlang.errors import NetlangError
-from netlang.ir import eval_outputs, state_entries
+from netlang.ir import state_entries
 
 RTOL = 1e-6
 
@@ -86,12 +86,10 @@ def check(text: str, network: str = "n", seed: int = 0, timeout: int = 0) -> tup
         n_out = len(G.graph["outputs"])
         with torch.no_grad():
             got = model.eval()(x)
-            want = dict(zip(G.graph["outputs"], run(G, state, x)))
-        real = eval_outputs(G)
+            real = run_eval(G, state, x)
         if len(real) == 1 and not isinstance(got, torch.Tensor):
             return "mismatch", f"eval returned {type(got).__name__}, not the main output"
-        for i, (g, o) in enumerate(zip(_tuple(got), real)):
-            w = want[o]
+        for i, (g, w) in enumerate(zip(_tuple(got), real)):
             if not _close(g, w):
                 return "mismatch", f"eval: output {i} {tuple(g.shape)} vs reference {tuple(w.shape)}, " \
                                    f"max |diff| {(g - w).abs().max().item() if g.shape == w.shape else 'n/a'}"
@@ -171,9 +169,8 @@ def with_argument(text: str, network: str, cls, name: str, value, source: str, s
     x = torch.randn(2, *G.nodes[G.graph["inputs"][0]]["shape"], generator=torch.Generator().manual_seed(seed),
                     dtype=torch.float64)
     with torch.no_grad():
-        a, b = built.eval()(x), dict(zip(G.graph["outputs"], run(G, state, x)))
-    real = eval_outputs(G)
-    if len(_tuple(a)) != len(real) or not all(_close(g, b[o]) for g, o in zip(_tuple(a), real)):
+        a, real = built.eval()(x), run_eval(G, state, x)
+    if len(_tuple(a)) != len(real) or not all(_close(g, w) for g, w in zip(_tuple(a), real)):
         return "mismatch", f"{cls.__name__}({name}={value!r}): eval differs from compiling with {name}={source}"
     return None
 
@@ -216,8 +213,7 @@ def check_fused(text: str, network: str = "n", seed: int = 0) -> tuple[str, str]
             model = lower(net, init=False, fuse=True).double()
             model.load_state_dict(state, strict=True)
             got = _tuple(model(x))
-        by_name = dict(zip(G.graph["outputs"], want))
-        real = [by_name[o] for o in eval_outputs(G)]
+        real = eval_part(G, want)
         if len(got) != len(real):
             return "mismatch", f"the fused module returns {len(got)} outputs, the network has {len(real)}"
         for g, w in zip(got, real):
@@ -243,11 +239,10 @@ def check_triton(text: str, network: str = "n", seed: int = 0, rtol: float = 1e-
     try:
         state, x = _random_inputs(G, seed, torch.float32)
         with torch.no_grad():
-            by_name = dict(zip(G.graph["outputs"], run(G, state, x)))
+            real = run_eval(G, state, x)
             model = lower_triton(net, init=False)
             model.load_state_dict(state, strict=True)
             got = _tuple(model(x))
-        real = [by_name[o] for o in eval_outputs(G)]
         if len(got) != len(real):
             return "mismatch", f"{len(got)} outputs, the network has {len(real)} at inference"
         for got, want in zip(got, real):
