@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from netlang.api import analyse_module, load_module  # noqa: E402
+from netlang.elaborate import template_params  # noqa: E402
 from netlang.render import run_dot, to_dot  # noqa: E402
 from frontend import best  # noqa: E402  (benchmarks/ is the script's folder)
 
@@ -30,7 +31,8 @@ def zoo():
     for path in sorted((ROOT / "architectures").rglob("*.net")):
         module = load_module(path)
         for name in module.networks:
-            yield analyse_module(module, name)
+            if not template_params(module, name):       # a template has no shape to draw
+                yield analyse_module(module, name)
 
 
 def main() -> int:
