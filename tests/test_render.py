@@ -682,6 +682,8 @@ def test_docs_state_the_constants_and_options():
     assert f"at most {R.AUTO_BUDGET} boxes in clusters nested at most {R.AUTO_NESTING} deep" in doc
     assert f"log scale of {len(R.SHADES)} shades" in doc
     assert "fewer than four layers" in doc and R.MIN_RUN_LAYERS == 4
+    assert f"longer than {R.CALL_WIDTH} characters ({R.CLUSTER_WIDTH} for a cluster)" in doc
+    assert "past three lines" in doc and calltext.CALL_LINES == 3
     assert R.INSTALL_HINT in doc
     from netlang.cli import build_parser
     sub = next(a for a in build_parser()._actions if a.dest == "command")
