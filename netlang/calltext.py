@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 CALL_WIDTH = 56            # a box title longer than this is wrapped
+CLUSTER_WIDTH = 64         # a cluster is wider than a box: its label may be longer
 CALL_LINES = 3             # a call wrapped onto more lines than this is cut, with `…`
 
 # A float written with five or more decimals (a drop rate 0.009259259259259259).

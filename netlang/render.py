@@ -12,13 +12,14 @@ What is drawn (docs/render.md has the user's version):
 - `depth=N` draws scopes of N or more name parts as single boxes with their totals, as
   `netlang summary --depth N` groups rows; `depth=None` opens every scope; the default, "auto",
   picks the deepest depth whose drawing stays under AUTO_BUDGET items and AUTO_NESTING levels
-  of clusters;
+  of clusters, judged on the folded drawing, so that `expand` only ever adds items;
+- a scope's label is its call with the arguments named (netlang/calltext.py), wrapped;
 - unless `expand`, a run of identical consecutive block calls (each feeding only the next) is
   one box, `bottleneck(256) ×5`; so is a run of identical steps between the points where one
   tensor carries everything on (a dense block's `concat{identity, composite(32, 4)} ×6`). Where
   nothing drawn before shows the repeated block's inside, the run's first piece stays open;
 - `color` shades each item by its params, MACs or activation memory on a log scale, with a
-  legend.
+  legend; a run by its cost per call.
 
 The output is deterministic: items, clusters and edges follow the IR's topological order and
 every number is formatted the same way, so a DOT file can be golden-tested.
@@ -36,7 +37,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .calltext import CALL_WIDTH, named_call, short_call, wrap_call
+from .calltext import CALL_WIDTH, CLUSTER_WIDTH, named_call, wrap_call
 from .errors import NetlangError, NetlangValueError
 from .ir import topo_order
 from .ops import fmt_shape
@@ -55,7 +56,6 @@ FOLD = {"batchnorm": "bn", "layernorm": "ln", "layer_scale": None, "relu": "relu
         "hardswish": "hardswish", "hardsigmoid": "hardsigmoid", "silu": "silu", "mish": "mish", "gelu": None,
         "leaky_relu": None, "elu": None, "prelu": None, "softplus": None, "dropout": None, "drop_path": None, "flatten": "flatten", "lrn": None, "scale": None}
 JOIN = {"add": "+", "mul": "×", "mean": "mean", "concat": "concat"}
-CLUSTER_WIDTH = 64         # a cluster is wider than a box: its label may be longer
 MIN_RUN_LAYERS = 4         # a run collapses only where it holds this many layers besides decorations
 # ColorBrewer YlOrRd, light to dark: one shade per bucket of the log scale.
 SHADES = ("#ffffcc", "#ffeda0", "#fed976", "#feb24c", "#fd8d3c", "#fc4e2a", "#e31a1c", "#b10026")
@@ -503,13 +503,13 @@ def _h(s: str) -> str:
     return html.escape(s, quote=False)
 
 
-def _title(tree: _Tree, path: str, named: bool = True, width: int = CALL_WIDTH) -> list[str]:
+def _title(tree: _Tree, path: str, width: int = CALL_WIDTH) -> list[str]:
     """`name: call` for a labelled scope, the call alone for a numbered one, as wrapped lines."""
     own = path.rpartition(".")[2]
     call = named_call(tree.info[path])
     if not call:
         return [own]
-    return wrap_call(call if own.isdigit() or not named else f"{own}: {call}", width)
+    return wrap_call(call if own.isdigit() else f"{own}: {call}", width)
 
 
 def _run_names(it: Item) -> str:
@@ -587,7 +587,8 @@ def to_dot(net, depth="auto", expand: bool = False, color: str | None = None, ra
 
     # A run is shaded by its cost per call, so that `bottleneck(256) ×5` has the shade of one
     # bottleneck(256) beside it; its label gives the total.
-    values = {it.id: costs.of(it.members, color) / (it.run.count if it.run else 1) for it in lay.items} if color else {}
+    values = ({it.id: costs.of(it.members, color) / (it.run.count if it.run else 1) for it in lay.items}
+              if color else {})
     edges = _buckets(list(values.values())) if color else []
 
     def item_line(it: Item) -> str:
@@ -616,7 +617,8 @@ def to_dot(net, depth="auto", expand: bool = False, color: str | None = None, ra
                 sub.append(f"{human(m)} MACs")
             name = it.scopes[0] if it.kind == "box" else _run_names(it)
             last = nodes[mem[-1]]["shape"]
-            label = (f"<<b>{'<br/>'.join(_h(h) for h in head)}</b><br/><font point-size=\"8\">{_h(name)} · {fmt_shape(last)}</font>"
+            label = (f"<<b>{'<br/>'.join(_h(h) for h in head)}</b>"
+                     f"<br/><font point-size=\"8\">{_h(name)} · {fmt_shape(last)}</font>"
                      f"<br/><font point-size=\"8\">{_h(' · '.join(sub))}</font>>")
             attrs["shape"] = "box"
             attrs["style"] = '"filled,bold"'

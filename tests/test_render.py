@@ -331,12 +331,12 @@ def test_rankdir_and_bad_options():
 
 
 def test_short_call_keeps_labels_short():
-    assert R.short_call("cifar_basic(16, 1, drop=0.009259259259259259)") == "cifar_basic(16, 1, drop=0.00926)"
-    assert R.short_call("aux_head(1000, <pipeline>)") == "aux_head(1000, …)"
-    assert R.short_call("stack([<pipeline>, pool, <pipeline>], 3)") == "stack([…, pool, …], 3)"
+    assert calltext.short_call("cifar_basic(16, 1, drop=0.009259259259259259)") == "cifar_basic(16, 1, drop=0.00926)"
+    assert calltext.short_call("aux_head(1000, <pipeline>)") == "aux_head(1000, …)"
+    assert calltext.short_call("stack([<pipeline>, pool, <pipeline>], 3)") == "stack([…, pool, …], 3)"
     long = "stack([" + ", ".join(["<pipeline>", "<pipeline>", "pool"] * 6) + "], 3)"
-    assert R.short_call(long) == "stack([…], 3)"
-    assert len(R.short_call("f(" + ", ".join(["123"] * 40) + ")")) == R.CALL_WIDTH
+    assert calltext.short_call(long) == "stack([…], 3)"
+    assert len(calltext.short_call("f(" + ", ".join(["123"] * 40) + ")")) == calltext.CALL_WIDTH
 
 
 NAMED = """\
@@ -362,14 +362,14 @@ def test_block_calls_name_their_arguments_where_a_bare_value_says_nothing():
     # a string holding `, ` is one argument; `<&>` escaped in the DOT text and read back.
     assert scopes["a"]["call"] == "tagged(4, 'x, <&>')"
     assert dot.label("n:a.0") == "conv 3x3, 4 | relu"
-    assert R.named_call(scopes["a"]) == "tagged(c=4, note='x, <&>')"
-    assert R.named_call(scopes["c"]) == "tagged(c=4, note='y', gate=true)"
+    assert calltext.named_call(scopes["a"]) == "tagged(c=4, note='x, <&>')"
+    assert calltext.named_call(scopes["c"]) == "tagged(c=4, note='y', gate=true)"
     # a labelled def call names its arguments by the def's parameters
     assert dot.clusters["d"] == "d: pair(c=4, note='z')"
     # one argument stays bare unless it is a bool
-    assert R.named_call(scopes["b.0"]) == "plain(4)"
-    assert R.named_call({"kind": "block", "call": "se(true)", "given": ("on",)}) == "se(on=true)"
-    assert R.named_call({"kind": "seq", "call": None, "given": None}) is None
+    assert calltext.named_call(scopes["b.0"]) == "plain(4)"
+    assert calltext.named_call({"kind": "block", "call": "se(true)", "given": ("on",)}) == "se(on=true)"
+    assert calltext.named_call({"kind": "seq", "call": None, "given": None}) is None
     boxed = R.to_dot(net, depth=1)
     assert "tagged(c=4, note=&#x27;x, &lt;&amp;&gt;&#x27;)" in boxed or "tagged(c=4, note='x, &lt;&amp;&gt;')" in boxed
     if HAVE_DOT:
@@ -378,17 +378,18 @@ def test_block_calls_name_their_arguments_where_a_bare_value_says_nothing():
 
 def test_long_calls_wrap_after_an_argument_and_stop_after_three_lines():
     call = "stage(expand=6, k=3, stride=2, out=24, n=2, first=1, total=16, p=0.2, eps=1e-05, momentum=0.1)"
-    lines = R.wrap_call(call)
-    assert "".join(lines[:1]) == "stage(expand=6, k=3, stride=2, out=24, n=2, first=1,"
-    assert " ".join(lines) == call and all(len(t) <= R.CALL_WIDTH for t in lines)
-    assert R.wrap_call("basic_block(width=128, stride=2)") == ["basic_block(width=128, stride=2)"]
+    lines = calltext.wrap_call(call)
+    assert lines[0] == "stage(expand=6, k=3, stride=2, out=24, n=2, first=1,"
+    assert " ".join(lines) == call and all(len(t) <= calltext.CALL_WIDTH for t in lines)
+    assert calltext.wrap_call("basic_block(width=128, stride=2)") == ["basic_block(width=128, stride=2)"]
     # a list is never broken: a long one becomes [...]
-    listed = R.wrap_call("stack(blocks=[" + ", ".join(["conv_bn"] * 12) + "], n=3)")
+    listed = calltext.wrap_call("stack(blocks=[" + ", ".join(["conv_bn"] * 12) + "], n=3)")
     assert listed == ["stack(blocks=[…], n=3)"]
-    many = R.wrap_call("f(" + ", ".join(f"a{i}={i}" for i in range(60)) + ")")
-    assert len(many) == calltext.CALL_LINES and many[-1].endswith(" …") and all(len(t) <= R.CALL_WIDTH for t in many)
+    many = calltext.wrap_call("f(" + ", ".join(f"a{i}={i}" for i in range(60)) + ")")
+    assert len(many) == calltext.CALL_LINES and many[-1].endswith(" …")
+    assert all(len(t) <= calltext.CALL_WIDTH for t in many)
     # floats keep three significant digits, as on one line
-    assert R.wrap_call("u(drop=0.009259259259259259)") == ["u(drop=0.00926)"]
+    assert calltext.wrap_call("u(drop=0.009259259259259259)") == ["u(drop=0.00926)"]
 
 
 def test_a_run_is_shaded_by_its_cost_per_call_and_labelled_with_the_total():
@@ -398,7 +399,7 @@ def test_a_run_is_shaded_by_its_cost_per_call_and_labelled_with_the_total():
     total = sum(per_call)
     assert len(set(per_call)) == 1
     text = dot.label("run:body.1")
-    assert text.startswith("unit(16) ×3 | body.1–3") and f"in all: 24 layers" in text
+    assert text.startswith("unit(16) ×3 | body.1–3") and "in all: 24 layers" in text
     assert f"{human(total)} MACs" in text
     assert f"macs: {human(per_call[0])} per call, {human(total)} in all" in dot.attr("run:body.1", "tooltip")
     # The open body.0 is the same call: it gets the run's shade, not a darker one.
@@ -682,7 +683,7 @@ def test_docs_state_the_constants_and_options():
     assert f"at most {R.AUTO_BUDGET} boxes in clusters nested at most {R.AUTO_NESTING} deep" in doc
     assert f"log scale of {len(R.SHADES)} shades" in doc
     assert "fewer than four layers" in doc and R.MIN_RUN_LAYERS == 4
-    assert f"longer than {R.CALL_WIDTH} characters ({R.CLUSTER_WIDTH} for a cluster)" in doc
+    assert f"longer than {calltext.CALL_WIDTH} characters ({calltext.CLUSTER_WIDTH} for a cluster)" in doc
     assert "past three lines" in doc and calltext.CALL_LINES == 3
     assert R.INSTALL_HINT in doc
     from netlang.cli import build_parser
