@@ -365,7 +365,11 @@ def test_block_calls_name_their_arguments_where_a_bare_value_says_nothing():
     assert calltext.named_call(scopes["a"]) == "tagged(c=4, note='x, <&>')"
     assert calltext.named_call(scopes["c"]) == "tagged(c=4, note='y', gate=true)"
     # a labelled def call names its arguments by the def's parameters
+    assert scopes["d"]["kind"] == "seq" and scopes["d"]["given"] == ("c", "note")
     assert dot.clusters["d"] == "d: pair(c=4, note='z')"
+    r18 = Dot(R.to_dot(netlang.load(GOLDEN / "resnet.net", network="resnet18")))
+    assert r18.clusters["layer2"] == "layer2: stage(block=basic_block, width=128, n=2, stride=2)"
+    assert r18.clusters["layer2.0"] == "basic_block(width=128, stride=2)"
     # one argument stays bare unless it is a bool
     assert calltext.named_call(scopes["b.0"]) == "plain(4)"
     assert calltext.named_call({"kind": "block", "call": "se(true)", "given": ("on",)}) == "se(on=true)"
