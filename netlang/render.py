@@ -781,6 +781,7 @@ def dot_program() -> str:
 
 
 def check_dpi(dpi, fmt: str) -> None:
+    """A NetlangValueError unless `dpi` is None or a positive int for a PNG."""
     if dpi is None:
         return
     if isinstance(dpi, bool) or not isinstance(dpi, int) or dpi < 1:

@@ -106,6 +106,10 @@ class Summary(str):
         self.title, self.rows, self.footer = title, rows, footer
         return self
 
+    def __reduce__(self):
+        # (a str subclass pickles through its constructor's arguments)
+        return Summary, (self.title, self.rows, self.footer)
+
     def __repr__(self) -> str:
         return str(self)
 

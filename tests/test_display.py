@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import pickle
 import re
 import shutil
 import sys
@@ -79,6 +80,8 @@ def test_summary_prints_as_the_table_did():
     table = small().summary(1)
     assert isinstance(table, str) and str(table).startswith(TABLE)
     assert repr(table) == str(table)           # a REPL shows the table, not an escaped string
+    again = pickle.loads(pickle.dumps(table))
+    assert type(again) is type(table) and again == table and again._repr_html_() == table._repr_html_()
 
 
 def test_summary_text_equals_the_cli_output(tmp_path, capsys):
