@@ -36,7 +36,13 @@ class Network:
     def shape(self, node: str) -> tuple:
         return self.graph.nodes[node]["shape"]
 
-    def summary(self, depth: int | None = None) -> str:
+    def __repr__(self) -> str:
+        # One line: the graph and the cost report would print tens of kilobytes.
+        from .summary import describe_network
+        return f"<Network {describe_network(self.cost)}>"
+
+    def summary(self, depth: int | None = None):
+        """The per-layer table (a str that prints as `netlang summary` does; HTML in a notebook)."""
         from .summary import table
         return table(self.cost, self.graph, depth)
 
@@ -49,6 +55,13 @@ class Network:
         """Draw the network into `path` (.svg, .png, .pdf or .dot); opts as for to_dot()."""
         from .render import render
         return render(self, path, **opts)
+
+    def graphviz(self, **opts):
+        """The diagram as a `graphviz.Source` (the graphviz package, `netlang[render]`): it
+        displays in a notebook and renders, pipes and saves as that package does; opts as for
+        to_dot(), whose text it holds."""
+        from .render import source
+        return source(self, **opts)
 
     def _repr_svg_(self):
         # A notebook shows an analysed network as its diagram (None, with a warning, without dot).

@@ -67,10 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("-o", "--output", required=True, metavar="OUT.{svg,png,pdf,dot}",
                    help="the file to write; its suffix picks the format; '-' prints DOT")
-    p.add_argument("--depth", "-d", type=_render_depth, default="auto", metavar="N|full",
-                   help="draw scopes of N or more name parts as single boxes (default: the deepest that stays readable)")
+    p.add_argument("--depth", "-d", type=_render_depth, default="auto", metavar="N|full|auto",
+                   help="draw scopes of N or more name parts as single boxes; full: open every scope; "
+                        "auto (default): the deepest depth that stays readable")
     p.add_argument("--expand", action="store_true",
-                   help="draw every repeated block and every batchnorm/activation on its own")
+                   help="draw every repeated block and every batchnorm/activation on its own (at the depth "
+                        "--depth gives; auto picks it as without --expand)")
+    p.add_argument("--dpi", type=_render_dpi, metavar="N", help="a PNG's resolution (dot's default: 96)")
     p.add_argument("--color", choices=("params", "macs", "memory"), help="shade boxes by this cost, with a legend")
     p.add_argument("--rankdir", choices=("TB", "LR"), default="TB", help="top to bottom (default) or left to right")
     _add_passes(p)
@@ -105,6 +108,12 @@ def _render_depth(text: str):
         return None if text == "full" else "auto"
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, 'full' or 'auto', got {text!r}")
+    return int(text)
+
+
+def _render_dpi(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
     return int(text)
 
 
@@ -221,8 +230,9 @@ golden files and these figures.
 
 
 def cmd_render(args) -> int:
-    from .render import dot_program, format_of, render, to_dot
+    from .render import check_dpi, dot_program, format_of, render, to_dot
     fmt = "dot" if args.output == "-" else format_of(args.output)
+    check_dpi(args.dpi, fmt)
     if fmt != "dot":
         dot_program()                     # fail before the work when Graphviz is missing
     module = load_module(args.file)
@@ -231,7 +241,7 @@ def cmd_render(args) -> int:
     if args.output == "-":
         sys.stdout.write(to_dot(net, **opts))
     else:
-        render(net, args.output, fmt, **opts)
+        render(net, args.output, fmt, dpi=args.dpi, **opts)
     return 0
 
 

@@ -799,12 +799,14 @@ class Elaborator:
     def emit_labelled(self, name: str, expr, env, cur, ctx: Ctx, loc) -> int:
         if type(expr) is ast.Ref:
             raise NetlangValueError("a reference cannot be labelled", loc)
-        call = None
+        call = given = None
         if type(expr) is ast.Call:
             callee = self.callee(expr.func, env, cur)
             if isinstance(callee, DefValue):
                 call = self.call_text(callee.name, expr.args, env, cur)
-        seq = Scope("seq", call=call, loc=loc)
+                # (a def's arguments are bound in order, then by name: no call passes more than it has)
+                given = tuple(a.name or p.name for a, p in zip(expr.args, callee.decl.params))
+        seq = Scope("seq", call=call, loc=loc, given=given)
         seq.collapse = not self.is_sequence(expr, env, cur)
         key = ".".join(ctx.prefix + (name,))
         if key in ctx.body.refs or key in ctx.body.ref_locs:
@@ -1482,7 +1484,7 @@ def _assign_names(root: Scope, G) -> tuple[dict, dict]:
                 top = tops[0]
                 if isinstance(top.target, Scope):
                     if top.target.call is None and scope.call is not None:
-                        top.target.call = scope.call
+                        top.target.call, top.target.given = scope.call, scope.given
                     visit(top.target, path)
                 else:
                     names[top.target] = path

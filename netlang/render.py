@@ -12,13 +12,14 @@ What is drawn (docs/render.md has the user's version):
 - `depth=N` draws scopes of N or more name parts as single boxes with their totals, as
   `netlang summary --depth N` groups rows; `depth=None` opens every scope; the default, "auto",
   picks the deepest depth whose drawing stays under AUTO_BUDGET items and AUTO_NESTING levels
-  of clusters;
+  of clusters, judged on the folded drawing, so that `expand` only ever adds items;
+- a scope's label is its call with the arguments named (netlang/calltext.py), wrapped;
 - unless `expand`, a run of identical consecutive block calls (each feeding only the next) is
   one box, `bottleneck(256) ×5`; so is a run of identical steps between the points where one
   tensor carries everything on (a dense block's `concat{identity, composite(32, 4)} ×6`). Where
   nothing drawn before shows the repeated block's inside, the run's first piece stays open;
 - `color` shades each item by its params, MACs or activation memory on a log scale, with a
-  legend.
+  legend; a run by its cost per call.
 
 The output is deterministic: items, clusters and edges follow the IR's topological order and
 every number is formatted the same way, so a DOT file can be golden-tested.
@@ -28,14 +29,15 @@ from __future__ import annotations
 import html
 import math
 import os
-import re
 import shutil
 import subprocess
+import sys
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .calltext import CALL_WIDTH, CLUSTER_WIDTH, named_call, wrap_call
 from .errors import NetlangError, NetlangValueError
 from .ir import topo_order
 from .ops import fmt_shape
@@ -54,8 +56,6 @@ FOLD = {"batchnorm": "bn", "layernorm": "ln", "layer_scale": None, "relu": "relu
         "hardswish": "hardswish", "hardsigmoid": "hardsigmoid", "silu": "silu", "mish": "mish", "gelu": None,
         "leaky_relu": None, "elu": None, "prelu": None, "softplus": None, "dropout": None, "drop_path": None, "flatten": "flatten", "lrn": None, "scale": None}
 JOIN = {"add": "+", "mul": "×", "mean": "mean", "concat": "concat"}
-CALL_WIDTH = 56            # a box title longer than this is abbreviated
-CLUSTER_WIDTH = 64         # a cluster is wider than a box: its label may be longer
 MIN_RUN_LAYERS = 4         # a run collapses only where it holds this many layers besides decorations
 # ColorBrewer YlOrRd, light to dark: one shade per bucket of the log scale.
 SHADES = ("#ffffcc", "#ffeda0", "#fed976", "#feb24c", "#fd8d3c", "#fc4e2a", "#e31a1c", "#b10026")
@@ -232,7 +232,7 @@ def _signature(tree: _Tree, entries: list, a: int, b: int):
 
 def _entry_label(tree: _Tree, kind: str, obj: str) -> str:
     if kind == "s":
-        return _title(tree, obj, named=False)
+        return named_call(tree.info[obj]) or obj.rpartition(".")[2]
     d = tree.G.nodes[obj]
     return describe_op(d["op"], d["args"])
 
@@ -479,14 +479,18 @@ def _nesting(lay: Layout) -> int:
 
 def auto_depth(G, expand: bool = False, tree: _Tree | None = None) -> tuple[int | None, Layout]:
     """The deepest depth (None: every scope open) whose drawing has at most AUTO_BUDGET items in
-    clusters nested at most AUTO_NESTING deep, and its layout."""
+    clusters nested at most AUTO_NESTING deep, and its layout.
+
+    The depth is chosen on the folded drawing even where `expand` is asked for: expanding is a
+    request to see more, and judged on its own count it would close scopes instead."""
     tree = tree or _Tree(G)
     deepest = max((_parts(s) for s in tree.scopes), default=0)
     for d in [None] + list(range(deepest, 0, -1)):
-        lay = layout(G, d, expand, tree)
+        lay = layout(G, d, False, tree)
         if len(lay.items) <= AUTO_BUDGET and _nesting(lay) <= AUTO_NESTING:
             break
-    return d, lay             # else the shallowest: nothing smaller can be drawn
+    # (else the shallowest: nothing smaller can be drawn)
+    return d, layout(G, d, True, tree) if expand else lay
 
 
 # ============================================================================ DOT text
@@ -499,43 +503,13 @@ def _h(s: str) -> str:
     return html.escape(s, quote=False)
 
 
-# A float written with five or more decimals (a drop rate 0.009259259259259259).
-_FLOAT = re.compile(r"(?<![\w.])\d+\.\d{5,}(?:e-?\d+)?")
-
-
-def short_call(text: str, width: int = CALL_WIDTH) -> str:
-    """A call text fit for a label: floats keep three significant digits, long list arguments
-    become `[…]`, then the rest is cut."""
-    text = _FLOAT.sub(lambda m: f"{float(m.group()):.3g}", text).replace("<pipeline>", "…")
-    if len(text) <= width:
-        return text
-    out, depth, start = [], 0, 0
-    for i, ch in enumerate(text):
-        if ch == "[":
-            if depth == 0:
-                out.append(text[start:i])
-                start = i
-            depth += 1
-        elif ch == "]" and depth:
-            depth -= 1
-            if depth == 0:
-                out.append("[…]")
-                start = i + 1
-    out.append(text[start:])
-    text = "".join(out)
-    return text if len(text) <= width else text[:width - 1] + "…"
-
-
-def _title(tree: _Tree, path: str, named: bool = True, width: int = CALL_WIDTH) -> str:
-    """`name: call` for a labelled scope, the call alone for a numbered one."""
-    info = tree.info[path]
+def _title(tree: _Tree, path: str, width: int = CALL_WIDTH) -> list[str]:
+    """`name: call` for a labelled scope, the call alone for a numbered one, as wrapped lines."""
     own = path.rpartition(".")[2]
-    call = info.get("call")
+    call = named_call(tree.info[path])
     if not call:
-        return own
-    if own.isdigit() or not named:
-        return short_call(call, width)
-    return f"{own}: {short_call(call, max(width - len(own) - 2, 16))}"
+        return [own]
+    return wrap_call(call if own.isdigit() else f"{own}: {call}", width)
 
 
 def _run_names(it: Item) -> str:
@@ -611,7 +585,10 @@ def to_dot(net, depth="auto", expand: bool = False, color: str | None = None, ra
     costs = _Costs(net.cost)
     nodes = G.nodes
 
-    values = {it.id: costs.of(it.members, color) for it in lay.items} if color else {}
+    # A run is shaded by its cost per call, so that `bottleneck(256) ×5` has the shade of one
+    # bottleneck(256) beside it; its label gives the total.
+    values = ({it.id: costs.of(it.members, color) / (it.run.count if it.run else 1) for it in lay.items}
+              if color else {})
     edges = _buckets(list(values.values())) if color else []
 
     def item_line(it: Item) -> str:
@@ -623,23 +600,25 @@ def to_dot(net, depth="auto", expand: bool = False, color: str | None = None, ra
             if it.kind == "box":
                 path = it.scopes[0]
                 head = _title(tree, path)
-                tip.append(f"{path}  {tree.info[path].get('call') or ''}".rstrip())
+                tip.append(f"{path}  {named_call(tree.info[path]) or ''}".rstrip())
                 tip.append(_where(tree.info[path].get("loc")))
             else:
-                head = f"{short_call(it.run.label)} ×{it.run.count}"
+                head = wrap_call(it.run.label)
+                head[-1] += f" ×{it.run.count}"
                 tip.append(f"{_run_names(it)}  {it.run.label} ×{it.run.count}")
                 kind, obj, _ = it.run.entries[0]
                 tip.append(_where(tree.info[obj].get("loc") if kind == "s" else nodes[obj]["loc"]))
             layers = sum(1 for n in mem if nodes[n]["op"] != "input")
             p, m = costs.of(mem, "params"), costs.of(mem, "macs")
-            sub = [f"{layers} layers"]
+            sub = [f"{'in all: ' if it.run else ''}{layers} layers"]
             if p:
                 sub.append(f"{human(p)} params")
             if m:
                 sub.append(f"{human(m)} MACs")
             name = it.scopes[0] if it.kind == "box" else _run_names(it)
             last = nodes[mem[-1]]["shape"]
-            label = (f"<<b>{_h(head)}</b><br/><font point-size=\"8\">{_h(name)} · {fmt_shape(last)}</font>"
+            label = (f"<<b>{'<br/>'.join(_h(h) for h in head)}</b>"
+                     f"<br/><font point-size=\"8\">{_h(name)} · {fmt_shape(last)}</font>"
                      f"<br/><font point-size=\"8\">{_h(' · '.join(sub))}</font>>")
             attrs["shape"] = "box"
             attrs["style"] = '"filled,bold"'
@@ -695,7 +674,8 @@ def to_dot(net, depth="auto", expand: bool = False, color: str | None = None, ra
             fill = SHADES[shade] if shade is not None else "white"
             if shade is not None and shade >= len(SHADES) - 2:
                 attrs["fontcolor"] = "white"
-            tip.append(f"{color}: {_fmt_metric(values[it.id], color)}")
+            tip.append(f"{color}: {_fmt_metric(values[it.id], color)}" + (
+                f" per call, {_fmt_metric(costs.of(it.members, color), color)} in all" if it.run else ""))
         attrs["fillcolor"] = _q(fill)
         attrs["tooltip"] = _q("\n".join(t for t in tip if t))
         return f"{_q(it.id)} [label={label} " + " ".join(f"{k}={v}" for k, v in attrs.items()) + "]"
@@ -716,7 +696,7 @@ def to_dot(net, depth="auto", expand: bool = False, color: str | None = None, ra
     # The legend sits in the graph's label, under the title, where it never pushes boxes apart.
     title = f"<{title}>" if not (color and edges) else (
         f"<<table border=\"0\" cellborder=\"0\" cellspacing=\"0\" cellpadding=\"2\"><tr><td>{title}</td></tr>"
-        f"<tr><td>{_legend(color, edges)}</td></tr></table>>")
+        f"<tr><td>{_legend(color, edges, any(it.run for it in lay.items))}</td></tr></table>>")
     out.append(f"digraph {_q(net_name)} {{")
     out.append(f"  graph [rankdir={rankdir} label={title} labelloc=t fontname=\"Helvetica\" fontsize=14 "
                f"nodesep=0.18 ranksep=0.28 newrank=true]")
@@ -730,9 +710,12 @@ def to_dot(net, depth="auto", expand: bool = False, color: str | None = None, ra
             if kind == 0:
                 out.append(indent + item_line(obj))
             else:
-                tip = "\n".join(x for x in (obj, tree.info[obj].get("call"), _where(tree.info[obj].get("loc"))) if x)
+                tip = "\n".join(x for x in (obj, named_call(tree.info[obj]), _where(tree.info[obj].get("loc"))) if x)
                 out.append(f"{indent}subgraph {_q('cluster:' + obj)} {{")
-                out.append(f"{indent}  label={_q(_title(tree, obj, width=CLUSTER_WIDTH))} tooltip={_q(tip)} "
+                lines = _title(tree, obj, width=CLUSTER_WIDTH)
+                # `\l` ends a left-aligned line, as the label itself is (labeljust=l)
+                label = '"' + "".join(_q(t)[1:-1] + "\\l" for t in lines) + '"' if len(lines) > 1 else _q(lines[0])
+                out.append(f"{indent}  label={label} tooltip={_q(tip)} "
                            f"labeljust=l fontsize=9 fontcolor=\"#333333\" style=\"rounded,filled\" "
                            f"fillcolor=\"{CLUSTER_FILLS[level % 2]}\" color=\"#9aa5b1\" penwidth=0.8")
                 emit(obj, indent + "  ", level + 1)
@@ -768,8 +751,9 @@ def to_dot(net, depth="auto", expand: bool = False, color: str | None = None, ra
     return "\n".join(out) + "\n"
 
 
-def _legend(metric: str, edges: list[float]) -> str:
-    """One row: the metric's name, then a swatch per bucket with its upper end, then `none`."""
+def _legend(metric: str, edges: list[float], runs: bool = False) -> str:
+    """One row: the metric's name, then a swatch per bucket with its upper end, then `none`, and
+    where the picture has runs, that they are shaded per call."""
     what = {"params": "parameters", "macs": "MACs", "memory": "activation memory"}[metric]
     cells = [f"<td border=\"0\"><font point-size=\"9\">{what}</font></td>"]
     k = len(edges) - 1
@@ -779,6 +763,8 @@ def _legend(metric: str, edges: list[float]) -> str:
         cells.append(f"<td bgcolor=\"{shade}\"><font point-size=\"8\"{ink}>≤ {_h(_fmt_metric(edges[i + 1], metric))}"
                      "</font></td>")
     cells.append("<td bgcolor=\"white\"><font point-size=\"8\">none</font></td>")
+    if runs:
+        cells.append("<td border=\"0\"><font point-size=\"8\">a run ×n: per call</font></td>")
     return ("<table border=\"0\" cellborder=\"1\" cellspacing=\"0\" cellpadding=\"3\" color=\"#9aa5b1\"><tr>"
             + "".join(cells) + "</tr></table>")
 
@@ -794,16 +780,34 @@ def dot_program() -> str:
     return path
 
 
-def run_dot(dot_text: str, fmt: str) -> bytes:
-    """Lay out DOT text with `dot` and return the output in `fmt` (svg, png or pdf)."""
+def check_dpi(dpi, fmt: str) -> None:
+    """A NetlangValueError unless `dpi` is None or a positive int for a PNG."""
+    if dpi is None:
+        return
+    if isinstance(dpi, bool) or not isinstance(dpi, int) or dpi < 1:
+        raise NetlangValueError(f"dpi must be a positive whole number, got {dpi!r}", None)
+    if fmt != "png":
+        raise NetlangValueError(f"--dpi sets a PNG's resolution; {fmt.upper()} has none", None,
+                                hint="write FILE.png, or leave out --dpi")
+
+
+def run_dot(dot_text: str, fmt: str, dpi: int | None = None) -> bytes:
+    """Lay out DOT text with `dot` and return the output in `fmt` (svg, png or pdf); `dpi` sets
+    a PNG's resolution. What dot warns of (a bitmap too large, scaled down) goes to stderr."""
     if fmt not in FORMATS or fmt == "dot":
         raise NetlangValueError(f"dot cannot make {fmt!r}", None, hint="formats: svg, png, pdf")
+    check_dpi(dpi, fmt)
     prog = dot_program()
-    proc = subprocess.run([prog, "-T" + fmt], input=dot_text.encode("utf-8"), capture_output=True)
+    cmd = [prog, "-T" + fmt] + ([f"-Gdpi={dpi}"] if dpi is not None else [])
+    proc = subprocess.run(cmd, input=dot_text.encode("utf-8"), capture_output=True)
+    said = proc.stderr.decode("utf-8", "replace").strip()
     if proc.returncode != 0:
         # DOT written by to_dot() is always valid; a failure here is dot's own (a crash, no memory).
-        raise RenderError(f"dot failed (exit {proc.returncode}): "
-                          f"{proc.stderr.decode('utf-8', 'replace').strip()[:500]}", None)
+        raise RenderError(f"dot failed (exit {proc.returncode}): {said[:500]}", None)
+    for line in said.splitlines():
+        # dot only warns of what it changed, e.g. "Warning: ... too large for cairo-renderer
+        # bitmaps. Scaling by 0.5 to fit": the picture is not what was asked for.
+        sys.stderr.write(line + "\n" if line.startswith("dot") else f"dot: {line}\n")
     return proc.stdout
 
 
@@ -816,14 +820,16 @@ def format_of(path: str | Path, fmt: str | None = None) -> str:
     return fmt
 
 
-def render(net, path: str | Path, fmt: str | None = None, **opts) -> Path:
-    """Draw `net` into `path`; the format is `fmt` or the file's suffix (svg, png, pdf, dot).
+def render(net, path: str | Path, fmt: str | None = None, dpi: int | None = None, **opts) -> Path:
+    """Draw `net` into `path`; the format is `fmt` or the file's suffix (svg, png, pdf, dot);
+    `dpi` sets a PNG's resolution (dot's default is 96).
 
     opts: depth ("auto", None for every scope, or N), expand, color, rankdir (see to_dot)."""
     path = Path(path)
     fmt = format_of(path, fmt)
+    check_dpi(dpi, fmt)                      # before the work
     text = to_dot(net, **opts)
-    _write(path, text.encode("utf-8") if fmt == "dot" else run_dot(text, fmt))
+    _write(path, text.encode("utf-8") if fmt == "dot" else run_dot(text, fmt, dpi))
     return path
 
 
@@ -836,6 +842,17 @@ def _write(path: Path, data: bytes) -> None:
 
 def svg(net, **opts) -> str:
     return run_dot(to_dot(net, **opts), "svg").decode("utf-8")
+
+
+def source(net, **opts):
+    """The diagram as a `graphviz.Source` of to_dot()'s text (the graphviz package)."""
+    try:
+        import graphviz
+    except ImportError:
+        raise RenderError("net.graphviz() needs the `graphviz` Python package", None,
+                          hint="install netlang[render] (pip install 'netlang[render]'), or use net.to_dot() "
+                               "for the DOT text and net.render(path) for a file") from None
+    return graphviz.Source(to_dot(net, **opts), filename=f"{net.name}.gv")
 
 
 def repr_svg(net) -> str | None:

@@ -1,6 +1,7 @@
 """The per-layer summary table (in the spirit of the lecture notes' VGG table and torchinfo)."""
 from __future__ import annotations
 
+import html
 import re
 
 from .ops import fmt_shape
@@ -71,6 +72,12 @@ def human(n: float, unit: str = "") -> str:
     return f"{n:g}{unit}"
 
 
+def describe_network(report: CostReport) -> str:
+    """`resnet50: input 3x224x224, 25.56M params, 4.09G MACs`: a network in one line."""
+    return (f"{report.network}: input {fmt_shape(report.input_shape)}, {human(report.params)} params, "
+            f"{human(report.macs)} MACs")
+
+
 def human_bytes(n: int) -> str:
     for div, suffix in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
         if n >= div:
@@ -78,8 +85,46 @@ def human_bytes(n: int) -> str:
     return f"{n} B"
 
 
-def table(report: CostReport, graph, depth: int | None = None) -> str:
-    headers = ("Layer", "Op", "Output", "Params", "MACs", "Activations")
+HEADERS = ("Layer", "Op", "Output", "Params", "MACs", "Activations")
+ALIGN = ("<", "<", ">", ">", ">", ">")
+
+
+class Summary(str):
+    """The per-layer table: prints as text (what `netlang summary` prints) and, in a notebook,
+    shows as an HTML table. A str, so code that reads the text keeps working."""
+
+    def __new__(cls, title: str, rows: list[tuple], footer: list[str]):
+        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(HEADERS)]
+
+        def line(cells):
+            return "  ".join(f"{c:{a}{w}}" for c, a, w in zip(cells, ALIGN, widths)).rstrip()
+
+        rule = "-" * len(line(HEADERS))
+        out = [title, rule, line(HEADERS), rule] + [line(r) for r in rows] + [rule]
+        out += footer[:-1] + [rule, footer[-1]]
+        self = super().__new__(cls, "\n".join(out))
+        self.title, self.rows, self.footer = title, rows, footer
+        return self
+
+    def __reduce__(self):
+        # (a str subclass pickles through its constructor's arguments)
+        return Summary, (self.title, self.rows, self.footer)
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_html_(self) -> str:
+        def cells(tag, row):
+            return "".join(f'<{tag} style="text-align:{"left" if a == "<" else "right"}">{html.escape(c)}</{tag}>'
+                           for c, a in zip(row, ALIGN))
+        body = "".join(f"<tr>{cells('td', r)}</tr>" for r in self.rows)
+        foot = "<br>".join(html.escape(f) for f in self.footer)
+        return (f"<table><caption style=\"text-align:left\"><b>{html.escape(self.title)}</b></caption>"
+                f"<thead><tr>{cells('th', HEADERS)}</tr></thead><tbody>{body}</tbody></table>"
+                f"<p style=\"font-size:smaller\">{foot}</p>")
+
+
+def table(report: CostReport, graph, depth: int | None = None) -> Summary:
     rows = []
     for g in report.rows(depth):
         if g.layers <= 1 and g.name in graph:
@@ -88,18 +133,8 @@ def table(report: CostReport, graph, depth: int | None = None) -> str:
             kind = f"{g.kind} [{g.layers}]"
         rows.append((g.name, kind, fmt_shape(g.shape), f"{g.params:,}" if g.params else "-",
                      human(g.macs) if g.macs else "-", human(g.act_elems) if g.act_elems else "-"))
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    align = ("<", "<", ">", ">", ">", ">")
-
-    def line(cells):
-        return "  ".join(f"{c:{a}{w}}" for c, a, w in zip(cells, align, widths)).rstrip()
-
-    rule = "-" * len(line(headers))
-    out = [f"netlang summary: {report.network}  (input {fmt_shape(report.input_shape)})", rule, line(headers), rule]
-    out += [line(r) for r in rows]
-    out.append(rule)
     t = report.totals()
-    out += [
+    footer = [
         f"Parameters:      {t['params']:,} trainable, {t['buffers']:,} in buffers "
         f"({human_bytes(t['param_bytes'])} as {t['dtype']})",
         f"MACs:            {t['macs']:,} ({human(t['macs'])});  FLOPs = 2 x MACs = {human(t['flops'])};"
@@ -108,10 +143,9 @@ def table(report: CostReport, graph, depth: int | None = None) -> str:
         f"~{human_bytes(t['act_bytes_training'])} training (x2);  peak at inference "
         f"{human_bytes(t['peak_act_bytes'])}",
         f"Layers:          {t['layers']}   outputs: {', '.join(report.outputs)}",
-        rule,
         "Convention: " + CONVENTION,
     ]
-    return "\n".join(out)
+    return Summary(f"netlang summary: {report.network}  (input {fmt_shape(report.input_shape)})", rows, footer)
 
 
 def source_of(text: str) -> str:

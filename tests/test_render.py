@@ -21,7 +21,7 @@ import pytest
 
 import netlang
 from netlang.elaborate import template_params
-from netlang import render as R
+from netlang import calltext, render as R
 from netlang.cli import main
 from netlang.ops import fmt_shape
 from netlang.summary import human
@@ -100,7 +100,8 @@ class Dot:
         for i, line in enumerate(lines):
             if m := CLUSTER.match(line):
                 path = m.group(1)
-                self.clusters[path] = re.match(r'\s*label="([^"]*)"', lines[i + 1]).group(1)
+                label = re.match(r'\s*label="([^"]*)"', lines[i + 1]).group(1)
+                self.clusters[path] = label.removesuffix("\\l").replace("\\l", " | ")     # lines as plain()'s
                 self.parent["cluster:" + path] = stack[-1]
                 stack.append(path)
             elif line.strip() == "}" and len(stack) > 1:
@@ -196,8 +197,10 @@ def test_merges_are_joins_and_blocks_are_clusters_labelled_with_their_call():
     dot = Dot(R.to_dot(net, depth=None))
     assert dot.label("n:inception3a.0") == "concat"
     assert dot.parent["n:inception3a.0"] == "inception3a"
-    assert dot.clusters["inception3a"] == "inception3a: " + scopes["inception3a"]["call"]
-    assert dot.clusters["inception3a"] == "inception3a: inception(64, 96, 128, 16, 32, 32, false)"
+    # The call with the block's parameter names, wrapped after an argument.
+    assert scopes["inception3a"]["call"] == "inception(64, 96, 128, 16, 32, 32, false)"
+    assert dot.clusters["inception3a"] == ("inception3a: inception(c1=64, c3r=96, c3=128, c5r=16, c5=32, | "
+                                           "pool_proj=32, torchvision=false)")
     # A branch holding two blocks is a cluster; a block drawn as one box is not.
     assert dot.clusters["inception3a.branch2"] == "branch2"
     assert dot.parent["cluster:inception3a.branch2"] == "inception3a"
@@ -269,7 +272,7 @@ network d {
     assert dot.label("run:b1.4").startswith("concat{identity, composite(4)} ×4 | b1.layer2–5 · 28x8x8")
     assert dot.clusters["b1.layer1"] == "layer1: composite(4)"
     assert dot.label("run:b2.1").startswith("concat{identity, composite(4)} ×3 | b2.layer1–3 · 20x8x8")
-    assert dot.clusters["b2"] == "b2: dense(3, 4)"              # a cluster around a lone run
+    assert dot.clusters["b2"] == "b2: dense(n=3, g=4)"          # a cluster around a lone run
 
 
 def test_auto_depth_keeps_a_large_network_within_the_budget():
@@ -328,12 +331,162 @@ def test_rankdir_and_bad_options():
 
 
 def test_short_call_keeps_labels_short():
-    assert R.short_call("cifar_basic(16, 1, drop=0.009259259259259259)") == "cifar_basic(16, 1, drop=0.00926)"
-    assert R.short_call("aux_head(1000, <pipeline>)") == "aux_head(1000, …)"
-    assert R.short_call("stack([<pipeline>, pool, <pipeline>], 3)") == "stack([…, pool, …], 3)"
+    assert calltext.short_call("cifar_basic(16, 1, drop=0.009259259259259259)") == "cifar_basic(16, 1, drop=0.00926)"
+    assert calltext.short_call("aux_head(1000, <pipeline>)") == "aux_head(1000, …)"
+    assert calltext.short_call("stack([<pipeline>, pool, <pipeline>], 3)") == "stack([…, pool, …], 3)"
     long = "stack([" + ", ".join(["<pipeline>", "<pipeline>", "pool"] * 6) + "], 3)"
-    assert R.short_call(long) == "stack([…], 3)"
-    assert len(R.short_call("f(" + ", ".join(["123"] * 40) + ")")) == R.CALL_WIDTH
+    assert calltext.short_call(long) == "stack([…], 3)"
+    assert len(calltext.short_call("f(" + ", ".join(["123"] * 40) + ")")) == calltext.CALL_WIDTH
+
+
+NAMED = """\
+block tagged(c, note, gate=false) { conv(c, 3, pad=1) -> relu }
+block plain(c) { conv(c, 1) -> relu }
+def pair(c, note) = tagged(c, note) -> tagged(c, note, gate=true)
+network t {
+    input 3x8x8
+    a: tagged(4, 'x, <&>')
+    b: plain(4) -> relu
+    c: tagged(4, 'y', gate=true)
+    d: pair(4, 'z')
+    e: plain(4) -> relu
+}
+"""
+
+
+def test_block_calls_name_their_arguments_where_a_bare_value_says_nothing():
+    net = netlang.loads(NAMED)
+    scopes = net.graph.graph["scopes"]
+    dot = Dot(R.to_dot(net, depth=None))
+    # two or more arguments: every one named by the block's parameters, keywords as written;
+    # a string holding `, ` is one argument; `<&>` escaped in the DOT text and read back.
+    assert scopes["a"]["call"] == "tagged(4, 'x, <&>')"
+    assert dot.label("n:a.0") == "conv 3x3, 4 | relu"
+    assert calltext.named_call(scopes["a"]) == "tagged(c=4, note='x, <&>')"
+    assert calltext.named_call(scopes["c"]) == "tagged(c=4, note='y', gate=true)"
+    # a labelled def call names its arguments by the def's parameters
+    assert scopes["d"]["kind"] == "seq" and scopes["d"]["given"] == ("c", "note")
+    assert dot.clusters["d"] == "d: pair(c=4, note='z')"
+    r18 = Dot(R.to_dot(netlang.load(GOLDEN / "resnet.net", network="resnet18")))
+    assert r18.clusters["layer2"] == "layer2: stage(block=basic_block, width=128, n=2, stride=2)"
+    assert r18.clusters["layer2.0"] == "basic_block(width=128, stride=2)"
+    # one argument stays bare unless it is a bool
+    assert calltext.named_call(scopes["b.0"]) == "plain(4)"
+    assert calltext.named_call({"kind": "block", "call": "se(true)", "given": ("on",)}) == "se(on=true)"
+    assert calltext.named_call({"kind": "seq", "call": None, "given": None}) is None
+    boxed = R.to_dot(net, depth=1)
+    assert "tagged(c=4, note=&#x27;x, &lt;&amp;&gt;&#x27;)" in boxed or "tagged(c=4, note='x, &lt;&amp;&gt;')" in boxed
+    if HAVE_DOT:
+        ET.fromstring(R.run_dot(boxed, "svg"))
+
+
+def test_long_calls_wrap_after_an_argument_and_stop_after_three_lines():
+    call = "stage(expand=6, k=3, stride=2, out=24, n=2, first=1, total=16, p=0.2, eps=1e-05, momentum=0.1)"
+    lines = calltext.wrap_call(call)
+    assert lines[0] == "stage(expand=6, k=3, stride=2, out=24, n=2, first=1,"
+    assert " ".join(lines) == call and all(len(t) <= calltext.CALL_WIDTH for t in lines)
+    assert calltext.wrap_call("basic_block(width=128, stride=2)") == ["basic_block(width=128, stride=2)"]
+    # a list is never broken: a long one becomes [...]
+    listed = calltext.wrap_call("stack(blocks=[" + ", ".join(["conv_bn"] * 12) + "], n=3)")
+    assert listed == ["stack(blocks=[…], n=3)"]
+    many = calltext.wrap_call("f(" + ", ".join(f"a{i}={i}" for i in range(60)) + ")")
+    assert len(many) == calltext.CALL_LINES and many[-1].endswith(" …")
+    assert all(len(t) <= calltext.CALL_WIDTH for t in many)
+    # floats keep three significant digits, as on one line
+    assert calltext.wrap_call("u(drop=0.009259259259259259)") == ["u(drop=0.00926)"]
+
+
+def test_a_run_is_shaded_by_its_cost_per_call_and_labelled_with_the_total():
+    net = toy()
+    dot = Dot(R.to_dot(net, depth=None, color="macs"))
+    per_call = [net.cost.scope_cost(f"body.{k}").macs for k in (1, 2, 3)]
+    total = sum(per_call)
+    assert len(set(per_call)) == 1
+    text = dot.label("run:body.1")
+    assert text.startswith("unit(16) ×3 | body.1–3") and "in all: 24 layers" in text
+    assert f"{human(total)} MACs" in text
+    assert f"macs: {human(per_call[0])} per call, {human(total)} in all" in dot.attr("run:body.1", "tooltip")
+    # The open body.0 is the same call: it gets the run's shade, not a darker one.
+    legend_edges = R._buckets([v for v in _item_values(net, "macs")])
+    assert dot.attr("run:body.1", "fillcolor") == R.SHADES[R._shade(per_call[0], legend_edges)]
+    assert ">a run ×n: per call<" in dot.text
+    assert "per call" not in R.to_dot(net, depth=None, color="macs", expand=True)     # no runs, no note
+
+
+def _item_values(net, metric):
+    """Each drawn item's value as an independent sum over the cost report: a run per call."""
+    lay = R.layout(net.graph, None)
+    by = {c.name: c for c in net.cost.layers}
+    for it in lay.items:
+        v = sum(getattr(by[n], metric) for n in it.members)
+        yield v / it.run.count if it.run else v
+
+
+def test_help_lists_depth_auto_and_dpi(capsys):
+    with pytest.raises(SystemExit):
+        main(["render", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--depth N|full|auto" in out and "auto (default)" in out
+    assert "--dpi N" in out and "--expand" in out
+
+
+def _fake_dot(folder: Path, said: str) -> Path:
+    """A `dot` that records its arguments, says `said` on stderr and writes a PNG signature."""
+    log = folder / "argv"
+    script = folder / "dot"
+    script.write_text(f"#!{sys.executable}\nimport sys\nopen({str(log)!r}, 'w').write(' '.join(sys.argv[1:]))\n"
+                      f"sys.stdin.read()\nsys.stderr.write({said!r})\n"
+                      "sys.stdout.buffer.write(b'\\x89PNG\\r\\n\\x1a\\n')\n")
+    script.chmod(0o755)
+    return log
+
+
+def test_dpi_reaches_dot_and_dot_warnings_reach_stderr(tmp_path, monkeypatch, capsys):
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    warning = "Warning: graph is too large for cairo-renderer bitmaps. Scaling by 0.5 to fit\n"
+    log = _fake_dot(bin_, warning)
+    monkeypatch.setenv("PATH", str(bin_))
+    src = tmp_path / "toy.net"
+    src.write_text(TOY)
+    assert main(["render", str(src), "-n", "toy", "-o", str(tmp_path / "t.png"), "--dpi", "300"]) == 0
+    assert log.read_text().split() == ["-Tpng", "-Gdpi=300"]
+    assert capsys.readouterr().err == "dot: " + warning
+    assert main(["render", str(src), "-n", "toy", "-o", str(tmp_path / "t.png")]) == 0
+    assert log.read_text().split() == ["-Tpng"]
+    capsys.readouterr()
+    # --dpi is a PNG's: elsewhere it is an error before any work, not a silent no-op
+    for out in ("t.svg", "t.dot", "-"):
+        assert main(["render", str(src), "-n", "toy", "-o", str(tmp_path / out) if out != "-" else out,
+                     "--dpi", "300"]) == 1
+        assert "--dpi sets a PNG's resolution" in capsys.readouterr().err
+    assert not (tmp_path / "t.svg").exists() and not (tmp_path / "t.dot").exists()
+    for bad in ("0", "-5", "1.5", "x"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["render", str(src), "-n", "toy", "-o", str(tmp_path / "t.png"), "--dpi", bad])
+        assert exit_.value.code == 2
+    with pytest.raises(netlang.NetlangError, match="dpi"):
+        toy().render(tmp_path / "u.png", dpi=0)
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+@needs_dot
+def test_dpi_scales_a_real_png_and_dot_says_when_it_shrinks_one(tmp_path, capsys):
+    net = toy()
+    w1, h1 = _png_size(net.render(tmp_path / "a.png", dpi=48).read_bytes())
+    w2, h2 = _png_size(net.render(tmp_path / "b.png", dpi=96).read_bytes())
+    assert abs(w2 / w1 - 2) < 0.05 and abs(h2 / h1 - 2) < 0.05
+    assert capsys.readouterr().err == ""
+    # A long thin picture, too wide for cairo at this resolution: dot scales it down and says so.
+    chain = netlang.loads("network c {\n input 1x2x2\n" + " relu\n" * 150 + "}\n")
+    w, h = _png_size(chain.render(tmp_path / "c.png", dpi=400, rankdir="LR", expand=True).read_bytes())
+    err = capsys.readouterr().err
+    assert err.startswith("dot: ") and "too large for cairo-renderer bitmaps" in err   # (older dot: no "Warning")
+    assert w <= 32767
 
 
 def test_names_in_quoted_strings_are_escaped():
@@ -473,10 +626,30 @@ def _zoo_networks():
                 yield path, module, name
 
 
+@pytest.fixture(scope="module")
+def zoo_rows():
+    """(file name, Network) for every network of every architectures/**/*.net, found now."""
+    return [(path.name, netlang.api.analyse_module(module, name)) for path, module, name in _zoo_networks()]
+
+
+def test_expand_draws_more_never_less_across_the_zoo(zoo_rows):
+    # --expand opens runs and unfolds chains at the depth the folded picture chose; it used to
+    # choose its own, shallower depth (16 closed boxes for ResNet-50).
+    assert len(zoo_rows) > 100
+    for _, net in zoo_rows:
+        plain, expanded = R.to_dot(net), R.to_dot(net, expand=True)
+        depth = re.search(r"· (full depth|depth \d+)<", plain).group(1)
+        assert f"· {depth}<" in expanded, net.name
+        assert len(Dot(expanded).nodes) >= len(Dot(plain).nodes), net.name
+    r50 = Dot(R.to_dot(next(n for _, n in zoo_rows if n.name == "resnet50"), expand=True))
+    assert "full depth" in r50.text and not any(k.startswith(("box:", "run:")) for k in r50.nodes)
+    assert len(r50.nodes) == next(n for _, n in zoo_rows if n.name == "resnet50").graph.number_of_nodes()
+
+
 @needs_dot
-def test_every_zoo_network_renders_to_valid_svg(tmp_path):
+def test_every_zoo_network_renders_to_valid_svg(tmp_path, zoo_rows):
     """Every network of every architectures/**/*.net, found now, through the real dot."""
-    rows = [(path.name, netlang.api.analyse_module(module, name)) for path, module, name in _zoo_networks()]
+    rows = zoo_rows
     assert rows
     # netlang's own work for the largest network at full depth (the issue asks for < 1 s).
     largest = max((net for _, net in rows), key=lambda net: net.graph.number_of_nodes())
@@ -514,6 +687,8 @@ def test_docs_state_the_constants_and_options():
     assert f"at most {R.AUTO_BUDGET} boxes in clusters nested at most {R.AUTO_NESTING} deep" in doc
     assert f"log scale of {len(R.SHADES)} shades" in doc
     assert "fewer than four layers" in doc and R.MIN_RUN_LAYERS == 4
+    assert f"longer than {calltext.CALL_WIDTH} characters ({calltext.CLUSTER_WIDTH} for a cluster)" in doc
+    assert "past three lines" in doc and calltext.CALL_LINES == 3
     assert R.INSTALL_HINT in doc
     from netlang.cli import build_parser
     sub = next(a for a in build_parser()._actions if a.dest == "command")

@@ -68,6 +68,11 @@ class CostReport:
     outputs: list = field(default_factory=list)
     scopes: dict = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        # One line, not every layer's row (the table is summary.table()).
+        from ..summary import describe_network
+        return f"<CostReport {describe_network(self)}, {self.dtype}>"
+
     # ------------------------------------------------------------ totals
     @property
     def params(self) -> int:
