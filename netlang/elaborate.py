@@ -969,6 +969,9 @@ class Elaborator:
         target = ".".join(path)
         if target in init.KINDS and entry not in init.KINDS[target]:
             raise NetlangValueError(f"a {target} layer has no {entry} to initialise", r.loc)
+        # `bottleneck.bn3` names bn3 inside every call of block bottleneck (timm's zero_init_last)
+        if target not in init.KINDS and isinstance(_lookup(env, path[0]), BlockValue):
+            target = (path[0], ".".join(path[1:]))
         v = r.value
         if type(v) is ast.Name:
             scheme, args = v.id, ()
@@ -1415,13 +1418,8 @@ def _elaborate(module: Module, value: NetworkValue, overrides: dict, input_shape
     G = nx.relabel_nodes(G, names, copy=True)
     for n, data in G.nodes(data=True):
         data["scope"] = _scope_of(n, scopes)
-    for target, _, _, _, loc in run.init:
-        if target not in init.KINDS and not any(
-                G.nodes[n]["op"] in init.NAMED_KINDS and (n == target or n.startswith(target + ".")) for n in G):
-            raise NetlangNameError(f"init: no convolution or linear layer is named {target} or under it", loc,
-                                   hint="a rule names a kind (" + ", ".join(init.KINDS) + ") or a layer")
     if run.init:
-        G.graph["init"] = [(t, e, s, a) for t, e, s, a, _ in run.init]
+        G.graph["init"] = init.resolve(G, scopes, run.init)
     G.graph.update(
         name=value.name,
         file=module.path,
@@ -1443,6 +1441,13 @@ def _flat_stmts(stmts):
             yield from _flat_stmts(s.orelse or ())
         elif type(s) is ast.For:
             yield from _flat_stmts(s.body)
+
+
+def _lookup(env: Env, name: str):
+    try:
+        return env.lookup(name)
+    except KeyError:
+        return None
 
 
 def _override_value(el: Elaborator, module: Module, name: str, v):

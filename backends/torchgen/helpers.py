@@ -102,7 +102,7 @@ def mean_join(xs, p, training):
 def init_weights(module, rules=()):
     """Kaiming-normal convolutions (fan_out, relu) with zero bias, batchnorm weight 1 and bias 0,
     linear layers as PyTorch initialises them; then the network's init rules in order, each
-    (layer kind or name prefix, "weight" or "bias", scheme, torch.nn.init arguments)."""
+    (layer kind, layer name or name prefix, "weight" or "bias", scheme, torch.nn.init arguments)."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -113,15 +113,16 @@ def init_weights(module, rules=()):
             nn.init.zeros_(m.bias)
     kinds = {"conv": nn.Conv2d, "conv_t": nn.ConvTranspose2d, "linear": nn.Linear,
              "batchnorm": (nn.BatchNorm2d, nn.BatchNorm1d), "layernorm": nn.LayerNorm, "prelu": nn.PReLU}
-    layers = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)      # what a rule naming a layer reaches
+    layers = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)      # what a rule naming a prefix reaches
+    params = dict(module.named_parameters())
     for target, entry, scheme, a in rules:
-        for name, m in module.named_modules():
-            if target in kinds:
-                if not isinstance(m, kinds[target]):
-                    continue
-            elif not (isinstance(m, layers) and (name == target or name.startswith(target + "."))):
-                continue
-            t = getattr(m, entry, None)
+        if target in params and target not in kinds:
+            found = [(None, params[target])]        # a layer scale: a parameter of its block, no module
+        else:
+            found = [(m, getattr(m, entry, None)) for name, m in module.named_modules()
+                     if (isinstance(m, kinds[target]) if target in kinds
+                         else name == target or (isinstance(m, layers) and name.startswith(target + ".")))]
+        for m, t in found:
             if t is None:
                 continue
             if scheme == "default" and not isinstance(m, layers):
