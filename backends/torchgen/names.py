@@ -46,9 +46,10 @@ MODULE_ATTRIBUTES = frozenset({
     'register_parameter', 'register_state_dict_post_hook', 'register_state_dict_pre_hook',
     'requires_grad_', 'set_extra_state', 'set_submodule', 'share_memory', 'state_dict', 'to',
     'to_empty', 'train', 'training', 'type', 'xpu', 'zero_grad',
-    # nn.Sequential's own methods (a labelled layer inside a sequence), and the generated classes'
-    # output width
-    'append', 'extend', 'insert', 'pop', '_get_item_by_idx', 'out_channels',
+    # nn.Sequential's own methods (a labelled layer inside a sequence), nn.ModuleDict's (a dotted
+    # label's containers), and the generated classes' output width
+    'append', 'extend', 'insert', 'pop', '_get_item_by_idx', 'clear', 'items', 'keys', 'update', 'values',
+    'out_channels',
 })
 
 
