@@ -51,6 +51,27 @@ class LayerNorm2d(nn.LayerNorm):
         x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
         return x.permute(0, 3, 1, 2)
 ''',
+    "FrozenBatchNorm2d": '''
+class FrozenBatchNorm2d(nn.Module):
+    """A batchnorm whose statistics and affine parameters are fixed buffers, in training as at
+    inference (torchvision.ops.FrozenBatchNorm2d, a detection backbone's norm layer)."""
+
+    def __init__(self, num_features, eps=1e-05):
+        super().__init__()
+        self.eps = eps
+        self.register_buffer("weight", torch.ones(num_features))
+        self.register_buffer("bias", torch.zeros(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+
+    def forward(self, x):
+        scale = self.weight * (self.running_var + self.eps).rsqrt()
+        shift = self.bias - self.running_mean * scale
+        return x * scale.reshape(1, -1, 1, 1) + shift.reshape(1, -1, 1, 1)
+
+    def extra_repr(self):
+        return f"{self.weight.shape[0]}, eps={self.eps}"
+''',
     "Linear2d": '''
 class Linear2d(nn.Linear):
     """nn.Linear at each pixel of an NCHW map, over its channels (ConvNeXt's channels-last

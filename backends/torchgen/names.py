@@ -15,7 +15,7 @@ class NeedsConcrete(Exception):
 
 # Names the generated file defines or uses; no local variable, parameter or class may take them.
 HELPER_NAMES = ("init_weights", "center_crop", "cat_cropped", "mean_join", "drop_path", "DropPath", "Scale",
-                "CenterCrop", "check_input", "same_value")
+                "CenterCrop", "check_input", "same_value", "FrozenBatchNorm2d")
 RESERVED = (set(dir(builtins)) | set(keyword.kwlist) | {"self", "torch", "nn", "F", "OrderedDict", "x", "math"}
             | set(HELPER_NAMES))
 
