@@ -722,6 +722,20 @@ def test_the_zoo_files_state_torchvisions_published_figures():
     assert len(published) >= 46
 
 
+def test_the_zoo_files_state_the_measured_figures_of_the_golden_files():
+    # each `# measured` line (docs/zoo.md's table): the golden file's count on torchvision's module,
+    # and netlang's at that input
+    from netlang.summary import measured_of
+    measured = [m for path in sorted(ARCH.glob("*.net")) for m in measured_of(path.read_text())]
+    assert {m[0] for m in measured} == {"resnet50_fpn"} and len(measured) == 2
+    for name, shape, params, macs, _ in measured:
+        ref = golden(name)
+        assert params == ref["num_params"]
+        assert macs == ref["meta"]["measured_macs"]["x".join(map(str, shape))]
+        net = netlang.load(ARCH / TORCHVISION[name][0], network=TORCHVISION[name][1], input=shape)
+        assert (net.cost.params, net.cost.macs) == (params, macs)
+
+
 OUTPUT_CASES = {"resnet18": ("resnet.net", "resnet18"), "squeezenet1_1": ("squeezenet.net", "squeezenet1_1"),
                 "googlenet": ("googlenet.net", "googlenet_torchvision"),
                 **{m: TORCHVISION[m] for m in ("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
