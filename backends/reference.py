@@ -37,7 +37,7 @@ def _conv(x, a, w, b):
 
 def _batchnorm(x, a, p, training):
     c = x.shape[1]
-    if training:
+    if training and not a.get("frozen"):        # a frozen batchnorm keeps its statistics in training too
         dims = [0] + list(range(2, x.dim()))
         mean, var = x.mean(dims), x.var(dims, unbiased=False)
     else:

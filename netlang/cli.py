@@ -170,19 +170,22 @@ def cmd_zoo(args) -> int:
     from pathlib import Path
 
     from .elaborate import bundled_architectures
-    from .summary import published_of, published_table, source_of, zoo_table
+    from .summary import measured_of, measured_table, published_of, published_table, source_of, zoo_table
     folder = Path(args.folder) if args.folder else bundled_architectures()
     if folder is None or not folder.is_dir():
         raise NetlangValueError(f"no such folder: {args.folder}", None)
     if args.render and args.format != "dot":
         from .render import dot_program
         dot_program()                     # fail before the work when Graphviz is missing
-    rows, failures, published = [], 0, {}
+    rows, failures, published, measured, modules = [], 0, {}, [], {}
     for path in sorted(folder.glob("*.net")):
         try:
             module = load_module(path)
             source = source_of(path.read_text())
             published.update(published_of(path.read_text()))
+            for m in measured_of(path.read_text()):
+                measured.append(m)
+                modules[m[0]] = module
             for name in module.networks:
                 if template_params(module, name):
                     continue            # a template: its instances are the zoo's networks
@@ -197,6 +200,9 @@ def cmd_zoo(args) -> int:
     if args.markdown and any(net.name in published for _, net, _ in rows):
         print(ZOO_PUBLISHED)
         print(published_table(rows, published))
+    if args.markdown and measured:
+        print(ZOO_MEASURED)
+        print(measured_table(measured, lambda name, shape: analyse_module(modules[name], name, input=shape)))
     if args.render:
         from .render import render_all
         paths = render_all([(f, n) for f, n, _ in rows], args.render, args.format)
@@ -226,6 +232,16 @@ The figures published for these networks (a file's `# published` lines say which
 netlang's own count: parameters, and multiply-accumulates in the publisher's GFLOPS (which are
 MACs), to as many decimals as were published. The tests hold netlang's counts against the
 golden files and these figures.
+"""
+
+# Before the table of the figures measured where none are published.
+ZOO_MEASURED = """
+## Measured figures
+
+Where the publisher gives no figures (torchvision's detection backbones), the parameters and the
+multiply-accumulates of convolutions and linear layers counted on the publisher's module (a
+file's `# measured` lines, from the golden files' `measured_macs`), beside netlang's count at the
+same input.
 """
 
 

@@ -42,7 +42,8 @@ MAX_INT = 1 << 63          # any integer that arithmetic gives
 MAX_VALUE_CALLS = 100_000  # calls one value-function call makes, itself included (a runaway recursion stops)
 MAX_VALUE_WORK = 500_000    # value-function calls while one network is elaborated
 
-_IDENT = re.compile(r"[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)*\Z")      # a label; "-" joins parts (RegNet's block1-0)
+# a label: "-" joins parts (RegNet's block1-0), "." makes it a module path (fpn.inner_blocks.0.0)
+_IDENT = re.compile(r"[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)*(?:\.[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)*)*\Z")
 
 
 # ====================================================================== values
@@ -864,7 +865,8 @@ class Elaborator:
             out.append(str(v))
         text = "".join(out)
         if not _IDENT.match(text):
-            raise NetlangValueError(f"label '{text}' is not a valid name (letters, digits and _, parts joined by -)", t.loc)
+            raise NetlangValueError(f"label '{text}' is not a valid name (letters, digits and _, parts joined by - or .)",
+                                    t.loc)
         return text
 
     def resolve_ref(self, e: ast.Ref, ctx: Ctx) -> int:
@@ -971,6 +973,9 @@ class Elaborator:
         target = ".".join(path)
         if target in init.KINDS and entry not in init.KINDS[target]:
             raise NetlangValueError(f"a {target} layer has no {entry} to initialise", r.loc)
+        # `bottleneck.bn3` names bn3 inside every call of block bottleneck (timm's zero_init_last)
+        if target not in init.KINDS and isinstance(_lookup(env, path[0]), BlockValue):
+            target = (path[0], ".".join(path[1:]))
         v = r.value
         if type(v) is ast.Name:
             scheme, args = v.id, ()
@@ -1417,13 +1422,8 @@ def _elaborate(module: Module, value: NetworkValue, overrides: dict, input_shape
     G = nx.relabel_nodes(G, names, copy=True)
     for n, data in G.nodes(data=True):
         data["scope"] = _scope_of(n, scopes)
-    for target, _, _, _, loc in run.init:
-        if target not in init.KINDS and not any(
-                G.nodes[n]["op"] in init.NAMED_KINDS and (n == target or n.startswith(target + ".")) for n in G):
-            raise NetlangNameError(f"init: no convolution or linear layer is named {target} or under it", loc,
-                                   hint="a rule names a kind (" + ", ".join(init.KINDS) + ") or a layer")
     if run.init:
-        G.graph["init"] = [(t, e, s, a) for t, e, s, a, _ in run.init]
+        G.graph["init"] = init.resolve(G, scopes, run.init)
     G.graph.update(
         name=value.name,
         file=module.path,
@@ -1447,6 +1447,13 @@ def _flat_stmts(stmts):
             yield from _flat_stmts(s.body)
 
 
+def _lookup(env: Env, name: str):
+    try:
+        return env.lookup(name)
+    except KeyError:
+        return None
+
+
 def _override_value(el: Elaborator, module: Module, name: str, v):
     if isinstance(v, str):
         from .parser import parse_expr
@@ -1467,8 +1474,12 @@ def _check_dead(G, outputs) -> None:
 def _assign_names(root: Scope, G) -> tuple[dict, dict]:
     names: dict[int, str] = {}
     scopes: dict[str, dict] = {}
+    dotted: list = []           # (name, entry) of each dotted label
 
-    def place(target, name: str):
+    def place(e: Entry, name: str):
+        target = e.target
+        if e.label is not None and "." in e.label:
+            dotted.append((name, e))
         if isinstance(target, Scope):
             visit(target, name)
         elif target is not None:
@@ -1492,14 +1503,43 @@ def _assign_names(root: Scope, G) -> tuple[dict, dict]:
                 if rest:
                     scopes.setdefault(path, dict(info, kind="merge"))
                 for e in rest:
-                    place(e.target, f"{path}.{_own(e)}")
+                    place(e, f"{path}.{_own(e)}")
                 return
             scopes[path] = info
         for e in scope.entries:
-            place(e.target, f"{path}.{_own(e)}" if path else _own(e))
+            place(e, f"{path}.{_own(e)}" if path else _own(e))
 
     visit(root, "")
+    _check_containers(G, dotted, names, scopes)
+    for name, e in dotted:
+        parts = name.split(".")
+        for k in range(len(parts) - e.label.count("."), len(parts)):
+            scopes.setdefault(".".join(parts[:k]), {"kind": "module", "call": None, "block": None, "loc": e.loc,
+                                                    "args": None, "given": None})
     return names, scopes
+
+
+def _check_containers(G, dotted: list, names: dict, scopes: dict) -> None:
+    """A dotted label (fpn.inner_blocks.0.0) places its item under containers that only dotted
+    labels make: none of the paths before its last part may be a layer or a scope of its own
+    (a layer holds no other layers, and its parameters are named under it)."""
+    taken = {name: nid for nid, name in names.items()}
+    for name, e in dotted:
+        parts = name.split(".")
+        for k in range(len(parts) - e.label.count("."), len(parts)):
+            inside = ".".join(parts[:k])
+            if inside in taken:
+                data = G.nodes[taken[inside]]
+                what = f"a {data['op']} (line {data['loc'].line})" if data.get("loc") else f"a {data['op']}"
+            elif inside in scopes:
+                info = scopes[inside]
+                what = (f"a call of block {info['block']}" if info.get("block") else "a labelled item") + (
+                    f" (line {info['loc'].line})" if info.get("loc") else "")
+            else:
+                continue
+            raise NetlangNameError(f"label '{e.label}' would place a layer inside '{inside}', which is {what}",
+                                   e.loc, hint="a dotted label's path runs through containers that only dotted "
+                                   "labels make; a layer holds no other layers")
 
 
 def _own(e: Entry) -> str:

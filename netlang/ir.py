@@ -83,7 +83,7 @@ def verify(G: nx.MultiDiGraph, check_shapes: bool = True) -> None:
         fail(f"graph has a cycle: {nx.find_cycle(G)}")
     scopes = G.graph["scopes"]
     for path, info in scopes.items():
-        if info.get("kind") not in ("block", "seq", "merge"):
+        if info.get("kind") not in ("block", "seq", "merge", "module"):
             fail(f"scope {path!r} has kind {info.get('kind')!r}")
         parent = path.rpartition(".")[0]
         if parent and parent not in scopes:

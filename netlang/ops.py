@@ -267,14 +267,28 @@ def _same(a, ins):
 
 def _bn_state(a, ins):
     c = (ins[0][0],)
+    if a["frozen"]:
+        # torchvision.ops.FrozenBatchNorm2d: four buffers, no parameters, no num_batches_tracked
+        return [("weight", c, True), ("bias", c, True), ("running_mean", c, True), ("running_var", c, True)]
     affine = [("weight", c, False), ("bias", c, False)] if a["affine"] else []
     return affine + [("running_mean", c, True), ("running_var", c, True), ("num_batches_tracked", (), True)]
 
 
+def _bn_shape(a, ins):
+    if a["frozen"]:
+        if not a["affine"]:
+            raise OpError("batchnorm(frozen=true) has a weight and a bias: it cannot be affine=false",
+                          hint="a frozen batchnorm is torchvision's FrozenBatchNorm2d: weight, bias and statistics",
+                          arg="affine", kind="value")
+        _fmap(ins[0], "batchnorm(frozen=true)")
+    return ins[0]
+
+
 register(OpDef("batchnorm", (Param("eps", "float", 1e-5, minimum=0), Param("momentum", "float", 0.1, minimum=0),
-                             Param("affine", "bool", True)),
-               _same, lambda a, ins, out: Cost(ew_ops=2 * numel(out)), state=_bn_state,
-               doc="batch normalisation over channels"))
+                             Param("affine", "bool", True), Param("frozen", "bool", False)),
+               _bn_shape, lambda a, ins, out: Cost(ew_ops=2 * numel(out)), state=_bn_state,
+               doc="batch normalisation over channels; frozen: statistics and affine fixed, as in training "
+                   "so at inference (torchvision's FrozenBatchNorm2d)"))
 
 
 def _layernorm_state(a, ins):

@@ -365,7 +365,11 @@ class _Build(Transformer_NonRecursive):
 
     def outref(self, meta, c):
         # (the AUX placeholder is None where the reference is not marked: maybe_placeholders)
-        return ast.Ref(self.L(meta), c[-1]), len(c) > 1 and c[0] is not None
+        return ast.Ref(self.L(meta), self._ref_path(c[-1])), len(c) > 1 and c[0] is not None
+
+    def _ref_path(self, target) -> tuple:
+        # a string names a label with number parts: @"fpn.inner_blocks.0.0"
+        return target if isinstance(target, tuple) else tuple(_unquote(target, self.file).split("."))
 
     def dotted(self, meta, c):
         return tuple(str(t) for t in c)
@@ -479,7 +483,7 @@ class _Build(Transformer_NonRecursive):
         return ast.ListExpr(self.L(meta), tuple(x for x in c if x is not None))
 
     def ref(self, meta, c):
-        return ast.Ref(self.L(meta), c[0])
+        return ast.Ref(self.L(meta), self._ref_path(c[0]))
 
     def in_attr(self, meta, c):
         return ast.InAttr(self.L(meta), str(c[0]))

@@ -178,6 +178,31 @@ def published_of(text: str) -> dict:
     return {m[1]: (int(m[2].replace(",", "")), m[3], m[4]) for m in _PUBLISHED.finditer(text)}
 
 
+_MEASURED = re.compile(r"^#\s*measured\s+(\w+)\s+at\s+(\d+x\d+x\d+):\s*([\d,]+) parameters,\s*([\d,]+) MACs"
+                       r"\s*\((.+)\)\s*$", re.M)
+
+
+def measured_of(text: str) -> list:
+    """The figures a .net file says were measured on another library's module, where none are
+    published, one comment line per input: `# measured resnet50_fpn at 3x224x224: 26,799,296
+    parameters, 6,929,104,896 MACs (torchvision 0.29.1's module)`. [(network, (C, H, W), params,
+    MACs, source)], in the file's order."""
+    return [(m[1], tuple(int(d) for d in m[2].split("x")), int(m[3].replace(",", "")), int(m[4].replace(",", "")),
+             m[5]) for m in _MEASURED.finditer(text)]
+
+
+def measured_table(measured: list, analyse) -> str:
+    """Markdown: each measured figure beside netlang's count at the same input; analyse(network,
+    input) gives netlang's Network."""
+    out = ["| Network | Input | Measured params | netlang params | Measured MACs | netlang MACs | Source |",
+           "|---|---|---|---|---|---|---|"]
+    for name, shape, params, macs, source in measured:
+        net = analyse(name, shape)
+        out.append(f"| {name} | {fmt_shape(shape)} | {params:,} | {net.cost.params:,} | {macs:,} | "
+                   f"{net.cost.macs:,} | {source} |")
+    return "\n".join(out)
+
+
 def published_table(rows, published: dict) -> str:
     """Markdown: each network with published figures, those figures beside netlang's (MACs to the
     published GFLOPS' decimals). rows: (file name, Network, source) as zoo_table's."""

@@ -96,7 +96,7 @@ def test_docs_example_equals_the_reference(path, name):
 
 
 def test_the_zoo_and_the_docs_are_all_here():
-    assert len(ZOO) == 122 and len(DOC_EXAMPLES) >= 15
+    assert len(ZOO) == 123 and len(DOC_EXAMPLES) >= 15
 
 
 def test_the_comparison_fails_on_a_wrong_weight():

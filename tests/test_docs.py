@@ -640,3 +640,22 @@ def test_source_of_reads_the_cited_paper():
     assert source_of("# A (B, C 2015), Table 1, with\n# names.\n#\n# more") == "A (B, C 2015)"
     assert source_of('# X (Y, "Z (W)\n# V", ICLR 2017) for CIFAR.\n') == 'X (Y, "Z (W) V", ICLR 2017)'
     assert source_of("network n {}") == ""
+
+
+def test_dotted_labels_example():
+    net = load(EX / "dotted.net")
+    G = net.graph
+    assert layer_names(net)[:6] == ["body.stem.0", "body.stem.1", "body.layer1.0", "body.layer1.1",
+                                    "body.layer2.0", "body.layer2.1"]
+    assert net.shape("body.stem.0") == (16, 32, 32) and net.shape("body.layer2.0") == (64, 8, 8)
+    assert net.shape("fpn.inner_blocks.0.0") == (16, 16, 16) and net.shape("fpn.inner_blocks.1.0") == (16, 8, 8)
+    assert inputs_of(G, "fpn.inner_blocks.0.0") == ["body.layer1.1"]
+    assert op_of(net, "top_down") == "add" and inputs_of(G, "fpn.layer_blocks.0.0") == ["top_down"]
+    assert inputs_of(G, "fpn.layer_blocks.1.0") == ["fpn.inner_blocks.1.0"]
+    assert G.graph["outputs"] == ["fpn.layer_blocks.0.0", "fpn.layer_blocks.1.0"]
+    assert net.shape("fpn.layer_blocks.0.0") == (16, 16, 16) and net.shape("fpn.layer_blocks.1.0") == (16, 8, 8)
+    keys = [k for k, _, _ in state_entries(G)]
+    assert keys[0] == "body.stem.0.weight" and keys[-1] == "fpn.layer_blocks.1.0.bias" and len(keys) == 14
+    # the containers the paths run through are scopes of kind module
+    assert {p: G.graph["scopes"][p]["kind"] for p in ("body", "fpn", "fpn.inner_blocks", "fpn.inner_blocks.0")} == \
+        {"body": "module", "fpn": "module", "fpn.inner_blocks": "module", "fpn.inner_blocks.0": "module"}

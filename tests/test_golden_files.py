@@ -25,9 +25,12 @@ MODELS = [
     "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "convnext_tiny", "regnet_y_400mf", "regnet_x_400mf",
 ]
 TIMM_MODELS = ["seresnet50"]          # timm's, for its key layout (no published GFLOPS)
+# torchvision's detection backbones: no published figures, several outputs, frozen batchnorms
+DETECTION_MODELS = ["resnet50_fpn"]
+FPN_OUTPUTS = ["0", "1", "2", "3", "pool"]
 OUTPUT_MODELS = ["resnet18", "squeezenet1_1", "googlenet", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
                  "efficientnet_b0", "mnasnet1_0", "seresnet50", "shufflenet_v2_x0_5",
-                 "convnext_tiny", "regnet_y_400mf"]
+                 "convnext_tiny", "regnet_y_400mf", "resnet50_fpn"]
 FIELDS = {
     "model": str, "constructor": str, "torch": str, "torchvision": str, "input_size": list,
     "output_shape": list, "num_params": int, "num_buffers_elems": int, "buffers": list,
@@ -45,12 +48,19 @@ def numel(shape) -> int:
 
 
 def test_exactly_the_expected_files_are_there():
-    assert sorted(p.stem for p in GOLDEN.glob("*.json")) == sorted(MODELS + TIMM_MODELS)
+    assert sorted(p.stem for p in GOLDEN.glob("*.json")) == sorted(MODELS + TIMM_MODELS + DETECTION_MODELS)
     assert sorted(p.stem for p in (GOLDEN / "outputs").glob("*.json")) == sorted(OUTPUT_MODELS)
     assert (GOLDEN / "README.md").is_file()
 
 
-@pytest.mark.parametrize("name", MODELS + TIMM_MODELS)
+def frozen_affine(d: dict) -> set:
+    """The weight and bias buffers of a detection backbone's FrozenBatchNorm2d layers."""
+    types = dict(d["module_names"])
+    return {k for k, _, _ in d["state_dict"]
+            if types.get(k.rpartition(".")[0]) == "FrozenBatchNorm2d" and k.endswith((".weight", ".bias"))}
+
+
+@pytest.mark.parametrize("name", MODELS + TIMM_MODELS + DETECTION_MODELS)
 def test_description_fields_and_counts(name):
     d = load(name)
     for field, kind in FIELDS.items():
@@ -59,10 +69,19 @@ def test_description_fields_and_counts(name):
     if name in TIMM_MODELS:
         assert d["constructor"] == f"timm.create_model({name!r}, pretrained=False)"
         assert d["meta"]["source"].startswith("timm ")
+    elif name in DETECTION_MODELS:
+        assert d["constructor"] == ("torchvision.models.detection.backbone_utils.resnet_fpn_backbone("
+                                    "backbone_name='resnet50', weights=None)")
+        assert d["output_names"] == FPN_OUTPUTS
     else:
         assert d["constructor"].startswith(f"torchvision.models.{name}(weights=None")
     assert d["input_size"] == [3, 299, 299] if name == "inception_v3" else [3, 224, 224]
-    assert d["output_shape"] == [1, 1000]
+    if name in DETECTION_MODELS:
+        # strides 4, 8, 16, 32 and the extra max pool's 64, 256 channels each
+        assert d["output_shape"] == [[1, 256, 56, 56], [1, 256, 28, 28], [1, 256, 14, 14], [1, 256, 7, 7],
+                                     [1, 256, 4, 4]]
+    else:
+        assert d["output_shape"] == [1, 1000]
 
     keys = [k for k, _, _ in d["state_dict"]]
     assert len(keys) == len(set(keys)), "state_dict keys repeat"
@@ -71,8 +90,12 @@ def test_description_fields_and_counts(name):
         assert dtype == ("int64" if key.endswith("num_batches_tracked") else "float32"), key
     buffers = set(d["buffers"])
     assert buffers <= set(keys)
-    # these architectures hold no buffers but batch-norm statistics
-    assert buffers == {k for k in keys if k.endswith(BUFFER_SUFFIXES)}
+    # these architectures hold no buffers but batch-norm statistics, and a frozen batchnorm's
+    # weight and bias (no num_batches_tracked there)
+    assert buffers == {k for k in keys if k.endswith(BUFFER_SUFFIXES)} | frozen_affine(d)
+    if name in DETECTION_MODELS:
+        assert not any(k.endswith("num_batches_tracked") for k in keys)
+        assert len(frozen_affine(d)) == 2 * 53          # the stem's and 52 in the bottlenecks
     assert d["buffers"] == [k for k in keys if k in buffers], "buffers not in state_dict order"
 
     params = sum(numel(s) for k, s, _ in d["state_dict"] if k not in buffers)
@@ -80,7 +103,7 @@ def test_description_fields_and_counts(name):
     assert sum(numel(s) for k, s, _ in d["state_dict"] if k in buffers) == d["num_buffers_elems"]
 
 
-@pytest.mark.parametrize("name", MODELS + TIMM_MODELS)
+@pytest.mark.parametrize("name", MODELS + TIMM_MODELS + DETECTION_MODELS)
 def test_module_names_hold_every_state_dict_owner(name):
     d = load(name)
     names = [n for n, _ in d["module_names"]]
@@ -94,7 +117,7 @@ def test_module_names_hold_every_state_dict_owner(name):
         if k.endswith(".weight") and len(shape) == 4:
             assert owner == "Conv2d", k
         elif k.endswith(BUFFER_SUFFIXES):
-            assert owner.startswith("BatchNorm"), k
+            assert owner.startswith("BatchNorm") or owner == "FrozenBatchNorm2d", k
         elif k.endswith(".layer_scale"):
             # a parameter of the block itself, not of a child (netlang's layer_scale layer)
             assert owner == "CNBlock" and shape[1:] == [1, 1], k
@@ -155,6 +178,25 @@ def test_published_gflops_are_conv_and_linear_macs():
     assert load("convnext_tiny")["meta"]["gflops"] == pytest.approx(macs / 1e9, abs=0.0005)
 
 
+def test_detection_backbones_record_measured_macs():
+    # resnet50_fpn at 224: the ResNet-50 body without its classifier, then the FPN's 1x1 laterals
+    # and 3x3 output convs at the four levels; the max pool, additions and upsampling count nothing
+    body = 64 * 3 * 7 * 7 * 112 * 112
+    c_in = 64
+    for width, blocks, side in ((64, 3, 56), (128, 4, 28), (256, 6, 14), (512, 3, 7)):
+        stride = 1 if width == 64 else 2
+        for b in range(blocks):
+            cin = c_in if b == 0 else 4 * width
+            body += cin * width * (side * stride) ** 2 if b == 0 else cin * width * side * side   # conv1 (1x1)
+            body += width * width * 9 * side * side + width * 4 * width * side * side            # conv2, conv3
+            if b == 0:
+                body += cin * 4 * width * side * side                                             # downsample
+        c_in = 4 * width
+    fpn = sum(c * 256 * s * s + 256 * 256 * 9 * s * s for c, s in ((256, 56), (512, 28), (1024, 14), (2048, 7)))
+    assert load("resnet50_fpn")["meta"]["measured_macs"]["3x224x224"] == body + fpn
+    assert set(load("resnet50_fpn")["meta"]["measured_macs"]) == {"3x224x224", "3x800x800"}
+
+
 # ------------------------------------------------------------------ outputs/
 
 def pattern(n: int, torch):
@@ -194,13 +236,21 @@ def test_output_file_fields(name):
     g = load(name, "outputs")
     d = load(name)
     assert g["model"] == name and g["constructor"] == d["constructor"] and g["mode"] == "eval"
-    assert g["input_shape"][:2] == [1, 3] and g["output_shape"] == [1, 1000]
-    assert len(g["output"]) == numel(g["output_shape"])
+    assert g["input_shape"][:2] == [1, 3]
+    if name in DETECTION_MODELS:
+        # five maps, each flattened, one after the other
+        assert g["output_names"] == FPN_OUTPUTS and len(g["output_shape"]) == 5
+        assert len(g["output"]) == sum(numel(s) for s in g["output_shape"])
+    else:
+        assert g["output_shape"] == [1, 1000]
+        assert len(g["output"]) == numel(g["output_shape"])
     assert all(isinstance(v, float) and math.isfinite(v) for v in g["output"])
     # not a degenerate output: the logits spread (a third of their range or more; ShuffleNet's
     # at 64x64 have std 0.09 for a largest 0.22), so a wrong network cannot match by accident
     stats = g["output_stats"]
-    assert stats["std"] > 0.05 and stats["std"] > 0.3 * max(stats["max"], -stats["min"])
+    # (feature maps have heavier tails: the FPN's std is a quarter of its largest magnitude)
+    spread = 0.2 if name in DETECTION_MODELS else 0.3
+    assert stats["std"] > 0.05 and stats["std"] > spread * max(stats["max"], -stats["min"])
     assert max(g["output"]) == stats["max"] and min(g["output"]) == stats["min"]
     tol = g["tolerance"]
     assert 0 < tol["atol"] < 1e-2 and 0 < tol["rtol"] <= 1e-3 and tol["why"]
@@ -208,7 +258,8 @@ def test_output_file_fields(name):
     # the layer_scale rule is written only where the model has such entries
     has_scale = any(k.endswith("layer_scale") for k, _, _ in d["state_dict"])
     assert any("layer_scale" in rule for rule, _ in g["fill_rules"]) == has_scale
-    assert (GOLDEN / "outputs" / f"{name}.json").stat().st_size < 200_000
+    # (an FPN's five maps of 256 channels at the smallest input that has them all, 32x32: 22,016 values)
+    assert (GOLDEN / "outputs" / f"{name}.json").stat().st_size < (300_000 if name in DETECTION_MODELS else 200_000)
 
 
 @pytest.mark.parametrize("name", OUTPUT_MODELS)

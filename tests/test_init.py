@@ -110,7 +110,10 @@ def test_a_conditional_rule_applies_only_where_taken():
     ("init conv = uniform(1, 0)\ninput 3x8x8\nconv(4, 3)", "a must be below b", (2, 13)),
     ("init conv = constant\ninput 3x8x8\nconv(4, 3)", "constant needs its 'value' argument", (2, 13)),
     ("init prelu.bias = zeros\ninput 3x8x8\nconv(4, 3)", "a prelu layer has no bias to initialise", (2, 6)),
-    ("init head = zeros\ninput 3x8x8\nconv(4, 3)", "no convolution or linear layer is named head", (2, 6)),
+    ("init head = zeros\ninput 3x8x8\nconv(4, 3)", "no layer is named head", (2, 6)),
+    ("init b.bn3 = zeros\ninput 3x8x8\nconv(4, 3)", "no layer is named b.bn3", (2, 6)),
+    ("init n.weight = ones\ninput 3x8x8\nn: batchnorm(affine=false)", "n is a batchnorm without a weight", (2, 6)),
+    ("init b.s = default\ninput 3x8x8\nb: (s: layer_scale(0.1) -> c: conv(4, 1))", "default needs a layer with a fan", (2, 6)),
     ("init conv = 0.5\ninput 3x8x8\nconv(4, 3)", "an init rule's value is a scheme", (2, 13)),
     ("init conv = normal(0, 1, 2)\ninput 3x8x8\nconv(4, 3)", "normal takes 2 arguments", (2, 26)),
 ])
@@ -301,3 +304,57 @@ def test_convnext_takes_truncated_normals_with_zero_biases():
     for layer in (block[0], block[3], block[5]):               # depthwise conv, the two linears
         assert std_of(layer.weight) == pytest.approx(0.02, rel=0.05)    # (truncated at +-2: 100 sigma)
         assert torch.all(layer.bias == 0)
+
+
+# ---------------------------------------------------------------------------- norms and blocks
+
+BLOCK_RULES = """
+block unit(c) {
+    conv1: conv(c, 1) -> bn1: batchnorm -> relu -> conv2: conv(c, 1) -> bn2: batchnorm
+    scale: layer_scale(0.5)
+}
+
+network n {
+    init unit.bn2 = zeros, unit.bn2.bias = constant(0.25), unit.scale = constant(3)
+    init "s.1.bn1" = constant(2)
+    input 4x4x4
+    a: unit(4)
+    s: unit(4) * 2
+    head: (bn: batchnorm -> c: conv(4, 1))
+}
+"""
+
+
+def test_a_block_path_reaches_that_layer_in_every_call_and_a_name_reaches_a_batchnorm():
+    net = netlang.loads(BLOCK_RULES, filename="init.net")
+    assert [r[0] for r in net.graph.graph["init"]] == [
+        "a.bn2", "s.0.bn2", "s.1.bn2", "a.bn2", "s.0.bn2", "s.1.bn2", "a.scale", "s.0.scale", "s.1.scale", "s.1.bn1"]
+    torch.manual_seed(0)
+    m = _lower(net)
+    for u in (m.a, m.s[0], m.s[1]):
+        assert torch.all(u.bn2.weight == 0) and torch.all(u.bn2.bias == 0.25)
+        assert torch.all(u.scale == 3)
+    assert torch.all(m.s[1].bn1.weight == 2) and torch.all(m.s[0].bn1.weight == 1)
+    assert torch.all(m.a.bn1.weight == 1) and torch.all(m.a.bn1.bias == 0)
+
+
+def test_a_block_rule_needs_a_call_of_the_block():
+    with pytest.raises(NetlangError, match="block unit is never called") as e:
+        netlang.loads(BLOCK_RULES.replace("a: unit(4)\n    s: unit(4) * 2\n", ""), filename="init.net")
+    assert (e.value.loc.line, e.value.loc.col) == (8, 10)
+
+
+def test_seresnet_takes_timms_zero_init_last():
+    m = zoo("seresnet.net", "seresnet50", input=(3, 32, 32))
+    bn3 = [mod.bn3 for stage in (m.layer1, m.layer2, m.layer3, m.layer4) for mod in stage]
+    assert len(bn3) == 16 and all(torch.all(b.weight == 0) and torch.all(b.bias == 0) for b in bn3)
+    block = m.layer2[1]
+    assert torch.all(block.bn1.weight == 1) and torch.all(block.bn2.weight == 1)
+    assert torch.all(m.layer2[0].downsample[1].weight == 1)
+    w = block.conv2.weight                                   # Kaiming-normal, fan_out 128 * 9, relu gain
+    assert std_of(w) == pytest.approx(math.sqrt(2 / (128 * 9)), rel=0.02)
+    assert m.fc.weight.abs().max().item() <= 2048 ** -0.5     # the linear layer: PyTorch's own
+    # every block starts as its shortcut: with the residual branch zero, a block's output is relu(shortcut)
+    m.eval()
+    x = torch.randn(1, 256, 8, 8)
+    assert torch.equal(m.layer1[1](x), torch.relu(x))

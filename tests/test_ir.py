@@ -165,7 +165,7 @@ BROKEN = [
      "shape rule fails on its own inputs"),
     ("unknown scope", _set("stem", "scope", "nowhere"), "unknown scope 'nowhere'"),
     ("node not under its scope", _rename, "node 'body0' is not named under its scope 'u.body'"),
-    ("scope kind", _scope("u", {"kind": "module"}), "has kind 'module'"),
+    ("scope kind", _scope("u", {"kind": "package"}), "has kind 'package'"),
     ("scope under an unknown scope", _scope("a.b", {"kind": "seq"}), "sits under an unknown scope 'a'"),
     ("input positions", _rekey, "input positions [1] are not 0..0"),
     ("edge key and pos differ", _pos_differs, "edge key 0 and pos 3 differ"),

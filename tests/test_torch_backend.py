@@ -609,10 +609,13 @@ def test_zoo_state_dict_is_what_the_ir_promises(path, name):
         assert v.dtype == (torch.int64 if k.endswith("num_batches_tracked") else torch.float32), k
     # forward runs and gives the IR's output shape; with auxiliary outputs, all of them in training
     outputs = net.graph.graph["outputs"]
+    # at inference, the outputs not marked aux (a backbone's several maps come as a tuple)
+    infer = [o for o, aux in zip(outputs, net.graph.graph["output_aux"]) if not aux]
     x = torch.empty((2,) + net.shape("input"), device="meta")
     with torch.no_grad():
         y = m.eval()(x)
-        assert tuple(y.shape) == (2,) + net.shape(outputs[0])
+        ys = y if len(infer) > 1 else (y,)
+        assert [tuple(t.shape) for t in ys] == [(2,) + net.shape(o) for o in infer]
         if len(outputs) > 1:
             ys = m.train()(x)
             assert [tuple(t.shape) for t in ys] == [(2,) + net.shape(o) for o in outputs]
@@ -636,6 +639,7 @@ TORCHVISION = {  # torchvision model -> (file, network)
     "convnext_tiny": ("convnext.net", "convnext_tiny"),
     "regnet_y_400mf": ("regnet.net", "regnet_y_400mf"),
     "regnet_x_400mf": ("regnet.net", "regnet_x_400mf"),
+    "resnet50_fpn": ("fpn.net", "resnet50_fpn"),        # resnet_fpn_backbone's layout, five outputs
 }
 
 
@@ -654,6 +658,12 @@ def test_keys_shapes_and_module_types_match_torchvision(model):
     assert net.cost.params == ref["num_params"]
     if model == "seresnet50":
         assert list(ours) == [k for k, _, _ in ref["state_dict"]]      # (timm publishes no GFLOPS)
+    elif model == "resnet50_fpn":
+        # no published figures: the MACs counted on torchvision's module, at 224 and at 800
+        assert list(ours) == [k for k, _, _ in ref["state_dict"]]
+        assert net.cost.macs == ref["meta"]["measured_macs"]["3x224x224"]
+        big = netlang.load(ARCH / file, network=name, input=(3, 800, 800))
+        assert big.cost.macs == ref["meta"]["measured_macs"]["3x800x800"]
     elif model == "googlenet":
         # torchvision registers the auxiliary heads last, and publishes the GFLOPS (MACs) of
         # aux_logits=False
@@ -712,11 +722,25 @@ def test_the_zoo_files_state_torchvisions_published_figures():
     assert len(published) >= 46
 
 
+def test_the_zoo_files_state_the_measured_figures_of_the_golden_files():
+    # each `# measured` line (docs/zoo.md's table): the golden file's count on torchvision's module,
+    # and netlang's at that input
+    from netlang.summary import measured_of
+    measured = [m for path in sorted(ARCH.glob("*.net")) for m in measured_of(path.read_text())]
+    assert {m[0] for m in measured} == {"resnet50_fpn"} and len(measured) == 2
+    for name, shape, params, macs, _ in measured:
+        ref = golden(name)
+        assert params == ref["num_params"]
+        assert macs == ref["meta"]["measured_macs"]["x".join(map(str, shape))]
+        net = netlang.load(ARCH / TORCHVISION[name][0], network=TORCHVISION[name][1], input=shape)
+        assert (net.cost.params, net.cost.macs) == (params, macs)
+
+
 OUTPUT_CASES = {"resnet18": ("resnet.net", "resnet18"), "squeezenet1_1": ("squeezenet.net", "squeezenet1_1"),
                 "googlenet": ("googlenet.net", "googlenet_torchvision"),
                 **{m: TORCHVISION[m] for m in ("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
                                                "efficientnet_b0", "mnasnet1_0", "seresnet50", "shufflenet_v2_x0_5",
-                                               "convnext_tiny", "regnet_y_400mf")}}
+                                               "convnext_tiny", "regnet_y_400mf", "resnet50_fpn")}}
 
 
 @pytest.mark.parametrize("model", sorted(OUTPUT_CASES))
@@ -730,15 +754,24 @@ def test_outputs_match_torchvision_on_formula_weights(model):
     m.load_state_dict(state, strict=True)
     m.eval()
     x = input_image(side, torch)
-    expect = torch.tensor(g["output"], dtype=torch.float64).view(g["output_shape"])
+    expect = torch.tensor(g["output"], dtype=torch.float64)
+    if "output_names" not in g:
+        expect = expect.view(g["output_shape"])
+
+    def flat(out):
+        # several outputs (an FPN's five maps): each flattened, one after the other, as stored
+        return torch.cat([t.flatten() for t in out]).double() if isinstance(out, tuple) else out.double()
+
     with torch.no_grad():
-        got = m(x.float()).double()
+        got = flat(m(x.float()))
         # |got - output| <= atol + rtol * |output|, the bound the golden file states for float32
         tol = g["tolerance"]
         torch.testing.assert_close(got, expect, atol=tol["atol"], rtol=tol["rtol"])
         # a float64 forward differs from the stored float32-rounded logits by that rounding only
-        got64 = m.double()(x)
-    torch.testing.assert_close(got64, expect, atol=1e-6, rtol=0)
+        got64 = flat(m.double()(x))
+    # (float32's rounding is half an ulp, 2^-24 of the value: within 1e-6 for logits, not for the
+    # FPN's maps of values up to 26)
+    torch.testing.assert_close(got64, expect, atol=1e-6, rtol=2 ** -23)
 
 
 # ---------------------------------------------------------------------------- initialisation

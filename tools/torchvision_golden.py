@@ -72,13 +72,19 @@ MODELS = {
     "convnext_tiny": ({}, models.ConvNeXt_Tiny_Weights, 224),
     "regnet_y_400mf": ({}, models.RegNet_Y_400MF_Weights, 224),
     "regnet_x_400mf": ({}, models.RegNet_X_400MF_Weights, 224),
+    "resnet50_fpn": ({"backbone_name": "resnet50"}, None, 224),
 }
+# Detection backbones: built by torchvision.models.detection.backbone_utils; torchvision publishes
+# no figures for them, so their meta holds the MACs of their convolutions and linear layers,
+# counted here with forward hooks at each side of DETECTION_SIDES.
+DETECTION = {"resnet50_fpn"}
+DETECTION_SIDES = (224, 800)
 
 # Models small enough to store a forward pass for: name -> input side.
 OUTPUT_MODELS = {"resnet18": 64, "squeezenet1_1": 64, "googlenet": 64, "mobilenet_v2": 64, "mobilenet_v3_small": 64,
                  "mobilenet_v3_large": 64, "efficientnet_b0": 64, "mnasnet1_0": 64, "seresnet50": 64,
                  "shufflenet_v2_x0_5": 64, "convnext_tiny": 64,
-                 "regnet_y_400mf": 64}
+                 "regnet_y_400mf": 64, "resnet50_fpn": 32}
 
 # ------------------------------------------------------------------ the fill, stated as data
 # Every number below is copied into each outputs/*.json, so a test can rebuild the same tensors.
@@ -160,6 +166,9 @@ def build(name: str, **kwargs) -> torch.nn.Module:
     kw = dict(MODELS[name][0])
     kw.update(kwargs)
     torch.manual_seed(0)
+    if name in DETECTION:
+        from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+        return resnet_fpn_backbone(weights=None, **kw).eval()
     if MODELS[name][1] is None:
         import timm
         return timm.create_model(name, pretrained=False, **kw).eval()
@@ -172,6 +181,9 @@ def _timm_version() -> str:
 
 
 def constructor_text(name: str) -> str:
+    if name in DETECTION:
+        args = [f"{k}={v!r}" for k, v in MODELS[name][0].items()] + ["weights=None"]
+        return f"torchvision.models.detection.backbone_utils.resnet_fpn_backbone({', '.join(args)})"
     if MODELS[name][1] is None:
         return f"timm.create_model({name!r}, pretrained=False)"
     args = ["weights=None"] + [f"{k}={v!r}" for k, v in MODELS[name][0].items()]
@@ -224,6 +236,31 @@ def dumps_compact(obj: dict, list_keys: tuple[str, ...]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def outputs_of(out) -> list:
+    """A model's outputs as a list of (name, tensor): a detection backbone's OrderedDict of maps,
+    or ("", logits)."""
+    return list(out.items()) if isinstance(out, dict) else [("", out)]
+
+
+def measured_macs(model: torch.nn.Module, side: int) -> int:
+    """Multiply-accumulates of the model's convolutions and linear layers on a 3 x side x side
+    input: per output element, in_channels / groups times the kernel's size (a linear: in_features)."""
+    total = [0]
+
+    def hook(m, inputs, out):
+        if isinstance(m, torch.nn.Conv2d):
+            total[0] += out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+        else:
+            total[0] += out.numel() * m.in_features
+
+    hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    with torch.no_grad():
+        model(torch.zeros(1, 3, side, side))
+    for h in hooks:
+        h.remove()
+    return total[0]
+
+
 # ------------------------------------------------------------------ the two kinds of file
 
 def describe(name: str) -> dict:
@@ -233,21 +270,30 @@ def describe(name: str) -> dict:
     sd = model.state_dict()
     state = [[k, list(t.shape), str(t.dtype).replace("torch.", "")] for k, t in sd.items()]
     with torch.no_grad():
-        out = model(torch.zeros(1, 3, side, side))
+        outs = outputs_of(model(torch.zeros(1, 3, side, side)))
+    if name in DETECTION:
+        meta = {"source": f"torchvision {torchvision.__version__}: no published figures for the bare backbone",
+                "measured_macs": {f"3x{s}x{s}": measured_macs(model, s) for s in DETECTION_SIDES}}
+    elif enum is not None:
+        meta = published_meta(enum)
+    else:
+        meta = {"source": f"timm {_timm_version()}"}
     doc = {
         "model": name,
         "constructor": constructor_text(name),
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "input_size": [3, side, side],
-        "output_shape": list(out.shape),
+        "output_shape": list(outs[0][1].shape) if len(outs) == 1 else [list(t.shape) for _, t in outs],
         "num_params": sum(p.numel() for p in model.parameters()),
         "num_buffers_elems": sum(b.numel() for b in model.buffers()),
         "buffers": [k for k in sd if k in buffer_names],
-        "meta": published_meta(enum) if enum is not None else {"source": f"timm {_timm_version()}"},
+        "meta": meta,
         "state_dict": state,
         "module_names": [[n, type(m).__name__] for n, m in model.named_modules()],
     }
+    if len(outs) > 1:
+        doc["output_names"] = [k for k, _ in outs]
     if name == "googlenet":
         plain = build(name, aux_logits=False)
         doc["state_dict_keys_aux_logits_false"] = list(plain.state_dict().keys())
@@ -268,9 +314,10 @@ def forward_golden(name: str) -> dict:
     model.load_state_dict(filled, strict=True)
     x64 = input_image(side).float().double()     # the float32 input, held in float64
     with torch.no_grad():
-        ref = model.double()(x64)                 # the reference: float64 throughout
-        got32 = model.float()(x64.float())        # what a float32 CPU run reaches
-    ref = ref.flatten()
+        refs = outputs_of(model.double()(x64))                  # the reference: float64 throughout
+        got32 = torch.cat([t.flatten() for _, t in outputs_of(model.float()(x64.float()))])  # float32 on CPU
+    # (several outputs: each flattened, one after the other, in the model's order)
+    ref = torch.cat([t.flatten() for _, t in refs])
     err = (got32.double().flatten() - ref).abs()
     scale = float(ref.abs().max())
     # Tolerance: 50x the float32-vs-float64 error seen here, at least 1e-4 of the logit scale;
@@ -297,7 +344,8 @@ def forward_golden(name: str) -> dict:
                    f"a float32 CPU forward here was off by at most {float(err.max()):.2e} "
                    f"(logits up to {scale:.3g}); TF32 or reduced precision needs its own bound",
         },
-        "output_shape": list(got32.shape),
+        "output_shape": list(refs[0][1].shape) if len(refs) == 1 else [list(t.shape) for _, t in refs],
+        **({"output_names": [k for k, _ in refs]} if len(refs) > 1 else {}),
         "output_stats": {"min": f32(ref.min()), "max": f32(ref.max()),
                          "mean": f32(ref.mean()), "std": f32(ref.std())},
         "fill_sums": sums,

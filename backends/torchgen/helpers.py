@@ -51,6 +51,27 @@ class LayerNorm2d(nn.LayerNorm):
         x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
         return x.permute(0, 3, 1, 2)
 ''',
+    "FrozenBatchNorm2d": '''
+class FrozenBatchNorm2d(nn.Module):
+    """A batchnorm whose statistics and affine parameters are fixed buffers, in training as at
+    inference (torchvision.ops.FrozenBatchNorm2d, a detection backbone's norm layer)."""
+
+    def __init__(self, num_features, eps=1e-05):
+        super().__init__()
+        self.eps = eps
+        self.register_buffer("weight", torch.ones(num_features))
+        self.register_buffer("bias", torch.zeros(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+
+    def forward(self, x):
+        scale = self.weight * (self.running_var + self.eps).rsqrt()
+        shift = self.bias - self.running_mean * scale
+        return x * scale.reshape(1, -1, 1, 1) + shift.reshape(1, -1, 1, 1)
+
+    def extra_repr(self):
+        return f"{self.weight.shape[0]}, eps={self.eps}"
+''',
     "Linear2d": '''
 class Linear2d(nn.Linear):
     """nn.Linear at each pixel of an NCHW map, over its channels (ConvNeXt's channels-last
@@ -102,7 +123,7 @@ def mean_join(xs, p, training):
 def init_weights(module, rules=()):
     """Kaiming-normal convolutions (fan_out, relu) with zero bias, batchnorm weight 1 and bias 0,
     linear layers as PyTorch initialises them; then the network's init rules in order, each
-    (layer kind or name prefix, "weight" or "bias", scheme, torch.nn.init arguments)."""
+    (layer kind, layer name or name prefix, "weight" or "bias", scheme, torch.nn.init arguments)."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -113,15 +134,16 @@ def init_weights(module, rules=()):
             nn.init.zeros_(m.bias)
     kinds = {"conv": nn.Conv2d, "conv_t": nn.ConvTranspose2d, "linear": nn.Linear,
              "batchnorm": (nn.BatchNorm2d, nn.BatchNorm1d), "layernorm": nn.LayerNorm, "prelu": nn.PReLU}
-    layers = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)      # what a rule naming a layer reaches
+    layers = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)      # what a rule naming a prefix reaches
+    params = dict(module.named_parameters())
     for target, entry, scheme, a in rules:
-        for name, m in module.named_modules():
-            if target in kinds:
-                if not isinstance(m, kinds[target]):
-                    continue
-            elif not (isinstance(m, layers) and (name == target or name.startswith(target + "."))):
-                continue
-            t = getattr(m, entry, None)
+        if target in params and target not in kinds:
+            found = [(None, params[target])]        # a layer scale: a parameter of its block, no module
+        else:
+            found = [(m, getattr(m, entry, None)) for name, m in module.named_modules()
+                     if (isinstance(m, kinds[target]) if target in kinds
+                         else name == target or (isinstance(m, layers) and name.startswith(target + ".")))]
+        for m, t in found:
             if t is None:
                 continue
             if scheme == "default" and not isinstance(m, layers):

@@ -89,6 +89,13 @@ def module(op: str, a: dict, cv, in_chan: Py, rank: int, inplace: bool) -> str:
         eps = a["eps"].code if "eps" in a else "1e-06"       # (netlang's default, ConvNeXt's; nn.LayerNorm's is 1e-5)
         return f"{head}({in_chan.code}, eps={eps})"
     if op == "batchnorm":
+        if "frozen" in a:
+            if a["frozen"].deps:
+                raise Resolve(a["frozen"])      # a different module: written from the flag's value
+            if cv is None:
+                raise NeedsConcrete("batchnorm(frozen=...) of an unknown flag")
+            if cv["frozen"]:
+                return f"FrozenBatchNorm2d({', '.join([in_chan.code] + _kw(a, {'eps': 'eps'}))})"
         head = "nn.BatchNorm2d" if rank == 3 else "nn.BatchNorm1d"
         return f"{head}({', '.join([in_chan.code] + _kw(a, {'eps': 'eps', 'momentum': 'momentum', 'affine': 'affine'}))})"
     if op == "lrn":
@@ -161,7 +168,7 @@ PARAMETER = {"layer_scale"}
 # Helpers of the generated file a layer's module or call needs.
 # (LayerNorm2d and Linear2d: on a map only; the writer adds a helper where the module's code uses it)
 HELPER_OF_MODULE = {"layernorm": "LayerNorm2d", "linear": "Linear2d", "scale": "Scale", "drop_path": "DropPath",
-                    "center_crop": "CenterCrop"}
+                    "center_crop": "CenterCrop", "batchnorm": "FrozenBatchNorm2d"}
 HELPER_OF_CALL = {"drop_path": "drop_path", "center_crop": "center_crop"}
 
 

@@ -15,7 +15,7 @@ class NeedsConcrete(Exception):
 
 # Names the generated file defines or uses; no local variable, parameter or class may take them.
 HELPER_NAMES = ("init_weights", "center_crop", "cat_cropped", "mean_join", "drop_path", "DropPath", "Scale",
-                "CenterCrop", "check_input", "same_value")
+                "CenterCrop", "check_input", "same_value", "FrozenBatchNorm2d")
 RESERVED = (set(dir(builtins)) | set(keyword.kwlist) | {"self", "torch", "nn", "F", "OrderedDict", "x", "math"}
             | set(HELPER_NAMES))
 
@@ -46,9 +46,10 @@ MODULE_ATTRIBUTES = frozenset({
     'register_parameter', 'register_state_dict_post_hook', 'register_state_dict_pre_hook',
     'requires_grad_', 'set_extra_state', 'set_submodule', 'share_memory', 'state_dict', 'to',
     'to_empty', 'train', 'training', 'type', 'xpu', 'zero_grad',
-    # nn.Sequential's own methods (a labelled layer inside a sequence), and the generated classes'
-    # output width
-    'append', 'extend', 'insert', 'pop', '_get_item_by_idx', 'out_channels',
+    # nn.Sequential's own methods (a labelled layer inside a sequence), nn.ModuleDict's (a dotted
+    # label's containers), and the generated classes' output width
+    'append', 'extend', 'insert', 'pop', '_get_item_by_idx', 'clear', 'items', 'keys', 'update', 'values',
+    'out_channels',
 })
 
 

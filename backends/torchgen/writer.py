@@ -220,6 +220,7 @@ class Scope:
         self.tops: list = []        # labels of its top-level entries (None: numbered)
         self.parent = parent
         self.make = None            # a callable that writes the container's creation, once
+        self.keyed = False          # an nn.ModuleDict that a dotted label's path made: children by key
         self.items: list = []       # for "seq": ("append", code) / ("add", name, code) / ("stmt",)
         self.first = True           # nothing placed in it yet (an nn.Sequential's first item reads outside)
 
@@ -264,6 +265,7 @@ class _Core:
         self.facts_chain = True     # the body's dataflow is a chain
         self.facts_numbered = False  # it places numbered modules
         self.child_names: set = set()
+        self.containers: dict = {}  # (scope, part) -> the nn.ModuleDict a dotted label's path made
         self.overwritten: set = set()  # loop tokens a round assigned to
         self.subst: dict = {}       # token -> its text, once decided
         self.chain_vars: set = set()  # forward variables that carry the chain (x, out, ...)
@@ -1610,6 +1612,9 @@ class _Items:
 
     def emit_labelled(self, t: ast.Template, expr, st: St) -> Val:
         seg = self.label_seg(t, st)
+        dotted = any(isinstance(p, str) and "." in p for p in t.parts)
+        if dotted:
+            seg, st = self.dotted_label(t, seg, st)
         parts = st.prefix + (seg.text,)
         path = ".".join(parts) if None not in parts else None
         referenced = path is not None and path in self.gen.ref_labels
@@ -1619,7 +1624,8 @@ class _Items:
             raise Restart(nodes={st.loops[-1]}, why="a label referred to inside a loop")
         if referenced and st.scope.form == "seq":
             raise NotAChain()           # forward must hold its value: not inside an nn.Sequential
-        st.scope.place(seg.text or "?", st.nested)
+        if not dotted:                  # (a dotted label took its number where it stands)
+            st.scope.place(seg.text or "?", st.nested)
         if st.scope is self.root and seg.text is not None:
             self.child_names.add(seg.text)
         val = self.build_labelled(seg, expr, st, referenced or (st.branch_end and st.cur is not None
@@ -1629,6 +1635,30 @@ class _Items:
         if referenced and val.var is not None:
             self.pin(val.var)
         return val
+
+    def dotted_label(self, t: ast.Template, seg: Seg, st: St):
+        """A label that is a module path (fpn.inner_blocks.0.0): the item is placed in the scope
+        as a label is (it takes its number), and its module under nn.ModuleDict containers, one
+        per part before the last, shared by every label of the scope that runs through them."""
+        if seg.text is None or seg.fcode not in (None, seg.code):
+            deps = frozenset().union(*(self.expr(p, st).deps for p in t.parts if not isinstance(p, str)))
+            raise Restart(nodes=set(), keys=deps, why="a dotted label")
+        if st.scope.form == "seq":
+            raise NotAChain()           # an nn.Sequential holds its items in order, no containers
+        *outer, last = seg.text.split(".")
+        st.scope.place(seg.text, st.nested)
+        if st.scope is self.root:
+            self.child_names.add(outer[0])
+        scope = st.scope
+        for part in outer:
+            key = (id(scope), part)
+            if key not in self.containers:
+                self.containers[key] = self.sub_scope(seg_label(part), replace(st, scope=scope), "dict")
+            scope = self.containers[key]
+        # its output's variable: the path from its last named part on (inner_blocks_3_0)
+        named = max((i for i, p in enumerate(outer + [last]) if not p.isdigit()), default=0)
+        hint = "_".join((outer + [last])[named:])
+        return replace(seg_label(last), hint=hint), replace(st, scope=scope, prefix=st.prefix + tuple(outer))
 
     def item_kind(self, e, st):
         t = type(e)
@@ -1686,6 +1716,8 @@ class _Items:
             return f"{base}.{seg.attr}"
         if seg.number is not None and scope.form == "seq":
             return f"{base}[{seg.number}]"
+        if scope.keyed:
+            return f"{base}[{seg.fcode if fwd and seg.fcode else seg.code}]"
         return f"getattr({base}, {seg.fcode if fwd and seg.fcode else seg.code})"
 
     def register(self, scope: Scope, seg: Seg, code: str, placed_number: bool) -> str:
@@ -1700,6 +1732,8 @@ class _Items:
             return self.child_access(scope, seg)
         if seg.attr is not None:
             self.iline(f"{scope.access}.{seg.attr} = {code}")
+        elif scope.keyed:
+            self.iline(f"{scope.access}[{seg.code}] = {code}")
         else:
             self.iline(f"{scope.access}.add_module({seg.code}, {code})")
         scope.first = False
@@ -1709,11 +1743,12 @@ class _Items:
     def sub_scope(self, seg: Seg, st: St, form: str) -> Scope:
         parent = st.scope
         placed = False
-        code = "nn.Sequential()" if form == "seq" else "nn.Module()"
+        code = {"seq": "nn.Sequential()", "dict": "nn.ModuleDict()"}.get(form, "nn.Module()")
         if parent.form == "seq" and form != "seq":
             raise NotAChain()
         access = self.register(parent, seg, code, placed)
-        sub = Scope(form, access, parent.path + (seg.text,), parent)
+        sub = Scope("graph" if form == "dict" else form, access, parent.path + (seg.text,), parent)
+        sub.keyed = form == "dict"
         sub.faccess = self.child_access(parent, seg, fwd=True)
         sub.in_storage = st.cur.storage if st.cur is not None else 0
         sub.line = self.init.items[-1]
@@ -1779,10 +1814,11 @@ class _Items:
     def snapshot(self, st: St):
         return (len(self.init.items), len(self.fwd.items), self.init, self.fwd, dict(st.body), dict(self.pins),
                 list(self.notes), st.scope.count, st.scope.dynamic, list(st.scope.tops), set(self.child_names),
-                self.facts_chain, self.facts_numbered)
+                self.facts_chain, self.facts_numbered, dict(self.containers))
 
     def restore(self, snap, st: St) -> None:
-        (ni, nf, init, fwd, body, pins, notes, count, dyn, tops, names, chain, numbered) = snap
+        (ni, nf, init, fwd, body, pins, notes, count, dyn, tops, names, chain, numbered, containers) = snap
+        self.containers = containers
         assert init is self.init and fwd is self.fwd
         del self.init.items[ni:]
         del self.fwd.items[nf:]
