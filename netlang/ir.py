@@ -219,7 +219,22 @@ def state_entries(G: nx.MultiDiGraph) -> list[tuple[str, tuple, bool]]:
         entries = node_state(G, n)
         out += entries
         at += [i] * len(entries)
-    return _own_first(G, order, out, at)
+    return _tree_order(_own_first(G, order, out, at))
+
+
+def _tree_order(entries: list) -> list:
+    """PyTorch's state_dict walks the module tree: every entry under a module comes together, at
+    the place where the module was registered (the first entry under it). A dotted label's
+    container (fpn of fpn.inner_blocks.0.0) is registered by its first label, so a later label
+    under it comes before the layers placed between the two."""
+    first: dict = {}
+
+    def rank(key: str) -> list:
+        parts = key.split(".")
+        return [first.setdefault(".".join(parts[:k]), len(first)) for k in range(1, len(parts))]
+
+    ranked = [(rank(e[0]), i, e) for i, e in enumerate(entries)]
+    return [e for _, _, e in sorted(ranked)]
 
 
 def state_key(node: str, suffix: str) -> str:
