@@ -115,8 +115,10 @@ def features(G) -> set:
             found.add("mean.drop")
         if op == "batchnorm":
             found.add(f"batchnorm.{len(data['shape'])}d")
-    if len(G.graph["outputs"]) > 1:
+    if any(G.graph["output_aux"]):
         found.add("auxiliary outputs")
+    if len(G.graph["outputs"]) - sum(G.graph["output_aux"]) > 1:
+        found.add("several inference outputs")
     return found
 
 
