@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import netlang
-from netlang import limits, ops
+from netlang import elaborate, limits, ops
 from netlang.api import load_module
 from netlang.ir import inputs_of, topo_order, verify, state_entries
 from netlang.passes import PASSES
