@@ -7,7 +7,7 @@ real network needs (the zoo's largest uses a small fraction of each).
 """
 
 # Source files
-MAX_FILE_BYTES = 2 << 20        # one source file, read or given as text
+MAX_FILE_BYTES = 1 << 20        # one source file, read or given as text
 MAX_IMPORT_DEPTH = 64           # files importing files importing files
 
 # Elaboration
