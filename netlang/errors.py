@@ -41,6 +41,12 @@ def shown(text: str) -> str:
     return _UNPRINTABLE.sub(_escape, text)
 
 
+def printable(line: str) -> str:
+    """A source line as an excerpt shows it: each unprintable character one replacement
+    character (a terminal must not act on an escape sequence), so the caret still lines up."""
+    return _UNPRINTABLE.sub("\ufffd", line)
+
+
 def _escape(m) -> str:
     c = ord(m.group())
     if 0xDC80 <= c <= 0xDCFF:           # os.fsdecode's stand-in for the byte c - 0xDC00
@@ -107,8 +113,7 @@ def _excerpt(loc: SourceLoc | None) -> list[str]:
         width = loc.end_col - loc.col
     # Tabs keep their width in the caret line so the caret lines up under them.
     pad = "".join(c if c == "\t" else " " for c in text[: loc.col - 1])
-    # (one replacement character for each unprintable one, so the caret still lines up)
-    return [f"    {_UNPRINTABLE.sub(chr(0xFFFD), text)}", f"    {pad}{'^' * width}"]
+    return [f"    {printable(text)}", f"    {pad}{'^' * width}"]
 
 
 class NetlangSyntaxError(NetlangError):

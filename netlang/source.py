@@ -83,10 +83,14 @@ def hide_foreign_text(err: NetlangError, text: str, filename: str) -> None:
 
 
 def check_size(text: str, filename: str) -> None:
-    """The limit for source given as text (netlang.loads), in characters."""
+    """The limit for source given as text (netlang.loads), in characters; the error points at
+    the first character past it."""
     if len(text) > MAX_FILE_BYTES:
+        line = text.count("\n", 0, MAX_FILE_BYTES) + 1
+        col = MAX_FILE_BYTES - text.rfind("\n", 0, MAX_FILE_BYTES)
+        register_source(filename, text)
         raise NetlangImportError(f"{filename} is {len(text):,} characters, more than the limit of "
-                                 f"{MAX_FILE_BYTES:,}", None)
+                                 f"{MAX_FILE_BYTES:,}", SourceLoc(filename, line, col, line, col + 1))
 
 
 def _kind(mode: int) -> str:
