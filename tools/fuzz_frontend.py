@@ -166,7 +166,7 @@ class Fuzzer:
     def start(self, case: Case, d: Path, command: str) -> None:
         run_dir = d / command
         run_dir.mkdir()
-        target = case.target or str(d / case.name)
+        target = str(d / (case.target or case.name))      # (an absolute target, /dev/zero, stays as it is)
         argv = COMMANDS[command](target, ["--network", case.network] if case.network else [])
         sys.stdout.flush()
         sys.stderr.flush()
