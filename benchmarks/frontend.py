@@ -77,6 +77,31 @@ def deep_flat(n: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def flat_list(n: int) -> str:
+    # One long list: what a generated or hostile file looks like to the parser.
+    return "def xs = [" + ", ".join(str(i % 1000) for i in range(n)) + "]\n"
+
+
+def parse_speed(quick: bool) -> None:
+    """Parse speed of long flat files, in items and bytes per second: Lark's parse tree alone
+    (the baseline, measured in this run) and netlang's whole parse (tree and AST). On main before
+    the front end's limits, 18,000 list items/s (0.09 MB/s) and 0.12 MB/s for flat layer lines
+    were measured; the file limit (netlang/limits.py) follows from it."""
+    from netlang.limits import MAX_FILE_BYTES
+    from netlang.parser import _lark, parse
+    print(f"\n{'long flat file':<28} {'bytes':>9} {'lark tree s':>11} {'netlang s':>10} {'items/s':>9} {'MB/s':>6}")
+    rate = None
+    for n in ((20_000,) if quick else (20_000, 100_000)):
+        for name, text, items in ((f"list of {n} items", flat_list(n), n),
+                                  (f"{n // 10} layer lines", deep_flat(n // 10), n // 10 * 3)):
+            t_tree, _ = best(lambda: _lark().parse(text, start="start"), 1)
+            t_all, _ = best(lambda: parse(text, "<flat>"), 1)
+            rate = len(text) / t_all
+            print(f"{name:<28} {len(text):>9,} {t_tree:>11.2f} {t_all:>10.2f} {items / t_all:>9,.0f} "
+                  f"{rate / 1e6:>6.3f}")
+    print(f"a file at the limit of {MAX_FILE_BYTES:,} bytes parses in about {MAX_FILE_BYTES / rate:.0f} s")
+
+
 def row(name: str, r: dict) -> str:
     per_k = 1000 / r["layers"]
     return (f"{name:<22} {r['layers']:>7} {r['parse'] * 1e3:>9.1f} {r['elaborate'] * 1e3:>10.1f} "
@@ -152,6 +177,7 @@ def main() -> None:
     print(f"ms per 1,000 layers across sizes: {', '.join(f'{x:.1f}' for x in per_k)}; "
           f"max/min = {growth:.2f} (linear growth keeps this near 1)")
     vgg16_ratio(repeat)
+    parse_speed(args.quick)
 
 
 if __name__ == "__main__":

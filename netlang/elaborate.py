@@ -32,15 +32,11 @@ from . import ast, init, ops
 from .errors import (NetlangError, NetlangImportError, NetlangNameError, NetlangRecursionError,
                      NetlangShapeError, NetlangTypeError, NetlangValueError, SourceLoc, paused_gc)
 from .parser import parse
+from .source import check_size, hide_foreign_text, read_source, resolved
 
-MAX_DEPTH = 200            # nested block/def calls
-MAX_REPEAT = 100_000       # one repetition or loop
-MAX_NODES = 1_000_000      # layers in one network
-MAX_DIM = 1 << 24          # any channel count, height or width
-MAX_ELEMS = 1 << 40        # elements of one tensor
-MAX_INT = 1 << 63          # any integer that arithmetic gives
-MAX_VALUE_CALLS = 100_000  # calls one value-function call makes, itself included (a runaway recursion stops)
-MAX_VALUE_WORK = 500_000    # value-function calls while one network is elaborated
+from .limits import (MAX_DEPTH, MAX_DIM, MAX_ELEMS, MAX_IMPORT_DEPTH, MAX_INT, MAX_ITEMS,  # noqa: F401
+                     MAX_LAYER_WEIGHTS, MAX_NETWORK_WEIGHTS, MAX_NODES, MAX_REPEAT, MAX_STEPS, MAX_VALUE_CALLS,
+                     MAX_VALUE_WORK)
 
 # a label: "-" joins parts (RegNet's block1-0), "." makes it a module path (fpn.inner_blocks.0.0)
 _IDENT = re.compile(r"[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)*(?:\.[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)*)*\Z")
@@ -333,7 +329,7 @@ BUILTIN_FUNCS = {
     "len": _builtin_len,
     "min": lambda loc, *a: min(_numbers(loc, "min", a)),
     "max": lambda loc, *a: max(_numbers(loc, "max", a)),
-    "sum": lambda loc, *a: sum(_numbers(loc, "sum", a)),
+    "sum": lambda loc, *a: _int_result(sum(_numbers(loc, "sum", a)), loc),
     "int": _builtin_int,
     "round": _builtin_round,
     "float": _builtin_float,
@@ -396,26 +392,26 @@ class Loader:
         self.builtins = builtin_env()
 
     def load_file(self, path: str | Path, loc: SourceLoc | None = None) -> Module:
-        p = Path(path)
-        key = str(p.resolve())
+        key = resolved(path)
         if key in self.modules:
             return self.modules[key]
         if key in self.stack:
             chain = " -> ".join(Path(s).name for s in self.stack[self.stack.index(key):] + [key])
             raise NetlangImportError(f"import cycle: {chain}", loc)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise NetlangImportError(f"no such file: {path}", loc) from None
-        except (OSError, UnicodeDecodeError) as err:
-            raise NetlangImportError(f"cannot read {path}: {err}", loc) from None
-        return self._load(text, str(path), key)
+        if len(self.stack) >= MAX_IMPORT_DEPTH:
+            raise NetlangImportError(f"imports nest more than {MAX_IMPORT_DEPTH} files deep", loc)
+        return self._load(read_source(path, loc), str(path), key)
 
     def load_text(self, text: str, filename: str = "<string>") -> Module:
+        check_size(text, filename)
         return self._load(text, filename, filename)
 
     def _load(self, text: str, filename: str, key: str) -> Module:
-        tree = parse(text, filename)
+        try:
+            tree = parse(text, filename)
+        except NetlangError as err:
+            hide_foreign_text(err, text, filename)
+            raise
         self.stack.append(key)
         try:
             module = self._bind(tree, filename)
@@ -438,7 +434,12 @@ class Loader:
                 bundled = bundled_architectures()
                 if bundled is not None and _is_file(bundled / decl.path):
                     target = bundled / decl.path
-            mod = self.load_file(target, decl.loc)
+            try:
+                mod = self.load_file(target, decl.loc)
+            except NetlangError as err:
+                if err.loc is not None and err.loc.file != filename and len(err.notes) < 6:
+                    err.with_note("imported here", decl.loc)
+                raise
             for name, value in mod.env.vars.items():
                 if name in imported.vars and imported.vars[name] is not value:
                     raise NetlangNameError(f"{name!r} is defined both in {origin[name]} and in {decl.path}", decl.loc)
@@ -554,6 +555,8 @@ class Elaborator:
         self.depth = 0
         self.value_calls = 0        # calls made by the outermost value-function call under way
         self.value_work = 0         # value-function calls in all (None: not counted)
+        self.weights = 0            # parameters and buffers of the layers placed so far
+        self.steps = 0              # evaluations, placements and items copied: the whole work, bounded
         self.in_value = 0           # value-function calls under way
         self.network_name = network_name
         self.split_parts: list = []      # (slice node, its split's concat, part index)
@@ -568,8 +571,29 @@ class Elaborator:
             err.with_note(*note)
         return err
 
+    # ------------------------------------------------------------ work
+    def charge(self, n: int, loc) -> None:
+        """Count n steps of work. Every evaluation and placement is one; building a list or a
+        string of n items is n, so the budget bounds memory as well as time."""
+        self.steps += n
+        if self.steps > MAX_STEPS:
+            raise NetlangValueError(f"elaboration takes more than {MAX_STEPS:,} steps", loc,
+                                    hint="loops and repetitions multiply: what they nest is done "
+                                         "(outer count) x (inner count) times")
+
+    def sized(self, v, loc):
+        """A list, tuple or string just built, held to MAX_ITEMS and charged for its size."""
+        if len(v) > MAX_ITEMS:
+            raise NetlangValueError(f"a {type_name(v)} of {len(v):,} items is more than the limit of {MAX_ITEMS:,}",
+                                    loc)
+        self.charge(len(v), loc)
+        return v
+
     # ------------------------------------------------------------ values
     def eval(self, e, env: Env, cur: int | None):
+        self.steps += 1
+        if self.steps > MAX_STEPS:
+            self.charge(0, e.loc)
         t = type(e)
         if t is ast.Const:
             return e.value
@@ -600,7 +624,9 @@ class Elaborator:
                 args = [self.eval(a.value, env, cur) for a in e.args]
                 if any(a.name for a in e.args):
                     raise NetlangTypeError(f"{callee.name} takes no keyword arguments", e.loc)
-                return callee.fn(e.loc, *args)
+                self.charge(sum(len(a) for a in args if isinstance(a, (list, tuple, str))), e.loc)
+                out = callee.fn(e.loc, *args)
+                return self.sized(out, e.loc) if isinstance(out, list) else out
             if isinstance(callee, DefValue):
                 found = self.def_value(callee, e.args, e.loc, env, cur)
                 return Thunk(e, env, f"def {callee.name}") if found is _LAYERS else found
@@ -650,6 +676,8 @@ class Elaborator:
         num = (int, float)
         isnum = lambda v: isinstance(v, num) and not isinstance(v, bool)  # noqa: E731
         try:
+            if op in ("==", "!=", "<", "<=", ">", ">=") and isinstance(a, (list, tuple, str)):
+                self.charge(len(a), e.loc)
             if op in ("==", "!="):
                 same = (a == b) if type_name(a) == type_name(b) or (isnum(a) and isnum(b)) else False
                 return same if op == "==" else not same
@@ -673,12 +701,18 @@ class Elaborator:
                 if op == "%":
                     return a % b
             if op == "+" and type(a) is type(b) and isinstance(a, (list, tuple, str)):
-                return a + b
+                if len(a) + len(b) > MAX_ITEMS:
+                    raise NetlangValueError(f"a {type_name(a)} of {len(a) + len(b):,} items is more than the "
+                                            f"limit of {MAX_ITEMS:,}", e.loc)
+                return self.sized(a + b, e.loc)
             if op == "*" and isinstance(a, (list, tuple, str)) and isinstance(b, int) and not isinstance(b, bool):
+                if b < 0:
+                    raise NetlangValueError(f"a {type_name(a)} cannot be repeated a negative number of times "
+                                            f"({b})", e.right.loc)
                 if len(a) * b > MAX_REPEAT:
                     raise NetlangValueError(f"a {type_name(a)} of {len(a) * b} items is more than the limit "
                                             f"of {MAX_REPEAT}", e.loc)
-                return a * b
+                return self.sized(a * b if a else a, e.loc)     # (an empty one stays empty, however large b)
         except TypeError:
             pass
         if op == "*" and isinstance(a, _LAYERLIKE):
@@ -726,6 +760,7 @@ class Elaborator:
             raise cls(err.message, where, hint=err.hint) from None
         if any(d > MAX_DIM for d in shape) or math.prod(shape) > MAX_ELEMS:
             raise NetlangValueError(f"{op.name} gives an absurd size {ops.fmt_shape(shape)}", loc)
+        self.count_weights(op, args, in_shapes, loc)
         nid = self.next_id
         self.next_id += 1
         self.G.add_node(nid, op=op.name, args=args, shape=shape, loc=loc, scope="")
@@ -736,6 +771,18 @@ class Elaborator:
         elif ctx is not None:
             ctx.place(nid, None, loc)
         return nid
+
+    def count_weights(self, op: ops.OpDef, args: dict, in_shapes: list, loc) -> None:
+        """Hold the weights (parameters and buffers) of a layer and of the network to their limits,
+        as shapes are held to theirs: a backend would allocate them all."""
+        n = sum(ops.numel(shape) for _, shape, _ in op.state(args, in_shapes))
+        if n > MAX_LAYER_WEIGHTS:
+            raise NetlangValueError(f"this {op.name} has {n:,} weights, more than the limit of "
+                                    f"{MAX_LAYER_WEIGHTS:,} for one layer", loc)
+        self.weights += n
+        if self.weights > MAX_NETWORK_WEIGHTS:
+            raise NetlangValueError(f"the network's weights reach {self.weights:,} here, more than the limit of "
+                                    f"{MAX_NETWORK_WEIGHTS:,} for one network", loc)
 
     def bind_op(self, op: ops.OpDef, arg_exprs, env, cur, loc) -> tuple[dict, dict]:
         values: dict = {}
@@ -758,6 +805,9 @@ class Elaborator:
 
     # ------------------------------------------------------------ pipelines
     def emit(self, e, env: Env, cur: int, ctx: Ctx) -> int:
+        self.steps += 1
+        if self.steps > MAX_STEPS:
+            self.charge(0, e.loc)
         t = type(e)
         if t is ast.Pipe:
             return self.emit_pipe(e, env, cur, ctx)
@@ -1025,7 +1075,9 @@ class Elaborator:
         for a in arg_exprs:
             v = self.eval(a.value, env, cur)
             parts.append(f"{a.name}={fmt_value(v)}" if a.name else fmt_value(v))
-        return f"{name}({', '.join(parts)})"
+        text = f"{name}({', '.join(parts)})"
+        self.charge(len(text), arg_exprs[0].loc if arg_exprs else None)
+        return text
 
     def enter(self, what: str, loc):
         self.depth += 1
@@ -1040,6 +1092,7 @@ class Elaborator:
             benv = Env(bv.env)
             shown = self.bind_params(f"block {decl.name}", decl.params, arg_exprs, env, cur, loc, benv)
             call = f"{decl.name}(" + ", ".join(f"{k}={fmt_value(v)}" if k else fmt_value(v) for _, k, v in shown) + ")"
+            self.charge(len(call), loc)     # (the call text and the copied arguments are kept per call)
             scope = Scope("block", call=call, block=decl.name, loc=loc,
                           args={p.name: plain(benv.vars[p.name]) for p in decl.params},
                           given=tuple(name for name, _, _ in shown))
@@ -1120,6 +1173,7 @@ class Elaborator:
     # ------------------------------------------------------------ statements
     def run_body(self, stmts, env: Env, cur, ctx: Ctx, network: bool, net=None) -> int:
         for s in stmts:
+            self.charge(1, s.loc)
             t = type(s)
             if t is ast.Let:
                 if s.name in ops.LANGUAGE or s.name in BUILTIN_FUNCS:

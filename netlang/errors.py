@@ -5,6 +5,7 @@ Every error a user can cause is a NetlangError carrying a SourceLoc; `format()` 
 """
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
 
 # Source text by file name, so an error raised far from the parser can still show its line.
@@ -18,14 +19,39 @@ def register_source(filename: str, text: str) -> None:
 def source_line(filename: str, line: int) -> str | None:
     text = _SOURCES.get(filename)
     if text is None:
+        if not filename.endswith(".net"):
+            return None             # only netlang source is ever shown (see NetlangError.format)
         try:
             with open(filename, encoding="utf-8") as f:
-                text = f.read()
-        except (OSError, UnicodeDecodeError):
+                text = f.read(1 << 22)
+        except (OSError, UnicodeDecodeError, ValueError):
             return None
     # Lines as the lexer counts them: only "\n" ends one ("\f", "\v" and "\x1c" do not).
     lines = text.split("\n")
     return lines[line - 1].rstrip("\r") if 1 <= line <= len(lines) else None
+
+
+# Control characters (a newline would split a one-line message), and the lone surrogates that
+# stand for the bytes of a file name that is not UTF-8 (stdout cannot encode them).
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def shown(text: str) -> str:
+    """`text` as an error message may print it: on one line, encodable, escapes as in Python."""
+    return _UNPRINTABLE.sub(_escape, text)
+
+
+def printable(line: str) -> str:
+    """A source line as an excerpt shows it: each unprintable character one replacement
+    character (a terminal must not act on an escape sequence), so the caret still lines up."""
+    return _UNPRINTABLE.sub("\ufffd", line)
+
+
+def _escape(m) -> str:
+    c = ord(m.group())
+    if 0xDC80 <= c <= 0xDCFF:           # os.fsdecode's stand-in for the byte c - 0xDC00
+        return f"\\x{c - 0xDC00:02x}"
+    return {"\n": "\\n", "\r": "\\r"}.get(m.group()) or (f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}")
 
 
 class SourceLoc(NamedTuple):
@@ -38,7 +64,7 @@ class SourceLoc(NamedTuple):
     end_col: int = 0
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.col}"
+        return f"{shown(self.file)}:{self.line}:{self.col}"
 
 
 class NetlangError(Exception):
@@ -54,6 +80,9 @@ class NetlangError(Exception):
         self.hint = hint
         # Extra context lines, e.g. the call sites of the blocks an error happened in.
         self.notes = tuple(notes)
+        # False for a file that is not netlang source: its text is not echoed (an import of
+        # /etc/passwd shows where it failed, not the file's first line).
+        self.show_source = True
 
     def with_note(self, text: str, loc: SourceLoc | None) -> "NetlangError":
         self.notes = self.notes + ((text, loc),)
@@ -61,15 +90,15 @@ class NetlangError(Exception):
 
     def __str__(self) -> str:
         where = f"{self.loc}: " if self.loc else ""
-        return f"{where}{self.kind}: {self.message}"
+        return f"{where}{self.kind}: {shown(self.message)}"
 
     def format(self) -> str:
         out = [str(self)]
-        out += _excerpt(self.loc)
+        out += _excerpt(self.loc) if self.show_source else []
         for text, loc in self.notes:
-            out.append(f"{loc}: note: {text}" if loc else f"note: {text}")
+            out.append(f"{loc}: note: {shown(text)}" if loc else f"note: {shown(text)}")
         if self.hint:
-            out.append(f"hint: {self.hint}")
+            out.append(f"hint: {shown(self.hint)}")
         return "\n".join(out)
 
 
@@ -84,7 +113,7 @@ def _excerpt(loc: SourceLoc | None) -> list[str]:
         width = loc.end_col - loc.col
     # Tabs keep their width in the caret line so the caret lines up under them.
     pad = "".join(c if c == "\t" else " " for c in text[: loc.col - 1])
-    return [f"    {text}", f"    {pad}{'^' * width}"]
+    return [f"    {printable(text)}", f"    {pad}{'^' * width}"]
 
 
 class NetlangSyntaxError(NetlangError):

@@ -16,6 +16,7 @@ from lark.lexer import LexerThread
 
 from . import ast
 from .errors import NetlangError, NetlangSyntaxError, NetlangValueError, SourceLoc, paused_gc, register_source
+from .limits import MAX_INT
 
 _OPEN = {"LPAR": "(", "LSQB": "[", "LBRACE": "{"}
 _CLOSE = {"RPAR": "LPAR", "RSQB": "LSQB", "RBRACE": "LBRACE"}
@@ -508,11 +509,11 @@ def _unquote(tok: Token, filename: str) -> str:
                                  hint="a backslash starts an escape such as \\n, \\t, \\\\ or \\\"") from None
 
 
-_MAX_DIGITS = 100
-
-
 def _int(text: str, tok: Token, filename: str) -> int:
-    if len(text) > _MAX_DIGITS:
-        # Python refuses to convert very long digit strings; no size needs this many anyway.
-        raise NetlangValueError(f"a number with {len(text)} digits is too large", _tok_loc(filename, tok))
+    # Compared by length first: Python refuses to convert digit strings of thousands of digits.
+    if len(text) > len(str(MAX_INT)):
+        raise NetlangValueError(f"a number with {len(text)} digits is too large (the integer limit is 2**63)",
+                                _tok_loc(filename, tok))
+    if int(text) > MAX_INT:
+        raise NetlangValueError(f"the number {text} is beyond the integer limit of 2**63", _tok_loc(filename, tok))
     return int(text)

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .calltext import CALL_WIDTH, CLUSTER_WIDTH, named_call, wrap_call
-from .errors import NetlangError, NetlangValueError
+from .errors import NetlangError, NetlangValueError, shown
 from .ir import topo_order
 from .ops import fmt_shape
 from .summary import describe_op, fusion_parts, human, human_bytes
@@ -524,7 +524,8 @@ def _run_names(it: Item) -> str:
 
 
 def _where(loc) -> str:
-    return f"{os.path.basename(loc.file)}:{loc.line}" if loc else ""
+    # (shown: a file name that is not UTF-8 cannot be written into the DOT text as it is)
+    return f"{shown(os.path.basename(loc.file))}:{loc.line}" if loc else ""
 
 
 class _Costs:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import netlang
-from netlang import elaborate, ops
+from netlang import elaborate, limits, ops
 from netlang.api import load_module
 from netlang.ir import inputs_of, topo_order, verify, state_entries
 from netlang.passes import PASSES
@@ -125,7 +125,7 @@ def test_op_table_signatures_agree_with_argument_binding():
 
 def test_limits_table_matches_the_constants():
     table = dict(re.findall(r"^\| `(MAX_\w+)` \| ([^|]+) \|", LANGUAGE, flags=re.M))
-    constants = {k: v for k, v in vars(elaborate).items() if k.startswith("MAX_")}
+    constants = {k: v for k, v in vars(limits).items() if k.startswith("MAX_")}
     assert sorted(table) == sorted(constants)
 
     def value(text: str) -> int:

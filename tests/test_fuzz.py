@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from netlang.elaborate import elaborate, load_text
-from netlang.errors import NetlangError
+from netlang.errors import NetlangError, printable
 from netlang.ir import verify
 from netlang.passes.cost import analyse
 
@@ -49,7 +49,8 @@ def assert_located(err: NetlangError, text: str) -> None:
     assert 1 <= err.loc.col <= len(lines[err.loc.line - 1]) + 1, f"column outside its line: {err}"
     formatted = err.format()
     assert str(err.loc) in formatted
-    assert "    " + lines[err.loc.line - 1] in formatted.split("\n"), f"wrong source line shown:\n{formatted}"
+    shown = "    " + printable(lines[err.loc.line - 1])
+    assert shown in formatted.split("\n"), f"wrong source line shown:\n{formatted}"
 
 
 def check(text: str) -> None:
@@ -247,8 +248,9 @@ def test_too_deep_nesting_is_a_located_error():
     ("network n {\n    input 3x8x8\n    conv(round(1e308 * 10 - 1e308 * 10), 1)\n}\n", "value error",
      "round of nan"),
     ("network n {\n    input 3x8x8\n    conv(int(1e308 // 1e-308), 1)\n}\n", "value error", "int of inf"),
+    # (a literal beyond the integer limit is refused where it is written, before range sees it)
     ("network n {\n    input 3x8x8\n    for i in range(" + "9" * 90 + ") { relu }\n}\n", "value error",
-     "more than the limit"),
+     "90 digits is too large"),
     ("network n {\n    input 3x8x8\n    let x = 10\n    for i in range(16) {\n        let x = x * x\n    }\n"
      "    a{x}: relu\n}\n", "value error", "integer overflow"),
     ('import "' + "a" * 5000 + '"\nnetwork n {\n    input 3x8x8\n    relu\n}\n', "import error", "cannot read"),
