@@ -30,7 +30,8 @@ import networkx as nx
 
 from . import ast, init, ops
 from .errors import (NetlangError, NetlangImportError, NetlangNameError, NetlangRecursionError,
-                     NetlangShapeError, NetlangTypeError, NetlangValueError, SourceLoc, paused_gc)
+                     NetlangShapeError, NetlangTypeError, NetlangValueError, SourceLoc, did_you_mean,
+                     paused_gc)
 from .parser import parse
 
 MAX_DEPTH = 200            # nested block/def calls
@@ -366,6 +367,18 @@ def bundled_architectures() -> Path | None:
     return None
 
 
+def resolve_path(path: str | Path, base: Path) -> Path:
+    """Where a .net file named `path` is: beside `base` (the importing file's folder, or the
+    working directory for the command line), else in the bundled zoo, else beside `base` (which
+    the loader then reports as missing)."""
+    target = base / path
+    if not _is_file(target):
+        bundled = bundled_architectures()
+        if bundled is not None and _is_file(bundled / path):
+            return bundled / path
+    return target
+
+
 class Module:
     """One loaded .net file: its global environment and the networks it declares."""
 
@@ -432,12 +445,7 @@ class Loader:
                 continue
             if "\0" in decl.path:
                 raise NetlangImportError("an import path cannot contain a NUL character", decl.loc)
-            target = base / decl.path
-            if not _is_file(target):
-                bundled = bundled_architectures()
-                if bundled is not None and _is_file(bundled / decl.path):
-                    target = bundled / decl.path
-            mod = self.load_file(target, decl.loc)
+            mod = self.load_file(resolve_path(decl.path, base), decl.loc)
             for name, value in mod.env.vars.items():
                 if name in imported.vars and imported.vars[name] is not value:
                     raise NetlangNameError(f"{name!r} is defined both in {origin[name]} and in {decl.path}", decl.loc)
@@ -1563,9 +1571,8 @@ def check_template(module: Module, name: str) -> None:
         try:
             module.env.lookup(node.id)
         except KeyError:
-            close = difflib.get_close_matches(node.id, sorted(module.env.names() | bound), n=1)
             raise NetlangNameError(f"unknown name '{node.id}'", node.loc,
-                                   hint=f"did you mean '{close[0]}'?" if close else None).with_note(
+                                   hint=did_you_mean(node.id, module.env.names() | bound)).with_note(
                 f"in network {name}, a template (its parameters {', '.join(template_params(module, name))} "
                 "have no default)", decl.name_loc or decl.loc) from None
 
