@@ -6,8 +6,8 @@ from pathlib import Path
 
 import networkx as nx
 
-from .elaborate import Loader, Module, elaborate
-from .errors import NetlangNameError, SourceLoc
+from .elaborate import Loader, Module, elaborate, template_params
+from .errors import NetlangNameError, SourceLoc, did_you_mean
 from .passes import run_pipeline
 from .passes.cost import CostReport, analyse
 
@@ -69,11 +69,13 @@ class Network:
         return repr_svg(self)
 
 
-def choose_network(module: Module, name: str | None) -> str:
+def choose_network(module: Module, name: str | None, params: dict | None = None) -> str:
+    """The network `name` of `module`; without a name, its only network, else the one named like
+    the file (`resnext.net`: resnext) when `params` leave none of its parameters undefined."""
     if name is not None:
         if name not in module.networks and not _imported_network(module, name):
             raise NetlangNameError(f"no network '{name}' in {module.path}", None,
-                                   hint="networks here: " + (", ".join(module.networks) or "none"))
+                                   hint=_networks_hint(module, name))
         return name
     if len(module.networks) == 1:
         return module.networks[0]
@@ -81,8 +83,17 @@ def choose_network(module: Module, name: str | None) -> str:
         # The whole file is at fault: point at its start, as compilers do for an empty unit.
         raise NetlangNameError(f"{module.path} declares no network", SourceLoc(module.path, 1, 1),
                                hint="a network starts with `network NAME { input CxHxW ... }`")
+    stem = Path(module.path).stem
+    if stem in module.networks and not template_params(module, stem, params or {}):
+        return stem
     raise NetlangNameError(f"{module.path} declares {len(module.networks)} networks; choose one with --network",
                            None, hint="networks here: " + ", ".join(module.networks))
+
+
+def _networks_hint(module: Module, name: str) -> str:
+    listing = "networks here: " + (", ".join(module.networks) or "none")
+    close = did_you_mean(name, module.networks)
+    return f"{close} {listing}" if close else listing
 
 
 def _imported_network(module: Module, name: str) -> bool:
@@ -100,7 +111,7 @@ def load_module(path: str | Path | None = None, text: str | None = None, filenam
 
 def analyse_module(module: Module, network: str | None = None, input=None, passes=(), dtype: str = "float32",
                    params: dict | None = None) -> Network:
-    name = choose_network(module, network)
+    name = choose_network(module, network, params)
     G = elaborate(module, name, params or {}, input)
     G = run_pipeline(G, passes)
     return Network(G, analyse(G, dtype), module, dict(params or {}))

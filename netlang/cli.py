@@ -1,7 +1,7 @@
-"""The `netlang` command.
+"""The `netlang` command (docs/cli.md).
 
-Only NetlangError is caught: a user's mistake prints a located message and exits 1; anything
-else is a bug in netlang and shows its traceback.
+A user's mistake is a NetlangError: it prints a located message and exits 1. Anything else is a
+bug in netlang: it prints its traceback and exits 70, so that a caller can tell the two apart.
 """
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import argparse
 import json
 import re
 import sys
+import traceback
 
 from .api import BACKENDS, analyse_module, choose_network, load_module
 from .elaborate import check_template, elaborate, instances_of, template_params
-from .errors import NetlangError, NetlangValueError
+from .errors import NetlangError, NetlangImportError, NetlangValueError, did_you_mean
 from .ir import verify
 from .ops import fmt_shape
 from .passes.cost import DTYPE_BYTES
@@ -31,8 +32,15 @@ def _param(text: str):
     return name.strip(), value.strip()
 
 
+def _positive_int(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return int(text)
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("file", help="a .net file")
+    p.add_argument("file", help="a .net file ('-': standard input); a name not here is the bundled zoo's file of "
+                                "that name, or the zoo file that declares the network so named (resnet50)")
     p.add_argument("--network", "-n", help="which network of the file (needed when it declares several)")
     p.add_argument("--input", "-i", type=_input_shape, metavar="CxHxW", help="replace the network's input shape")
     p.add_argument("-p", "--param", dest="params", type=_param, action="append", default=[], metavar="NAME=VALUE",
@@ -40,18 +48,22 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="netlang", description="A graph language and compiler for CNN architectures.")
+    ap = argparse.ArgumentParser(prog="netlang", description="A graph language and compiler for CNN architectures.",
+                                 epilog=EXIT_STATUSES, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--version", action="version", version="netlang " + __import__("netlang").__version__)
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("check", help="parse, elaborate and infer shapes; report the first error")
     _add_common(p)
+    p.add_argument("--json", action="store_true",
+                   help="print the diagnostics as a JSON list (empty when all is well) instead of text")
     p.set_defaults(run=cmd_check)
 
     p = sub.add_parser("summary", help="per-layer table of shapes, parameters, MACs and memory")
     _add_common(p)
-    p.add_argument("--depth", "-d", type=int, metavar="N", help="collapse names deeper than N parts into their block")
-    p.add_argument("--json", action="store_true", help="print JSON for machines")
+    p.add_argument("--depth", "-d", type=_positive_int, metavar="N",
+                   help="collapse names deeper than N parts into their block")
+    p.add_argument("--json", action="store_true", help="print JSON for machines (docs/summary.schema.json)")
     p.add_argument("--dtype", default="float32", choices=sorted(DTYPE_BYTES), help="element type for byte counts")
     _add_passes(p)
     p.set_defaults(run=cmd_summary)
@@ -61,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", action="store_true", help="print a Markdown table (docs/zoo.md)")
     p.add_argument("--render", metavar="OUTDIR", help="also draw every network into OUTDIR (docs/render.md)")
     p.add_argument("--format", default="svg", choices=("svg", "png", "pdf", "dot"), help="format for --render")
+    # absent unless given (full is None), so rendering keeps its own defaults
+    p.add_argument("--depth", "-d", type=_render_depth, default=argparse.SUPPRESS, metavar="N|full|auto",
+                   help="for --render: as for render")
+    p.add_argument("--color", choices=("params", "macs", "memory"), default=argparse.SUPPRESS,
+                   help="for --render: as for render")
+    p.add_argument("--list", action="store_true", help="list the networks and their files (nothing analysed)")
     p.set_defaults(run=cmd_zoo)
 
     p = sub.add_parser("render", help="draw a network as a Graphviz diagram (docs/render.md)")
@@ -88,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="triton: list every node with its kernel, view or torch fallback (instead of the file)")
     _add_passes(p)
     p.set_defaults(run=cmd_compile)
+    for p in sub.choices.values():
+        p.set_defaults(parser=p)          # a mistyped option is reported with its subcommand's usage
     return ap
 
 
@@ -117,8 +137,46 @@ def _render_dpi(text: str) -> int:
     return int(text)
 
 
+def _load(args):
+    """The module the command line's FILE names: '-' is standard input (imports resolve from the
+    working directory); a name not found here is looked up in the bundled zoo (netlang.zoo)."""
+    if args.file == "-":
+        data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise NetlangImportError(f"cannot read <stdin>: {err}", None) from None
+        return load_module(text=text, filename="<stdin>")
+    from .zoo import locate
+    found = locate(args.file)
+    if found.note:
+        print(found.note, file=sys.stderr)
+    args.file = str(found.path)
+    args.network = args.network or found.network
+    return load_module(args.file)
+
+
 def cmd_check(args) -> int:
-    module = load_module(args.file)
+    if not args.json:
+        return _check(args, print)
+    try:
+        _check(args, lambda line: None)
+    except NetlangError as err:
+        diag = err.to_json()
+        diag["file"] = diag["file"] or ("<stdin>" if args.file == "-" else args.file)
+        _print_json([diag])
+        return 1
+    _print_json([])
+    return 0
+
+
+def _print_json(data) -> None:
+    json.dump(data, sys.stdout, indent=1)
+    print()
+
+
+def _check(args, say) -> int:
+    module = _load(args)
     names = [choose_network(module, args.network)] if args.network or len(module.networks) == 1 else module.networks
     params = dict(args.params)
     if params and len(names) > 1:
@@ -130,7 +188,7 @@ def cmd_check(args) -> int:
             # a generic network: its instances are checked in full; of it, what needs no parameter
             check_template(module, name)
             inst = instances_of(module, name)
-            print(f"{name}: template — needs {', '.join(missing)}; "
+            say(f"{name}: template — needs {', '.join(missing)}; "
                   + (f"checked through its instances {', '.join(inst)}" if inst else
                      "no instance here (give " + " ".join(f"-p {m}=…" for m in missing) + " to check it)"))
             continue
@@ -139,23 +197,21 @@ def cmd_check(args) -> int:
         aux = G.graph.get("output_aux") or [False] * len(G.graph["outputs"])
         outs = ", ".join(("aux " if a else "") + f"{o} {fmt_shape(G.nodes[o]['shape'])}"
                          for o, a in zip(G.graph["outputs"], aux))
-        print(f"{name}: ok — {G.number_of_nodes() - 1} layers, "
+        say(f"{name}: ok — {G.number_of_nodes() - 1} layers, "
               f"input {fmt_shape(G.nodes['input']['shape'])}, output {outs}")
     if not names:
-        print(f"{args.file}: ok — no networks (definitions only)")
+        say(f"{module.path}: ok — no networks (definitions only)")
     return 0
 
 
 def cmd_summary(args) -> int:
-    if args.depth is not None and args.depth < 1:
-        raise NetlangValueError(f"--depth must be at least 1, got {args.depth}", None)
-    module = load_module(args.file)
+    module = _load(args)
     passes = _passes(args)
     net = analyse_module(module, args.network, args.input, passes=passes, dtype=args.dtype,
                          params=dict(args.params))
     if args.json:
-        json.dump(net.cost.to_json(args.depth), sys.stdout, indent=1)
-        print()
+        from .summary import to_json
+        _print_json(to_json(net.cost, net.graph, args.depth))
     else:
         print(net.summary(args.depth))
         if passes:
@@ -170,30 +226,45 @@ def cmd_zoo(args) -> int:
     from pathlib import Path
 
     from .elaborate import bundled_architectures
+    from .progress import Progress
     from .summary import measured_of, measured_table, published_of, published_table, source_of, zoo_table
+    style = {k: getattr(args, k) for k in ("depth", "color") if hasattr(args, k)}
+    if style and not args.render:
+        args.parser.error("--depth and --color go with --render")
     folder = Path(args.folder) if args.folder else bundled_architectures()
     if folder is None or not folder.is_dir():
         raise NetlangValueError(f"no such folder: {args.folder}", None)
+    if args.list:
+        return zoo_list(folder)
     if args.render and args.format != "dot":
         from .render import dot_program
         dot_program()                     # fail before the work when Graphviz is missing
-    rows, failures, published, measured, modules = [], 0, {}, [], {}
+    todo, failures, published, measured, modules = [], 0, {}, [], {}
     for path in sorted(folder.glob("*.net")):
         try:
             module = load_module(path)
-            source = source_of(path.read_text())
-            published.update(published_of(path.read_text()))
-            for m in measured_of(path.read_text()):
-                measured.append(m)
-                modules[m[0]] = module
-            for name in module.networks:
-                if template_params(module, name):
-                    continue            # a template: its instances are the zoo's networks
-                net = analyse_module(module, name)
-                rows.append((path.name, net, source))
         except NetlangError as err:
             failures += 1
             print(err.format(), file=sys.stderr)
+            continue
+        text = path.read_text()
+        published.update(published_of(text))
+        for m in measured_of(text):
+            measured.append(m)
+            modules[m[0]] = module
+        # a template is left out: its instances are the zoo's networks
+        todo += [(path, module, source_of(text), name) for name in module.networks if not template_params(module, name)]
+    progress = Progress(len(todo))
+    rows = []
+    for i, (path, module, source, name) in enumerate(todo):
+        progress(i, "analysing", name)
+        try:
+            rows.append((path.name, analyse_module(module, name), source))
+        except NetlangError as err:
+            failures += 1
+            progress.close()
+            print(err.format(), file=sys.stderr)
+    progress.close()
     if args.markdown:
         print(ZOO_PREAMBLE.format(command=f"netlang zoo {args.folder or ''} --markdown".replace("  ", " ")))
     print(zoo_table(rows, markdown=args.markdown))
@@ -205,10 +276,35 @@ def cmd_zoo(args) -> int:
         print(measured_table(measured, lambda name, shape: analyse_module(modules[name], name, input=shape)))
     if args.render:
         from .render import render_all
-        paths = render_all([(f, n) for f, n, _ in rows], args.render, args.format)
+        sys.stdout.flush()                # the table before the progress line
+        progress = Progress(len(rows))
+        try:
+            paths = render_all([(f, n) for f, n, _ in rows], args.render, args.format, progress=progress, **style)
+        finally:
+            progress.close()
         print(f"drew {len(paths)} networks into {args.render}", file=sys.stderr)
     if failures:
-        print(f"{failures} file(s) failed", file=sys.stderr)
+        print(f"{failures} failed (a file or a network)", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def zoo_list(folder) -> int:
+    """`netlang zoo --list`: each network with its file, from the files' syntax alone."""
+    from .zoo import declared, zoo_files
+    rows, failures = [], 0
+    for path in zoo_files(folder):
+        try:
+            nets = declared(path)
+        except NetlangError as err:
+            failures += 1
+            print(err.format(), file=sys.stderr)
+            continue
+        rows += [(net.name, path.name, f"template: needs {', '.join(net.needs)}" if net.needs else "")
+                 for net in nets]
+    width = max((len(r[0]) for r in rows), default=0)
+    file_width = max((len(r[1]) for r in rows), default=0)
+    for name, file, note in rows:
+        print(f"{name:<{width}}  {file:<{file_width}}  {note}".rstrip())
     return 1 if failures else 0
 
 
@@ -251,7 +347,7 @@ def cmd_render(args) -> int:
     check_dpi(args.dpi, fmt)
     if fmt != "dot":
         dot_program()                     # fail before the work when Graphviz is missing
-    module = load_module(args.file)
+    module = _load(args)
     net = analyse_module(module, args.network, args.input, passes=_passes(args), params=dict(args.params))
     opts = dict(depth=args.depth, expand=args.expand, color=args.color, rankdir=args.rankdir)
     if args.output == "-":
@@ -262,7 +358,7 @@ def cmd_render(args) -> int:
 
 
 def cmd_compile(args) -> int:
-    module = load_module(args.file)
+    module = _load(args)
     net = analyse_module(module, args.network, args.input, params=dict(args.params))
     passes = _passes(args)
     if args.backend == "triton":
@@ -314,7 +410,8 @@ def compile_header(args, net) -> str:
     params = ", ".join(f"{k}={v!r}" for k, v in net.graph.graph.get("params", {}).items())
     shape = "x".join(map(str, net.graph.nodes["input"]["shape"]))
     what = "Triton GPU kernels" if args.backend == "triton" else "a PyTorch model"
-    lines = [f"# {comment(net.name)}: {what} generated by netlang from {comment(file)}, input {shape}.",
+    origin = "standard input" if args.file == "-" else file
+    lines = [f"# {comment(net.name)}: {what} generated by netlang from {comment(origin)}, input {shape}.",
              f"# Network parameters: {comment(params or '(none)')}",
              f"# Made by: {comment(' '.join(cmd))}",
              "# Its state_dict keys are the .net file's layer names; change that file and compile again."]
@@ -324,15 +421,44 @@ def compile_header(args, net) -> str:
     return "\n".join(lines)
 
 
+EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_SOFTWARE, EXIT_INTERRUPTED = 0, 1, 2, 70, 130
+
+EXIT_STATUSES = """exit status:
+  0    success
+  1    an error in the input: file:line:col, the line, a caret
+  2    a malformed command line (the subcommand's usage is printed)
+  70   an internal error, a bug in netlang: the traceback is printed; please report it
+  130  interrupted (Ctrl-C)"""
+
+
+def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """The command line, or exit 2 with the usage of the subcommand an unknown option was given to."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        sub = getattr(args, "parser", parser)
+        known = [o for a in sub._actions for o in a.option_strings]
+        close = [did_you_mean(x.split("=")[0], known) for x in extra if x.startswith("-")]
+        sub.error("unrecognized arguments: " + " ".join(extra)
+                  + "".join(f" ({c})" for c in close if c))
+    return args
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     try:
         return args.run(args)
     except NetlangError as err:
         print(err.format(), file=sys.stderr)
-        return 1
+        return EXIT_INPUT
     except BrokenPipeError:
-        return 0
+        return EXIT_OK
+    except KeyboardInterrupt:
+        print("netlang: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception:                     # RecursionError and MemoryError included
+        print("internal error: this is a bug in netlang, please report it", file=sys.stderr)
+        traceback.print_exc()
+        return EXIT_SOFTWARE
 
 
 if __name__ == "__main__":

@@ -30,7 +30,8 @@ import networkx as nx
 
 from . import ast, init, ops
 from .errors import (NetlangError, NetlangImportError, NetlangNameError, NetlangRecursionError,
-                     NetlangShapeError, NetlangTypeError, NetlangValueError, SourceLoc, paused_gc)
+                     NetlangShapeError, NetlangTypeError, NetlangValueError, SourceLoc, did_you_mean,
+                     paused_gc)
 from .parser import parse
 from .source import check_size, hide_foreign_text, read_source, resolved
 
@@ -363,6 +364,18 @@ def bundled_architectures() -> Path | None:
     return None
 
 
+def resolve_path(path: str | Path, base: Path) -> Path:
+    """Where a .net file named `path` is: beside `base` (the importing file's folder, or the
+    working directory for the command line), else in the bundled zoo, else beside `base` (which
+    the loader then reports as missing)."""
+    target = base / path
+    if not _is_file(target):
+        bundled = bundled_architectures()
+        if bundled is not None and _is_file(bundled / path):
+            return bundled / path
+    return target
+
+
 class Module:
     """One loaded .net file: its global environment and the networks it declares."""
 
@@ -429,13 +442,8 @@ class Loader:
                 continue
             if "\0" in decl.path:
                 raise NetlangImportError("an import path cannot contain a NUL character", decl.loc)
-            target = base / decl.path
-            if not _is_file(target):
-                bundled = bundled_architectures()
-                if bundled is not None and _is_file(bundled / decl.path):
-                    target = bundled / decl.path
             try:
-                mod = self.load_file(target, decl.loc)
+                mod = self.load_file(resolve_path(decl.path, base), decl.loc)
             except NetlangError as err:
                 if err.loc is not None and err.loc.file != filename and len(err.notes) < 6:
                     err.with_note("imported here", decl.loc)
@@ -1657,9 +1665,8 @@ def check_template(module: Module, name: str) -> None:
         try:
             module.env.lookup(node.id)
         except KeyError:
-            close = difflib.get_close_matches(node.id, sorted(module.env.names() | bound), n=1)
             raise NetlangNameError(f"unknown name '{node.id}'", node.loc,
-                                   hint=f"did you mean '{close[0]}'?" if close else None).with_note(
+                                   hint=did_you_mean(node.id, module.env.names() | bound)).with_note(
                 f"in network {name}, a template (its parameters {', '.join(template_params(module, name))} "
                 "have no default)", decl.name_loc or decl.loc) from None
 

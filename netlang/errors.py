@@ -92,6 +92,18 @@ class NetlangError(Exception):
         where = f"{self.loc}: " if self.loc else ""
         return f"{where}{self.kind}: {shown(self.message)}"
 
+    def to_json(self) -> dict:
+        """The error as `netlang check --json` reports it (docs/cli.md): where, what, and the hint."""
+        loc = self.loc
+        out = {"file": loc.file if loc else None, "line": loc.line if loc else None,
+               "col": loc.col if loc else None}
+        if loc and loc.end_line:
+            out.update(end_line=loc.end_line, end_col=loc.end_col)
+        out.update(kind=self.kind, message=self.message, hint=self.hint,
+                   notes=[{"message": text, "file": nl.file if nl else None, "line": nl.line if nl else None,
+                           "col": nl.col if nl else None} for text, nl in self.notes])
+        return out
+
     def format(self) -> str:
         out = [str(self)]
         out += _excerpt(self.loc) if self.show_source else []
@@ -100,6 +112,13 @@ class NetlangError(Exception):
         if self.hint:
             out.append(f"hint: {shown(self.hint)}")
         return "\n".join(out)
+
+
+def did_you_mean(word: str, candidates) -> str | None:
+    """`did you mean 'resnet18'?` for the candidate closest to a misspelt `word`, or None."""
+    import difflib
+    close = difflib.get_close_matches(word, sorted(candidates), n=1)
+    return f"did you mean '{close[0]}'?" if close else None
 
 
 def _excerpt(loc: SourceLoc | None) -> list[str]:

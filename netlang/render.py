@@ -865,9 +865,11 @@ def repr_svg(net) -> str | None:
         return None
 
 
-def render_all(nets, folder: str | Path, fmt: str = "svg", jobs: int | None = None, **opts) -> list[Path]:
+def render_all(nets, folder: str | Path, fmt: str = "svg", jobs: int | None = None, progress=None,
+               **opts) -> list[Path]:
     """Draw each network of `nets` ((file name, Network) pairs) into `folder` as NAME.fmt (a name
-    two files share becomes FILESTEM-NAME.fmt); `dot` runs in parallel. Returns the paths."""
+    two files share becomes FILESTEM-NAME.fmt); `dot` runs in parallel. Returns the paths.
+    progress(done, what, name), if given, hears of each network as it is laid out and drawn."""
     from concurrent.futures import ThreadPoolExecutor
 
     fmt = format_of(f"x.{fmt}")
@@ -883,7 +885,9 @@ def render_all(nets, folder: str | Path, fmt: str = "svg", jobs: int | None = No
     for _, net in nets:
         counts[net.name] += 1
     jobs_list = []
-    for filename, net in nets:
+    for i, (filename, net) in enumerate(nets):
+        if progress:
+            progress(i, "laying out", net.name)
         stem = net.name if counts[net.name] == 1 else f"{Path(filename).stem}-{net.name}"
         jobs_list.append((folder / f"{stem}.{fmt}", to_dot(net, **opts)))
 
@@ -894,4 +898,9 @@ def render_all(nets, folder: str | Path, fmt: str = "svg", jobs: int | None = No
 
     # dot is a separate process, so threads run several at once.
     with ThreadPoolExecutor(max_workers=jobs or min(8, os.cpu_count() or 1)) as pool:
-        return list(pool.map(one, jobs_list))
+        paths = []
+        for (_, net), path in zip(nets, pool.map(one, jobs_list)):
+            paths.append(path)
+            if progress:
+                progress(len(paths), "drew", net.name)
+        return paths

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import html
+import math
 import re
 
 from .ops import fmt_shape
@@ -124,14 +125,21 @@ class Summary(str):
                 f"<p style=\"font-size:smaller\">{foot}</p>")
 
 
+def _is_layer(g, graph) -> bool:
+    return g.layers <= 1 and g.name in graph
+
+
+def row_op(g, graph) -> str:
+    """A row's Op column: the layer's op with its arguments, or a scope's kind and layer count."""
+    if _is_layer(g, graph):
+        return describe_op(graph.nodes[g.name]["op"], graph.nodes[g.name]["args"])
+    return f"{g.kind} [{g.layers}]"
+
+
 def table(report: CostReport, graph, depth: int | None = None) -> Summary:
     rows = []
     for g in report.rows(depth):
-        if g.layers <= 1 and g.name in graph:
-            kind = describe_op(graph.nodes[g.name]["op"], graph.nodes[g.name]["args"])
-        else:
-            kind = f"{g.kind} [{g.layers}]"
-        rows.append((g.name, kind, fmt_shape(g.shape), f"{g.params:,}" if g.params else "-",
+        rows.append((g.name, row_op(g, graph), fmt_shape(g.shape), f"{g.params:,}" if g.params else "-",
                      human(g.macs) if g.macs else "-", human(g.act_elems) if g.act_elems else "-"))
     t = report.totals()
     footer = [
@@ -146,6 +154,56 @@ def table(report: CostReport, graph, depth: int | None = None) -> Summary:
         "Convention: " + CONVENTION,
     ]
     return Summary(f"netlang summary: {report.network}  (input {fmt_shape(report.input_shape)})", rows, footer)
+
+
+# ---------------------------------------------------------------------------- JSON
+
+# The version of `netlang summary --json`'s format (docs/summary.schema.json); it changes only
+# when a key is removed or changes meaning.
+SCHEMA_VERSION = 1
+
+
+def to_json(report: CostReport, graph, depth: int | None = None) -> dict:
+    """What `netlang summary --json` prints: the cost report's rows, each with the op text the
+    table shows and, for a layer, its op and arguments; the edges between the rows; the totals."""
+    data = report.to_json(depth)
+    for g, row in zip(report.rows(depth), data["layers"]):
+        layer = _is_layer(g, graph)
+        row["op"] = graph.nodes[g.name]["op"] if layer else None
+        row["text"] = row_op(g, graph)
+        row["args"] = _plain(graph.nodes[g.name]["args"]) if layer else None
+    return {"schema": SCHEMA_VERSION, "depth": depth, **data, "edges": _row_edges(report, graph, depth)}
+
+
+def _row_edges(report: CostReport, graph, depth: int | None) -> list[dict]:
+    """The graph's edges between rows, in the rows' order: with `depth`, an edge inside one row
+    vanishes and parallel ones between two rows are kept once per input position."""
+    from .ir import inputs_of
+
+    def row(name: str) -> str:
+        # as CostReport.rows() groups layers
+        parts = name.split(".")
+        return ".".join(parts[:depth]) if depth is not None and len(parts) > depth else name
+
+    out, seen = [], set()
+    for layer in report.layers:
+        for pos, src in enumerate(inputs_of(graph, layer.name)):
+            edge = (row(src), row(layer.name), pos)
+            if edge[0] != edge[1] and edge not in seen:
+                seen.add(edge)
+                out.append({"from": edge[0], "to": edge[1], "pos": pos})
+    return out
+
+
+def _plain(v):
+    """An op's arguments as JSON: pairs become lists, and whatever JSON cannot hold its text."""
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (tuple, list)):
+        return [_plain(x) for x in v]
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    return v if v is None or isinstance(v, (bool, int, float, str)) else str(v)
 
 
 def source_of(text: str) -> str:

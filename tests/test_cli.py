@@ -90,8 +90,10 @@ def test_param_with_several_networks_needs_network(capsys):
 
 # ---------------------------------------------------------------------------- summary
 
-def test_summary_needs_network_when_ambiguous(capsys):
-    rc, out, err = run(capsys, "summary", RESNET)
+def test_summary_needs_network_when_ambiguous(capsys, tmp_path):
+    nets = tmp_path / "nets.net"          # no network is named like the file
+    nets.write_text(Path(RESNET).read_text())
+    rc, out, err = run(capsys, "summary", nets)
     assert rc == 1 and out == ""
     assert "declares 4 networks; choose one with --network" in err
     assert "hint: networks here: resnet, resnet18, resnet34, resnet50" in err
@@ -144,8 +146,21 @@ def test_summary_depth_collapses_blocks_and_keeps_totals(capsys):
 
 
 def test_summary_depth_must_be_positive(capsys):
-    rc, out, err = run(capsys, "summary", RESNET, "-n", "resnet18", "--depth", "0")
-    assert rc == 1 and "--depth must be at least 1" in err
+    with pytest.raises(SystemExit) as info:
+        main(["summary", RESNET, "-n", "resnet18", "--depth", "0"])
+    assert info.value.code == 2 and "expected a positive whole number" in capsys.readouterr().err
+
+
+def test_a_file_defaults_to_the_network_named_like_it(capsys):
+    rc, out, _ = run(capsys, "summary", RESNET, "--json")
+    assert rc == 0 and json.loads(out)["network"] == "resnet"
+
+
+def test_internal_error_exits_70_with_traceback(capsys, monkeypatch):
+    import netlang.summary
+    monkeypatch.setattr(netlang.summary, "to_json", lambda *a: (_ for _ in ()).throw(RecursionError("x")))
+    rc, out, err = run(capsys, "summary", RESNET, "--json")
+    assert rc == 70 and "internal error: this is a bug in netlang, please report it" in err and "Traceback" in err
 
 
 @pytest.mark.parametrize("depth", [None, 1, 2])
