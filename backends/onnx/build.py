@@ -57,7 +57,7 @@ def build(net, state, init: bool, batch, seed: int):
             inputs.append(value_info(values[n], data["shape"], batch))
             continue
         ins = inputs_of(G, n)
-        b.node = n
+        b.node, b.out_shape = n, data["shape"]
         LOWER[data["op"]](b, n, data["args"], [values[s] for s in ins], [G.nodes[s]["shape"] for s in ins],
                           values[n])
         if n not in outputs:

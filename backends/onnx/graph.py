@@ -18,6 +18,7 @@ class Builder:
         self.used: list = []            # the initializers, in the order the graph reads them
         self._taken: set = set(state)
         self.node: str = ""             # the IR node being lowered: helpers are named under it
+        self.out_shape: tuple = ()      # and its output shape (no batch)
 
     def fresh(self, hint: str) -> str:
         """A value or node name under the current IR node, free in the graph."""

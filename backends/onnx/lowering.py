@@ -187,21 +187,35 @@ def _scale(b, n, a, xs, shapes, out):
     b.op("Mul", [xs[0], b.const("s", a["s"])], out, name=n)
 
 
-def _pool_pads(a) -> list:
+def _pool_pads(a, shape, out) -> tuple[list, list]:
+    """(begin, end) pads per axis that give the IR's output size in ONNX's floor mode. A ceil-mode
+    window that overhangs the end gets extra end padding (ONNX's ceil mode does not drop a last
+    window that would start in the padding, as PyTorch does)."""
     if a["pad"] == "same":
-        return [a["k"][0] // 2, a["k"][1] // 2] * 2
-    return list(a["pad"]) * 2
+        return [a["k"][0] // 2, a["k"][1] // 2], [a["k"][0] // 2, a["k"][1] // 2]
+    p, k, s = a["pad"], a["k"], a["stride"]
+    extra = [max(0, (out[1 + i] - 1) * s[i] + k[i] - (shape[1 + i] + 2 * p[i])) for i in range(2)]
+    return list(p), [p[i] + extra[i] for i in range(2)]
 
 
-def _pool(op_type, extra):
-    def lower(b, n, a, xs, shapes, out):
-        b.op(op_type, [xs[0]], out, name=n, kernel_shape=list(a["k"]), strides=list(a["stride"]),
-             pads=_pool_pads(a), ceil_mode=int(a["ceil"]), **extra(a))
-    return lower
+@rule("maxpool")
+def _maxpool(b, n, a, xs, shapes, out):
+    # padding is never the maximum: extra end padding is the ceil mode's overhang exactly
+    begin, end = _pool_pads(a, shapes[0], b.out_shape)
+    b.op("MaxPool", [xs[0]], out, name=n, kernel_shape=list(a["k"]), strides=list(a["stride"]), pads=begin + end)
 
 
-LOWER["maxpool"] = _pool("MaxPool", lambda a: {})
-LOWER["avgpool"] = _pool("AveragePool", lambda a: {"count_include_pad": int(a["count_include_pad"])})
+@rule("avgpool")
+def _avgpool(b, n, a, xs, shapes, out):
+    begin, end = _pool_pads(a, shapes[0], b.out_shape)
+    x, include = xs[0], int(a["count_include_pad"])
+    if include and end != begin:
+        # PyTorch counts the zero padding in a window's divisor but not a ceil-mode overhang past
+        # it: the padding becomes real zeros, and the overhang padding that is not counted
+        x = b.op("Pad", [x, b.ints("pads", [0, 0] + begin + [0, 0] + begin)])
+        begin, end, include = [0, 0], [e - p for e, p in zip(end, begin)], 0
+    b.op("AveragePool", [x], out, name=n, kernel_shape=list(a["k"]), strides=list(a["stride"]), pads=begin + end,
+         count_include_pad=include)
 
 
 def _adaptive_matrix(size: int, out: int) -> np.ndarray:
