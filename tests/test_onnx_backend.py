@@ -129,9 +129,23 @@ def _variant(G, n) -> tuple:
 def test_large_networks_need_no_other_lowering():
     covered = {_variant(NETS[k].graph, n) for k in SMALL for n in NETS[k].graph}
     covered |= {_variant(net.graph, n) for _, net in programs() for n in net.graph}
+    covered |= {_variant(net.graph, n) for net in map(netlang.loads, TARGETED) for n in net.graph}
     needed = {_variant(NETS[k].graph, n) for k in LARGE for n in NETS[k].graph}
     assert needed <= covered, sorted(needed - covered)
     assert len(SMALL) + len(LARGE) == len(ZOO) == 123 and len(SMALL) >= 50
+
+
+# What the random programs and the smaller networks leave out, and the larger ones use.
+TARGETED = [
+    "network n {\n    input 3x6x6\n    conv(4, 3, pad=1, bias=false) -> batchnorm(frozen=true) -> relu\n}\n",
+    "network n {\n    input 4x5x5\n    batchnorm(affine=false) -> lrn(2) -> lrn(3)\n}\n",
+]
+
+
+@pytest.mark.parametrize("text", TARGETED)
+def test_targeted_programs_equal_the_reference(text):
+    got = check_against_reference(netlang.loads(text))
+    assert not isinstance(got, str), got
 
 
 def test_every_op_of_the_registry_lowers():
@@ -239,7 +253,7 @@ def test_the_export_does_not_import_torch(tmp_path):
     import netlang
     out = {str(tmp_path / "m.onnx")!r}
     from backends.onnx import save
-    save(netlang.compile("architectures/googlenet.net", backend="onnx", network="googlenet", input=(3, 64, 64)), out)
+    save(netlang.compile("architectures/resnet_cifar.net", backend="onnx", network="resnet20"), out)
     import onnx
     onnx.checker.check_model(out, full_check=True)
     assert not any(m.split(".")[0] == "torch" for m in sys.modules), "torch was imported"
