@@ -156,9 +156,11 @@ def _gelu(b, n, a, xs, shapes, out):
         cube = b.op("Mul", [b.op("Pow", [x, b.const("three", 3.0)]), b.const("c", 0.044715)])
         inner = b.op("Mul", [b.op("Add", [x, cube]), b.const("sqrt_2_pi", math.sqrt(2 / math.pi))])
         one_plus = b.op("Add", [b.op("Tanh", [inner]), b.const("one", 1.0)])
-    else:
-        one_plus = b.op("Add", [b.op("Erf", [b.op("Div", [x, b.const("sqrt2", math.sqrt(2))])]),
-                                b.const("one", 1.0)])
+        # x·(½·(1 + tanh)), not (x·½)·(…): onnxruntime's erf-Gelu fusion takes a Mul(x, 0.5) of
+        # another Gelu of the same x for its own and leaves this one reading a removed value
+        b.op("Mul", [x, b.op("Mul", [b.const("half", 0.5), one_plus])], out, name=n)
+        return
+    one_plus = b.op("Add", [b.op("Erf", [b.op("Div", [x, b.const("sqrt2", math.sqrt(2))])]), b.const("one", 1.0)])
     b.op("Mul", [b.op("Mul", [x, b.const("half", 0.5)]), one_plus], out, name=n)
 
 
