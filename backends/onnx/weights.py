@@ -63,7 +63,7 @@ def drawn(G, entries: list, seed: int = 0) -> dict:
         elif suffix in ("running_var", "weight") and op in ("batchnorm", "layernorm"):
             out[key] = np.ones(shape, np.float32)
         elif op in ("conv", "conv_t") and suffix == "weight":
-            fan_out = shape[0] * math.prod(shape[2:]) if op == "conv" else shape[1] * math.prod(shape[2:])
+            fan_out = shape[0] * math.prod(shape[2:])      # dim 0, as torch.nn.init counts it
             out[key] = rng.normal(0, math.sqrt(2 / fan_out), shape).astype(np.float32)
         elif op == "linear":
             bound = 1 / math.sqrt(_linear_fan_in(G, node))
