@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[test,torch,triton,render]'
+	$(BIN)/pip install -q -e '.[test,torch,triton,render,onnx]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -133,7 +133,7 @@ def loads(text: str, network: str | None = None, input=None, filename: str = "<s
     return analyse_module(load_module(text=text, filename=filename), network, input, passes, dtype, params)
 
 
-BACKENDS = ("torch", "triton")
+BACKENDS = ("torch", "triton", "onnx")
 
 
 def compile(path: str | Path, backend: str = "torch", network: str | None = None, input=None, fuse: bool = False,
@@ -147,6 +147,9 @@ def compile(path: str | Path, backend: str = "torch", network: str | None = None
     backend="triton" returns the network as Triton kernels (docs/triton.md): an inference module
     that loads the same unfused state_dict and prepacks it; dtype (torch.float16, bfloat16) and
     device place it, cuda_graph=True captures its forward once per input shape.
+
+    backend="onnx" returns an onnx.ModelProto of the network at inference, with random weights
+    (docs/onnx.md; lower(net, "onnx", state=...) exports a state_dict); torch is not needed.
     """
     if backend not in BACKENDS:
         from .errors import NetlangValueError
@@ -154,12 +157,18 @@ def compile(path: str | Path, backend: str = "torch", network: str | None = None
     net = load(path, network=network, input=input, **params)
     if backend == "triton":
         return lower(net, backend, dtype=dtype, device=device, cuda_graph=cuda_graph)
+    if backend == "onnx":
+        return lower(net, backend)
     return lower(net, backend, fuse=fuse)
 
 
 def lower(net: Network, backend: str = "torch", init: bool = True, fuse: bool = False, **options):
     """Lower an analysed Network with `backend` (torch: the generated source, executed; triton:
-    the generated kernels, options dtype, device, cuda_graph)."""
+    the generated kernels, options dtype, device, cuda_graph; onnx: an onnx.ModelProto, options
+    state (a state_dict of numpy arrays or torch tensors), batch, seed: docs/onnx.md)."""
+    if backend == "onnx":
+        from backends.onnx import lower as lower_onnx
+        return lower_onnx(net, init=init, **options)
     if backend == "triton":
         from backends.triton import lower as lower_triton
         return lower_triton(net, init=init, **options)

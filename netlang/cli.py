@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_render)
 
     p = sub.add_parser("compile", help="lower a network with a backend and write the standalone file: torch "
-                                       "(a PyTorch model) or triton (Triton GPU kernels)")
+                                       "(a PyTorch model), triton (Triton GPU kernels) or onnx (an ONNX model)")
     _add_common(p)
     p.add_argument("--backend", "-b", default="torch", choices=BACKENDS, help="the backend (default: torch)")
     p.add_argument("-o", "--output", metavar="OUT.py", help="the file to write (default: print it)")
@@ -361,6 +361,8 @@ def cmd_compile(args) -> int:
     module = _load(args)
     net = analyse_module(module, args.network, args.input, params=dict(args.params))
     passes = _passes(args)
+    if args.backend == "onnx":
+        return write_onnx(args, net, passes)
     if args.backend == "triton":
         if passes:
             raise NetlangValueError("--backend triton always runs the fuse pipeline: leave out --passes/--fuse", None)
@@ -383,6 +385,18 @@ def cmd_compile(args) -> int:
         print(f"wrote {args.output}: {src.entry} builds {net.name} ({net.cost.params:,} parameters)", file=sys.stderr)
     else:
         sys.stdout.write(src.text)
+    return 0
+
+
+def write_onnx(args, net, passes) -> int:
+    """An ONNX file is binary: it is written to -o, never printed."""
+    if passes or args.explain:
+        raise NetlangValueError("--backend onnx exports the unfused network: leave out --passes/--fuse/--explain", None)
+    if not args.output or args.output == "-":
+        raise NetlangValueError("--backend onnx writes a binary file: give -o OUT.onnx", None)
+    from backends.onnx import lower, save
+    save(lower(net), args.output)
+    print(f"wrote {args.output}: {net.name} as ONNX ({net.cost.params:,} parameters, random weights)", file=sys.stderr)
     return 0
 
 
