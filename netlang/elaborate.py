@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -369,7 +370,7 @@ def resolve_path(path: str | Path, base: Path) -> Path:
     working directory for the command line), else in the bundled zoo, else beside `base` (which
     the loader then reports as missing)."""
     target = base / path
-    if not _is_file(target):
+    if not _present(target):
         bundled = bundled_architectures()
         if bundled is not None and _is_file(bundled / path):
             return bundled / path
@@ -387,6 +388,15 @@ class Module:
 
     def network(self, name: str) -> NetworkValue:
         return self.env.vars[name]
+
+
+def _present(p: Path) -> bool:
+    # Anything at the path, a device or a FIFO included: the loader then says what it is rather
+    # than taking the zoo's file of that name.
+    try:
+        return os.path.lexists(p)
+    except (OSError, ValueError):
+        return False
 
 
 def _is_file(p: Path) -> bool:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from . import ast
-from .elaborate import _is_file as _exists, bundled_architectures, resolve_path
+from .elaborate import _is_file as _exists, _present, bundled_architectures, resolve_path
 from .errors import NetlangImportError, did_you_mean
 from .parser import parse
 
@@ -51,7 +51,7 @@ def locate(name: str) -> Located:
     """The .net file a command line's FILE means: that file; else the zoo's file of that name;
     else, for a bare name, the zoo file that declares the network so named (or `NAME.net`)."""
     here = Path(name)
-    if _exists(here):
+    if _present(here):
         return Located(here, None, None)
     found = resolve_path(name, Path.cwd())
     if _exists(found):

@@ -598,7 +598,11 @@ def test_cli_render_options(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["render", str(src), "-o", "x.svg", "--depth", "0"])
     assert exit_.value.code == 2
-    assert main(["render", str(src), "-o", str(tmp_path / "b.dot")]) == 1       # two networks: which?
+    assert main(["render", str(src), "-o", str(tmp_path / "b.dot")]) == 0       # two: the one named like the file
+    assert (tmp_path / "b.dot").read_text() == R.to_dot(netlang.loads(TOY, network="toy", filename=str(src)))
+    nets = tmp_path / "nets.net"
+    nets.write_text(TOY)
+    assert main(["render", str(nets), "-o", str(tmp_path / "b.dot")]) == 1      # none named like it: which?
     assert "--network" in capsys.readouterr().err
     assert main(["render", str(src), "-n", "toy", "-o", str(tmp_path / "no" / "such" / "c.dot")]) == 1
     assert "render error: cannot write" in capsys.readouterr().err
