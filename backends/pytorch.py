@@ -1,4 +1,4 @@
-"""The PyTorch backend: a network is the Python source backends.torchgen writes, executed.
+"""The PyTorch backend: a network is the Python source netlang.backends.torchgen writes, executed.
 
 `lower(net)` generates the file for an analysed network, runs it as a module of its own and calls
 the network's class (or the function the file gives for a network instance). So the module

@@ -150,7 +150,7 @@ def lower(net: Network, backend: str = "torch", init: bool = True, fuse: bool = 
     """Lower an analysed Network with `backend` (torch: the generated source, executed; triton:
     the generated kernels, options dtype, device, cuda_graph)."""
     if backend == "triton":
-        from backends.triton import lower as lower_triton
+        from netlang.backends.triton import lower as lower_triton
         return lower_triton(net, init=init, **options)
-    from backends.pytorch import lower as lower_torch
+    from netlang.backends.pytorch import lower as lower_torch
     return lower_torch(net, init=init, fuse=fuse)
