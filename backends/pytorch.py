@@ -19,11 +19,12 @@ import linecache
 import sys
 import types
 
-from torch import nn
-
 from netlang.ir import state_entries, verify
+from netlang.optional import require
 
 from .torchgen import generate
+
+nn = require("torch", needs="the torch backend", extra="torch").nn
 
 _CONVS = (nn.Conv2d, nn.ConvTranspose2d)
 _DEFERRED = {cls: type(cls.__name__, (cls,), {"reset_parameters": lambda self: None, "__module__": cls.__module__})

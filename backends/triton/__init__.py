@@ -16,7 +16,10 @@ copies for crops and concats).
 """
 from __future__ import annotations
 
-from .codegen import Generated, explain, generate
+from netlang.optional import require
+
+require("torch", "triton", needs="the Triton backend", extra="triton")
+from .codegen import Generated, explain, generate  # noqa: E402
 
 
 def available() -> str | None:
