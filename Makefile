@@ -9,9 +9,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test bench clean
 
-$(STAMP): pyproject.toml
+# -c: the metadata declares ranges; the constraints file pins what is installed here (an open
+# torch range would fetch a multi-GB CUDA build)
+$(STAMP): pyproject.toml .ci/constraints.txt
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[test,torch,triton,render,onnx]'
+	$(BIN)/pip install -q -c .ci/constraints.txt -e '.[test,torch,triton,render,onnx]'
 	touch $(STAMP)
 
 demo: $(STAMP)

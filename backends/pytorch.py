@@ -1,4 +1,4 @@
-"""The PyTorch backend: a network is the Python source backends.torchgen writes, executed.
+"""The PyTorch backend: a network is the Python source netlang.backends.torchgen writes, executed.
 
 `lower(net)` generates the file for an analysed network, runs it as a module of its own and calls
 the network's class (or the function the file gives for a network instance). So the module
@@ -19,11 +19,12 @@ import linecache
 import sys
 import types
 
-from torch import nn
-
 from netlang.ir import state_entries, verify
+from netlang.optional import require
 
 from .torchgen import generate
+
+nn = require("torch", needs="the torch backend", extra="torch").nn
 
 _CONVS = (nn.Conv2d, nn.ConvTranspose2d)
 _DEFERRED = {cls: type(cls.__name__, (cls,), {"reset_parameters": lambda self: None, "__module__": cls.__module__})

@@ -41,8 +41,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 import netlang  # noqa: E402
-from backends.pytorch import lower  # noqa: E402
-from backends.reference import random_state  # noqa: E402
+from netlang.backends.pytorch import lower  # noqa: E402
+from netlang.backends.reference import random_state  # noqa: E402
 from netlang.passes import PIPELINES  # noqa: E402
 
 ARCH = ROOT / "architectures"

@@ -5,7 +5,7 @@ Prints, on this CPU, the ratio of netlang's compiled module to a reference modul
   * forward time in eval mode (under torch.inference_mode) of resnet50 and googlenet, batch 1 and
     8, 224x224;
   * build time: constructing the module and initialising its parameters, both from an analysed
-    network (`backends.pytorch.lower`: generate the source, run it, build) and from the .net file
+    network (`netlang.backends.pytorch.lower`: generate the source, run it, build) and from the .net file
     (`netlang.compile`: parse, elaborate, analyse, lower), each timed once in a fresh process;
   * and the forward time of the module imported from the generated file (`netlang compile -o`)
     against the in-memory one (the same code, so the ratio is the noise floor).
@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import netlang  # noqa: E402
-from backends import pytorch as torch_backend  # noqa: E402
+from netlang.backends import pytorch as torch_backend  # noqa: E402
 from netlang.api import load_module  # noqa: E402
 from netlang.errors import NetlangError  # noqa: E402
 from netlang.ir import state_entries  # noqa: E402
@@ -412,7 +412,7 @@ def same_function(ours: nn.Module, ref: nn.Module, side: int) -> float:
 def source_module(net, ours: nn.Module):
     """The module of the Python file `netlang compile -o` writes for net, loaded as a user would
     import it, with ours's state_dict; or None and why not."""
-    from backends.torchgen import generate
+    from netlang.backends.torchgen import generate
     try:
         src = generate(net)
         with tempfile.TemporaryDirectory() as tmp:

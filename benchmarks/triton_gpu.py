@@ -35,7 +35,7 @@ Triton backend (netlang.compile(backend="triton", dtype=, device=); where buildi
 (channels_last), the same under
 torch.compile(mode="max-autotune") (its own CUDA graphs), and netlang's fused torch module
 (fuse=True); the eager sides again replayed from a CUDA graph ("+graph"). Same weights
-(backends.reference.random_state), checked to agree; peak memory per side.
+(netlang.backends.reference.random_state), checked to agree; peak memory per side.
 
 Budget. torch.compile's max-autotune takes seconds per layer and minutes per network, too long
 for the whole sweep in ten minutes, so the run is ordered and has a deadline (--budget seconds,
@@ -206,8 +206,8 @@ def make_case(key, dtype, batch: int, device: str, seed: int = 0) -> dict:
     then `dtype`), and netlang's kernel call with the batchnorm folded in."""
     from torch import nn
 
-    from backends.triton.conv import conv2d, pack_weight
-    from backends.triton.depthwise import depthwise_conv2d, is_depthwise, pack_weight_dw
+    from netlang.backends.triton.conv import conv2d, pack_weight
+    from netlang.backends.triton.depthwise import depthwise_conv2d, is_depthwise, pack_weight_dw
     cin, cout, k, s, _, d, g, h, w = key
     pads = pads_of(key)
     oh, ow = out_hw_of(key)
@@ -703,8 +703,8 @@ def end_to_end(args) -> list:
 def network_rows(args, label, file, network, said, clock) -> list:
     """end_to_end's rows for one network (under no_grad: inference)."""
     import netlang
-    from backends.pytorch import lower
-    from backends.reference import random_state
+    from netlang.backends.pytorch import lower
+    from netlang.backends.reference import random_state
     dry = args.dry_run
     gpu = not dry
     device = "cuda" if gpu else "cpu"

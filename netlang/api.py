@@ -170,7 +170,7 @@ def lower(net: Network, backend: str = "torch", init: bool = True, fuse: bool = 
         from backends.onnx import lower as lower_onnx
         return lower_onnx(net, init=init, **options)
     if backend == "triton":
-        from backends.triton import lower as lower_triton
+        from netlang.backends.triton import lower as lower_triton
         return lower_triton(net, init=init, **options)
-    from backends.pytorch import lower as lower_torch
+    from netlang.backends.pytorch import lower as lower_torch
     return lower_torch(net, init=init, fuse=fuse)

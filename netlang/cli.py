@@ -366,7 +366,7 @@ def cmd_compile(args) -> int:
     if args.backend == "triton":
         if passes:
             raise NetlangValueError("--backend triton always runs the fuse pipeline: leave out --passes/--fuse", None)
-        from backends.triton import explain, generate as generate_triton
+        from netlang.backends.triton import explain, generate as generate_triton
         src = generate_triton(net, header=compile_header(args, net))
         if args.explain:
             sys.stdout.write(f"{net.name}: the Triton backend's plan\n\n{explain(src.plan)}\n")
@@ -374,7 +374,7 @@ def cmd_compile(args) -> int:
     else:
         if args.explain:
             raise NetlangValueError("--explain lists the Triton backend's plan: use it with --backend triton", None)
-        from backends.torchgen import generate
+        from netlang.backends.torchgen import generate
         src = generate(net, header=compile_header(args, net), fuse=passes or False)
     if args.output and args.output != "-":
         from pathlib import Path
@@ -413,7 +413,7 @@ def shown_path(path: str) -> str:
 
 def compile_header(args, net) -> str:
     """The generated file's first lines: where it came from and how to make it again."""
-    from backends.torchgen.names import comment
+    from netlang.backends.torchgen.names import comment
     file = shown_path(args.file)
     cmd = ["netlang compile", file, "--backend", args.backend] + (["--fuse"] if args.fuse else []) \
         + ([f"--passes {','.join(args.passes)}"] if args.passes else [])

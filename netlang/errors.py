@@ -163,6 +163,13 @@ class NetlangRecursionError(NetlangError):
     kind = "recursion error"
 
 
+class NetlangDependencyError(NetlangError, ImportError):
+    """An optional dependency (torch, triton) is not installed; also an ImportError, so code that
+    guards an import with `except ImportError` still works."""
+
+    kind = "missing dependency"
+
+
 class paused_gc:
     """Pause the cyclic garbage collector around front-end work.
 

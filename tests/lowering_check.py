@@ -23,8 +23,8 @@ import traceback
 import torch
 
 import netlang
-from backends.pytorch import lower
-from backends.reference import eval_part, random_state, run, run_eval
+from netlang.backends.pytorch import lower
+from netlang.backends.reference import eval_part, random_state, run, run_eval
 from netlang.errors import NetlangError
 from netlang.ir import state_entries
 
@@ -231,7 +231,7 @@ def check_triton(text: str, network: str = "n", seed: int = 0, rtol: float = 1e-
     """The Triton backend on one program against the reference interpreter, in fp32 with random
     weights and batchnorm statistics: outputs equal to `rtol` of the largest output (the kernels
     sum in another order than torch's). None where they agree; else (kind, detail)."""
-    from backends.triton import lower as lower_triton
+    from netlang.backends.triton import lower as lower_triton
     net = _program(text, network)
     if net is None:
         return None

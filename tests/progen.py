@@ -21,7 +21,7 @@ as netlang's IR, which tests/test_progen.py checks. Nothing here imports torch.
                                           skips one (a miss), any other exception propagates
     features(text) -> set[str]            the constructs a program uses; FEATURES lists them all
 
-Names that nn.Module owns (backends.torchgen.names.MODULE_ATTRIBUTES) or that start with "__" are never
+Names that nn.Module owns (netlang.backends.torchgen.names.MODULE_ATTRIBUTES) or that start with "__" are never
 labels; block, def, parameter and let names are drawn from pools of awkward names (Python
 keywords and builtins, the generated file's helpers, dunders, CamelCased block names).
 """
@@ -34,7 +34,7 @@ import sys
 from typing import Iterator
 
 import netlang
-from backends.torchgen.names import MODULE_ATTRIBUTES
+from netlang.backends.torchgen.names import MODULE_ATTRIBUTES
 from netlang import ops
 
 # ====================================================================== the language's names

@@ -20,9 +20,9 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 import netlang  # noqa: E402
-from backends.pytorch import lower  # noqa: E402
-from backends.reference import run  # noqa: E402
-from backends.torchgen import generate  # noqa: E402
+from netlang.backends.pytorch import lower  # noqa: E402
+from netlang.backends.reference import run  # noqa: E402
+from netlang.backends.torchgen import generate  # noqa: E402
 from netlang.ir import state_entries, verify  # noqa: E402
 from netlang.passes import run_pipeline  # noqa: E402
 
@@ -228,7 +228,7 @@ def _nhwc(t):
                          ids=[i for i in IDS if i != "log_softmax"])
 def test_triton_step_is_torchs_function(spelling, fn, module):
     pytest.importorskip("triton")
-    from backends.triton.pointwise import pointwise
+    from netlang.backends.triton.pointwise import pointwise
     net = network(f"l: {spelling}")
     args = net.graph.nodes["l"]["args"]
     op = net.graph.nodes["l"]["op"]
@@ -239,7 +239,7 @@ def test_triton_step_is_torchs_function(spelling, fn, module):
 
 def test_triton_prelu_and_log_softmax_kernels():
     pytest.importorskip("triton")
-    from backends.triton.pointwise import pointwise, softmax_channels
+    from netlang.backends.triton.pointwise import pointwise, softmax_channels
     x = inputs(torch.float32)
     for w in (torch.tensor([0.3]), torch.linspace(-1, 1, 6)):
         close(pointwise(_nhwc(x), prelu=w), _nhwc(F.prelu(x, w)), rtol=1e-6)
@@ -251,7 +251,7 @@ def test_triton_prelu_and_log_softmax_kernels():
 def test_triton_network_end_to_end_without_fallback():
     pytest.importorskip("triton")
     import lowering_check
-    from backends.triton.codegen import generate as triton_generate
+    from netlang.backends.triton.codegen import generate as triton_generate
     net = network(FUSED_BODY)
     rows = {r.node: r for r in triton_generate(net).plan}
     assert "epilogue: hardswish" in rows["c"].detail and "epilogue: softplus" in rows["e"].detail
@@ -271,7 +271,7 @@ def test_the_comparison_can_fail():
     with pytest.raises(AssertionError):
         close(ref_tanh, exact, rtol=1e-5)
     pytest.importorskip("triton")
-    from backends.triton.pointwise import pointwise
+    from netlang.backends.triton.pointwise import pointwise
     got = pointwise(_nhwc(x.float()), steps=[{"op": "gelu", "args": {"approximate": "tanh"}}])
     with pytest.raises(AssertionError):
         close(got, _nhwc(exact.float()), rtol=1e-5)

@@ -24,9 +24,9 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 import netlang  # noqa: E402
-from backends.pytorch import lower  # noqa: E402
-from backends.reference import random_state, run  # noqa: E402
-from backends.torchgen import generate  # noqa: E402
+from netlang.backends.pytorch import lower  # noqa: E402
+from netlang.backends.reference import random_state, run  # noqa: E402
+from netlang.backends.torchgen import generate  # noqa: E402
 from netlang.ir import state_entries, verify  # noqa: E402
 from netlang.passes import run_pipeline  # noqa: E402
 
@@ -293,7 +293,7 @@ def _nhwc(t):
 @pytest.mark.parametrize("c,block", [(6, 4096), (96, 4096), (40, 16)], ids=["narrow", "convnext", "looped"])
 def test_triton_layernorm_kernel_is_f_layer_norm(c, block):
     pytest.importorskip("triton")
-    from backends.triton.pointwise import layernorm_channels
+    from netlang.backends.triton.pointwise import layernorm_channels
     x = randn(2, c, 5, 3, dtype=torch.float32) * 2 + 0.5
     w, b = randn(c, seed=1, dtype=torch.float32), randn(c, seed=2, dtype=torch.float32)
     want = _nhwc(channels_last(lambda t: F.layer_norm(t, (c,), w, b, 1e-6), x))
@@ -312,7 +312,7 @@ def test_triton_layernorm_kernel_is_f_layer_norm(c, block):
 
 def test_triton_network_end_to_end_without_fallback():
     pytest.importorskip("triton")
-    from backends.triton.codegen import generate as triton_generate
+    from netlang.backends.triton.codegen import generate as triton_generate
     text = program("features: cnblock(8) -> bn_block(8)\n    head: global_avgpool -> layernorm -> flatten -> linear(3)",
                    "8x6x6", FUSED_BLOCKS)
     rows = {r.node: r for r in triton_generate(netlang.loads(text)).plan}

@@ -14,8 +14,8 @@ from netlang.errors import NetlangError
 from netlang.ir import eval_outputs
 
 torch = pytest.importorskip("torch")
-from backends.pytorch import lower  # noqa: E402
-from backends.reference import random_state, run, run_eval  # noqa: E402
+from netlang.backends.pytorch import lower  # noqa: E402
+from netlang.backends.reference import random_state, run, run_eval  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCH = ROOT / "architectures"

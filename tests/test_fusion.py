@@ -25,8 +25,8 @@ from netlang.passes import PASSES, PIPELINES, run_pipeline
 from netlang.passes.cost import analyse
 
 torch = pytest.importorskip("torch")
-from backends.pytorch import lower  # noqa: E402
-from backends.reference import random_state, run, run_eval  # noqa: E402
+from netlang.backends.pytorch import lower  # noqa: E402
+from netlang.backends.reference import random_state, run, run_eval  # noqa: E402
 from test_differential import DOC_EXAMPLES, ZOO, smallest_input  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -301,7 +301,7 @@ def test_the_fused_program_check_fails_on_a_wrong_pass(monkeypatch):
     # the check above can fail: a fold-bn that forgets the batchnorm's shift shows
     import progen
     from lowering_check import check_fused
-    from backends.torchgen import fused
+    from netlang.backends.torchgen import fused
     monkeypatch.setattr(fused, "HELPERS", fused.HELPERS.replace("shift = shift + bn_bias", "pass"))
     found = [seed for seed in range(60) if check_fused(progen.generate(seed), seed=seed)]
     assert found

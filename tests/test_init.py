@@ -32,7 +32,7 @@ def model_of(body: str, seed: int = 0, params: str = ""):
 
 
 def _lower(net):
-    from backends.pytorch import lower
+    from netlang.backends.pytorch import lower
     return lower(net)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import netlang
 import progen
-from backends.torchgen.names import MODULE_ATTRIBUTES
+from netlang.backends.torchgen.names import MODULE_ATTRIBUTES
 from netlang.ir import verify
 
 N = 300

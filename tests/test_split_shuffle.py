@@ -12,8 +12,8 @@ from netlang.ir import inputs_of, state_entries, verify
 from netlang.passes import run_pipeline
 
 torch = pytest.importorskip("torch")
-from backends.pytorch import lower  # noqa: E402
-from backends.reference import evaluate, random_state, run  # noqa: E402
+from netlang.backends.pytorch import lower  # noqa: E402
+from netlang.backends.reference import evaluate, random_state, run  # noqa: E402
 
 UNIT = """
 block unit(c) {

@@ -24,7 +24,7 @@ F = torch.nn.functional
 nn = torch.nn
 
 import netlang  # noqa: E402
-from backends.pytorch import lower  # noqa: E402
+from netlang.backends.pytorch import lower  # noqa: E402
 from netlang import ops  # noqa: E402
 from netlang.ir import state_entries  # noqa: E402
 from test_golden_files import fill_value, input_image  # noqa: E402
@@ -536,8 +536,8 @@ SEVERAL = """network t {
 
 def test_several_outputs_are_returned_in_eval_and_auxiliary_ones_in_training_only():
     # a backbone's feature maps are outputs at inference; the side head exists in training only
-    from backends.reference import random_state, run
-    from backends.triton import lower as lower_triton
+    from netlang.backends.reference import random_state, run
+    from netlang.backends.triton import lower as lower_triton
     net = netlang.loads(SEVERAL, filename="several.net")
     G = net.graph
     assert G.graph["outputs"] == ["c4", "c2.1", "c3.1", "side.2"] and G.graph["output_aux"] == [False] * 3 + [True]

@@ -34,7 +34,7 @@ import torch._dynamo  # noqa: E402
 from torch._dynamo.testing import CompileCounterWithBackend  # noqa: E402
 
 import netlang  # noqa: E402
-from backends.pytorch import lower  # noqa: E402
+from netlang.backends.pytorch import lower  # noqa: E402
 from netlang import ops  # noqa: E402
 from netlang.api import load_module  # noqa: E402
 from netlang.errors import NetlangError  # noqa: E402

@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 
 import netlang
-from backends.torchgen import MODULE_ATTRIBUTES, generate
+from netlang.backends.torchgen import MODULE_ATTRIBUTES, generate
 from netlang.cli import main
 from netlang.errors import NetlangNameError
 from netlang.ir import state_entries
 
 torch = pytest.importorskip("torch")
-from backends.pytorch import lower  # noqa: E402
-from backends.reference import random_state, run, run_eval  # noqa: E402
+from netlang.backends.pytorch import lower  # noqa: E402
+from netlang.backends.reference import random_state, run, run_eval  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCH = ROOT / "architectures"
@@ -134,7 +134,7 @@ def test_the_file_stands_alone(file, network, input):
 def test_the_module_checks_itself_against_the_ir():
     # lower() compares the module's state_dict with what the IR promises; a generator bug that
     # changed a width is an internal error, never a silently different model.
-    from backends import pytorch
+    from netlang.backends import pytorch
     net = netlang.load(ARCH / "resnet.net", network="resnet18", input=(3, 32, 32))
     model = lower(net, init=False)
     assert [(k, tuple(v.shape)) for k, v in model.state_dict().items()] == \

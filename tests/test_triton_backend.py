@@ -20,9 +20,9 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("triton")
 
 import netlang  # noqa: E402
-from backends import triton as tb  # noqa: E402
-from backends.triton.codegen import fuse  # noqa: E402
-from backends.reference import random_state, run  # noqa: E402
+from netlang.backends import triton as tb  # noqa: E402
+from netlang.backends.triton.codegen import fuse  # noqa: E402
+from netlang.backends.reference import random_state, run  # noqa: E402
 from netlang.api import lower  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -73,7 +73,7 @@ def test_the_comparison_fails_on_a_wrong_lowering():
     net = tiny("tiny_vgg")
     gen = tb.generate(net)
     assert "nhwc_columns(" in gen.text
-    from backends.pytorch import load_source
+    from netlang.backends.pytorch import load_source
     wrong = gen.text.replace("nhwc_columns(folded", "(lambda w, *_: w)(folded")
     model = eval(gen.entry, load_source(wrong, "tiny_vgg_wrong").__dict__)
     with pytest.raises(AssertionError):
@@ -305,7 +305,7 @@ def test_standalone_resnext50_file_gives_the_reference_output(tmp_path):
 
 # ---------------------------------------------------------------------- autotuning, CUDA graphs
 def test_every_autotuning_configuration_a_layer_keeps_is_one_tl_dot_accepts():
-    from backends.triton.tune import conv_configs, prune_conv
+    from netlang.backends.triton.tune import conv_configs, prune_conv
     for cin_g, cout_g, k, flat in [(3, 64, 7, True), (4, 4, 3, True), (64, 64, 3, False), (2048, 1000, 1, False),
                                    (8, 256, 1, False), (1, 1, 3, True)]:
         kept = prune_conv(conv_configs(), {}, CIN_G=cin_g, COUT_G=cout_g, KH=k, KW=k, FLAT_K=flat)
@@ -316,7 +316,7 @@ def test_every_autotuning_configuration_a_layer_keeps_is_one_tl_dot_accepts():
 
 
 def test_the_interpreter_runs_the_deterministic_default():
-    from backends.triton.tune import tuning
+    from netlang.backends.triton.tune import tuning
     assert torch.cuda.is_available() or not tuning()
 
 

@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("triton")     # (without a GPU, conftest.py has set TRITON_INTERPRET=1)
 import torch.nn.functional as F  # noqa: E402
 
-from backends.triton.conv import MIN_DOT, conv2d, launch_config, pack_weight  # noqa: E402
+from netlang.backends.triton.conv import MIN_DOT, conv2d, launch_config, pack_weight  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 RTOL = 1e-4
@@ -140,7 +140,7 @@ def test_a_linear_layer_is_a_1x1_conv_on_a_1x1_map():
 
 def test_a_merged_siblings_part_goes_to_its_second_destination():
     # Inception's 1x1 branch, merged with the reducers, stores its channels straight into the concat
-    from backends.triton.conv import conv_launch
+    from netlang.backends.triton.conv import conv_launch
     x, wt, b = case(1, 6, 5, 5, 10, (1, 1), seed=7)
     own, cat = torch.full((1, 5, 5, 10), 5.0), torch.full((1, 5, 5, 12), 9.0)
     launch, _, _ = conv_launch(cin=6, cout=10, hw=(5, 5), ohw=(5, 5), y_rs=10, second=(2, 6, 12))

@@ -15,9 +15,9 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("triton")     # (without a GPU, conftest.py has set TRITON_INTERPRET=1)
 import torch.nn.functional as F  # noqa: E402
 
-from backends.triton import common  # noqa: E402
-from backends.triton.conv import conv_launch  # noqa: E402
-from backends.triton.depthwise import (KERNELS, depthwise_conv2d, depthwise_launch,  # noqa: E402
+from netlang.backends.triton import common  # noqa: E402
+from netlang.backends.triton.conv import conv_launch  # noqa: E402
+from netlang.backends.triton.depthwise import (KERNELS, depthwise_conv2d, depthwise_launch,  # noqa: E402
                                        is_depthwise, pack_weight_dw)
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"

@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("triton")     # (without a GPU, conftest.py has set TRITON_INTERPRET=1)
 import torch.nn.functional as F  # noqa: E402
 
-from backends.triton.pointwise import lrn, pointwise, pointwise_launch, softmax_channels  # noqa: E402
+from netlang.backends.triton.pointwise import lrn, pointwise, pointwise_launch, softmax_channels  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 RTOL = 1e-5

@@ -15,8 +15,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("triton")     # (without a GPU, conftest.py has set TRITON_INTERPRET=1)
 import torch.nn.functional as F  # noqa: E402
 
-from backends.triton import common, resample  # noqa: E402
-from backends.triton.resample import (adaptive_avgpool2d, center_crop, channel_shuffle,  # noqa: E402
+from netlang.backends.triton import common, resample  # noqa: E402
+from netlang.backends.triton.resample import (adaptive_avgpool2d, center_crop, channel_shuffle,  # noqa: E402
                                       conv_t_blocks, conv_transpose2d, conv_transpose_launch, copy_window,
                                       global_avgpool, pack_weight_t, upsample2d)
 

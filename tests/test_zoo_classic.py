@@ -60,7 +60,7 @@ def test_torchvision_parameter_free_layers_sit_where_torchvisions_do(file, model
     # (the state_dict alone cannot tell a dropout before a Linear from one after it); the
     # unlabelled flatten is a call in forward(), as torchvision writes it.
     torch = pytest.importorskip("torch")
-    from backends.pytorch import lower
+    from netlang.backends.pytorch import lower
     with torch.device("meta"):
         module = lower(load(file, model), init=False)
     leaves = {n: type(m).__name__ for n, m in module.named_modules() if not list(m.children())}

@@ -1,6 +1,6 @@
 """The one PyTorch code generator: a netlang network as a Python file a person keeps.
 
-`generate(net)` writes the source; backends.pytorch executes that same source for
+`generate(net)` writes the source; netlang.backends.pytorch executes that same source for
 `netlang.compile`, so the in-memory module and the file cannot disagree. It needs no torch.
 
 It translates the program, not the elaborated graph: each block definition becomes one nn.Module

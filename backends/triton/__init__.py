@@ -16,7 +16,10 @@ copies for crops and concats).
 """
 from __future__ import annotations
 
-from .codegen import Generated, explain, generate
+from netlang.optional import require
+
+require("torch", "triton", needs="the Triton backend", extra="triton")
+from .codegen import Generated, explain, generate  # noqa: E402
 
 
 def available() -> str | None:
@@ -36,7 +39,7 @@ def lower(net, init: bool = True, dtype=None, device=None, cuda_graph: bool = Fa
     torch.float16 / bfloat16 store activations and weights in that type (fp32 accumulation)."""
     import torch
 
-    from backends.pytorch import lower as lower_torch
+    from netlang.backends.pytorch import lower as lower_torch
 
     if cuda_graph and not (device is not None and torch.device(device).type == "cuda"):
         raise ValueError("cuda_graph=True captures the forward on a GPU: give device='cuda'"
@@ -54,7 +57,7 @@ def lower(net, init: bool = True, dtype=None, device=None, cuda_graph: bool = Fa
 def _build(text: str, entry: str, tag: str):
     """The module `entry` builds in the generated file `text`; pickling it keeps the file, so
     torch.save(model) loads in a process that never saw the source."""
-    from backends.pytorch import load_source
+    from netlang.backends.pytorch import load_source
     model = eval(entry, load_source(text, tag).__dict__)
     cls = type(model)
     if "__reduce_ex__" not in cls.__dict__:
