@@ -167,7 +167,7 @@ def lower(net: Network, backend: str = "torch", init: bool = True, fuse: bool = 
     the generated kernels, options dtype, device, cuda_graph; onnx: an onnx.ModelProto, options
     state (a state_dict of numpy arrays or torch tensors), batch, seed: docs/onnx.md)."""
     if backend == "onnx":
-        from backends.onnx import lower as lower_onnx
+        from netlang.backends.onnx import lower as lower_onnx
         return lower_onnx(net, init=init, **options)
     if backend == "triton":
         from netlang.backends.triton import lower as lower_triton

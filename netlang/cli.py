@@ -394,7 +394,7 @@ def write_onnx(args, net, passes) -> int:
         raise NetlangValueError("--backend onnx exports the unfused network: leave out --passes/--fuse/--explain", None)
     if not args.output or args.output == "-":
         raise NetlangValueError("--backend onnx writes a binary file: give -o OUT.onnx", None)
-    from backends.onnx import lower, save
+    from netlang.backends.onnx import lower, save
     save(lower(net), args.output)
     print(f"wrote {args.output}: {net.name} as ONNX ({net.cost.params:,} parameters, random weights)", file=sys.stderr)
     return 0

@@ -41,7 +41,7 @@ def test_a_container_holds_its_layers_together_in_the_state_dict():
 
 def test_the_generated_source_holds_the_containers_as_module_dicts():
     torch = pytest.importorskip("torch")
-    from backends.pytorch import lower
+    from netlang.backends.pytorch import lower
     net = netlang.loads(PROGRAM, filename="dotted_frozen.net")
     model = lower(net)
     src = type(model).netlang_source

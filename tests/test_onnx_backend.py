@@ -19,9 +19,9 @@ import numpy as np  # noqa: E402
 
 import netlang  # noqa: E402
 import progen  # noqa: E402
-from backends.onnx import lower  # noqa: E402
-from backends.onnx.lowering import LOWER  # noqa: E402
-from backends.reference import random_state, run_eval  # noqa: E402
+from netlang.backends.onnx import lower  # noqa: E402
+from netlang.backends.onnx.lowering import LOWER  # noqa: E402
+from netlang.backends.reference import random_state, run_eval  # noqa: E402
 from netlang import ops  # noqa: E402
 from netlang.errors import NetlangError  # noqa: E402
 from netlang.ir import eval_outputs, inputs_of, state_entries  # noqa: E402
@@ -183,7 +183,7 @@ def test_random_programs_equal_the_reference():
 
 
 def test_the_comparison_fails_on_a_wrong_lowering(monkeypatch):
-    import backends.onnx.lowering as lowering
+    import netlang.backends.onnx.lowering as lowering
     net = netlang.loads("network n {\n    input 2x5x5\n    c: conv(3, 3, pad=\"same\") -> relu\n}\n")
     assert not isinstance(check_against_reference(net), str)
     # "same" padding with the odd pixel at the top-left instead of the bottom-right
@@ -259,7 +259,7 @@ def test_the_export_does_not_import_torch(tmp_path):
     code = BLOCK.format(blocked={"torch"}) + f"""
     import netlang
     out = {str(tmp_path / "m.onnx")!r}
-    from backends.onnx import save
+    from netlang.backends.onnx import save
     save(netlang.compile("architectures/resnet_cifar.net", backend="onnx", network="resnet20"), out)
     import onnx
     onnx.checker.check_model(out, full_check=True)

@@ -4,7 +4,7 @@ alone (torch is never imported; docs/onnx.md).
     lower(net, state=None, init=True, batch="N", seed=0) -> onnx.ModelProto
     save(model, path)
 
-The graph computes the network at inference (backends.reference.run_eval): dropout and
+The graph computes the network at inference (netlang.backends.reference.run_eval): dropout and
 drop_path are identities, auxiliary outputs are left out, every other output is a graph output.
 Node names are the IR's (module names); initializers are the state_dict's tensors under its keys.
 """
