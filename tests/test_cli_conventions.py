@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+import netlang
 from netlang.cli import main
 
 SYNTAX = b"network t {\n    input 3x8x8\n    conv(8, 3,, 1)\n}\n"
@@ -53,3 +54,44 @@ def test_interrupt_exits_130_without_traceback(capsys, monkeypatch):
     monkeypatch.setattr("netlang.cli.load_module", interrupted)
     rc, _, err = run(capsys, "check", "resnet18")
     assert rc == 130 and "Traceback" not in err
+
+
+ZOO_NET = """block unit(c) { conv(c, 3, pad=1) -> relu }
+
+network tiny {
+    input 3x16x16
+    stem: conv(8, 3, pad=1) -> batchnorm -> relu
+    body: unit(8)
+    global_avgpool -> flatten -> fc: linear(10)
+}
+"""
+
+
+def test_zoo_render_passes_depth_and_color_through_and_is_quiet_when_piped(tmp_path, capsys):
+    from netlang.render import to_dot
+    (tmp_path / "tiny.net").write_text(ZOO_NET)
+    out = tmp_path / "drawn"
+    assert main(["zoo", str(tmp_path), "--render", str(out), "--format", "dot", "--depth", "1",
+                 "--color", "macs"]) == 0
+    err = capsys.readouterr().err
+    net = netlang.load(tmp_path / "tiny.net")
+    assert (out / "tiny.dot").read_text() == to_dot(net, depth=1, color="macs")
+    assert to_dot(net, depth=1, color="macs") != to_dot(net)        # the options made a difference
+    assert "\r" not in err and "\x1b[K" not in err                  # stderr is not a terminal here
+
+
+def test_progress_line_is_drawn_on_a_terminal_only():
+    import io
+
+    from netlang.progress import Progress
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+    tty, pipe = Tty(), io.StringIO()
+    for stream in (tty, pipe):
+        p = Progress(12, stream)
+        p(3, "drew", "resnet50")
+        p.close()
+    assert "[ 3/12] drew resnet50" in tty.getvalue() and tty.getvalue().endswith("\r\x1b[K")
+    assert pipe.getvalue() == ""
