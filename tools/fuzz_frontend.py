@@ -89,6 +89,20 @@ def make_case(index: int) -> Case:
 
 # ====================================================================== one run, in a child
 
+def mapped_bytes() -> int:
+    """The address space this process maps already. The cap is `mem` on top of it: a parent that
+    imported torch, onnxruntime or triton maps gigabytes it never touches, and a cap counted from
+    zero would leave a run no room at all (a MemoryError or worse on its first allocation)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def run_child(argv: list[str], cwd: str, mem: int, timeout: float) -> None:
     """In the forked child: the limits, stdout and stderr to files, netlang's main; never returns."""
     rc = 70
@@ -102,7 +116,8 @@ def run_child(argv: list[str], cwd: str, mem: int, timeout: float) -> None:
         sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8")
         sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8",
                                       errors="backslashreplace")
-        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+        cap = mapped_bytes() + mem
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
         signal.alarm(int(timeout) + 2)          # (the parent kills it first; this is a backstop)
         try:
             rc = cli.main(argv)
@@ -258,7 +273,7 @@ def main(argv=None) -> int:
     ap.add_argument("--start", type=int, default=0, help="the first case's number (its seed)")
     ap.add_argument("--jobs", type=int, default=2, help="children running at once")
     ap.add_argument("--out", type=Path, help="save failing runs here")
-    ap.add_argument("--memory", type=float, default=2.0, help="the memory cap of each run, GiB (RLIMIT_AS)")
+    ap.add_argument("--memory", type=float, default=2.0, help="the memory each run may add to what the fuzzer maps, GiB (RLIMIT_AS)")
     ap.add_argument("--timeout", type=float, default=20.0, help="seconds before a run counts as a hang")
     ap.add_argument("--commands", default=",".join(COMMANDS), help="which commands, comma-separated")
     args = ap.parse_args(argv)
