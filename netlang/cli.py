@@ -239,8 +239,9 @@ def cmd_zoo(args) -> int:
     if args.render and args.format != "dot":
         from .render import dot_program
         dot_program()                     # fail before the work when Graphviz is missing
+    from .zoo import zoo_files
     todo, failures, published, measured, modules = [], 0, {}, [], {}
-    for path in sorted(folder.glob("*.net")):
+    for path in zoo_files(folder):
         try:
             module = load_module(path)
         except NetlangError as err:

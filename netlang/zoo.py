@@ -10,6 +10,7 @@ from . import ast
 from .elaborate import _is_file as _exists, _present, bundled_architectures, resolve_path
 from .errors import NetlangImportError, did_you_mean
 from .parser import parse
+from .source import read_source
 
 
 class Declared(NamedTuple):
@@ -20,7 +21,7 @@ class Declared(NamedTuple):
 
 def declared(path: Path) -> list[Declared]:
     """The networks of the .net file at `path`, read from its syntax alone (nothing elaborated)."""
-    tree = parse(path.read_text(encoding="utf-8"), str(path))
+    tree = parse(read_source(path), str(path))
     return [Declared(d.name, tuple(p.name for p in d.params if p.default is None)
                      if isinstance(d, ast.NetworkDecl) else ())
             for d in tree.decls if isinstance(d, (ast.NetworkDecl, ast.NetworkInst))]

@@ -95,3 +95,12 @@ def test_progress_line_is_drawn_on_a_terminal_only():
         p.close()
     assert "[ 3/12] drew resnet50" in tty.getvalue() and tty.getvalue().endswith("\r\x1b[K")
     assert pipe.getvalue() == ""
+
+
+def test_zoo_list_refuses_a_fifo_instead_of_reading_it_forever(tmp_path, capsys):
+    import os
+    (tmp_path / "tiny.net").write_text(ZOO_NET)
+    os.mkfifo(tmp_path / "pipe.net")
+    assert main(["zoo", str(tmp_path), "--list"]) == 1
+    out, err = capsys.readouterr()
+    assert "tiny" in out and "not a regular file" in err
