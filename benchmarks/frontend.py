@@ -83,22 +83,25 @@ def flat_list(n: int) -> str:
 
 
 def parse_speed(quick: bool) -> None:
-    """Parse speed of long flat files, in items and bytes per second: Lark's parse tree alone
-    (the baseline, measured in this run) and netlang's whole parse (tree and AST). On main before
-    the front end's limits, 18,000 list items/s (0.09 MB/s) and 0.12 MB/s for flat layer lines
-    were measured; the file limit (netlang/limits.py) follows from it."""
+    """Parse speed of long flat files, in items and bytes per second, text to AST: Lark's own path
+    (its parse tree, then the transformer: the parser before netlang/lalr.py, and still the path
+    for errors) against the lean driver, measured in this run, interleaved, best of three."""
     from netlang.limits import MAX_FILE_BYTES
-    from netlang.parser import _lark, parse
-    print(f"\n{'long flat file':<28} {'bytes':>9} {'lark tree s':>11} {'netlang s':>10} {'items/s':>9} {'MB/s':>6}")
+    from netlang.parser import _Build, _slow_parse, parse
+    print(f"\n{'long flat file':<24} {'bytes':>9} {'lark path s':>11} {'lean s':>7} {'speed-up':>8} "
+          f"{'items/s before':>14} {'items/s':>9} {'MB/s before':>11} {'MB/s':>6}")
     rate = None
     for n in ((20_000,) if quick else (20_000, 100_000)):
         for name, text, items in ((f"list of {n} items", flat_list(n), n),
                                   (f"{n // 10} layer lines", deep_flat(n // 10), n // 10 * 3)):
-            t_tree, _ = best(lambda: _lark().parse(text, start="start"), 1)
-            t_all, _ = best(lambda: parse(text, "<flat>"), 1)
-            rate = len(text) / t_all
-            print(f"{name:<28} {len(text):>9,} {t_tree:>11.2f} {t_all:>10.2f} {items / t_all:>9,.0f} "
-                  f"{rate / 1e6:>6.3f}")
+            before, after = [], []
+            for _ in range(3):
+                before.append(best(lambda: _Build("<flat>", text).module(_slow_parse(text, "<flat>", "start")), 1)[0])
+                after.append(best(lambda: parse(text, "<flat>"), 1)[0])
+            t_old, t_new = min(before), min(after)
+            rate = len(text) / t_new
+            print(f"{name:<24} {len(text):>9,} {t_old:>11.2f} {t_new:>7.2f} {t_old / t_new:>7.2f}x "
+                  f"{items / t_old:>14,.0f} {items / t_new:>9,.0f} {len(text) / t_old / 1e6:>11.3f} {rate / 1e6:>6.3f}")
     print(f"a file at the limit of {MAX_FILE_BYTES:,} bytes parses in about {MAX_FILE_BYTES / rate:.0f} s")
 
 

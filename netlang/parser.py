@@ -10,11 +10,11 @@ import functools
 from pathlib import Path
 
 import lark
-from lark import Token, Transformer_NonRecursive, v_args
+from lark import Token, Transformer_NonRecursive
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 from lark.lexer import LexerThread
 
-from . import ast
+from . import ast, lalr
 from .errors import NetlangError, NetlangSyntaxError, NetlangValueError, SourceLoc, paused_gc, register_source
 from .limits import MAX_INT
 
@@ -248,19 +248,44 @@ def parse(text: str, filename: str = "<string>") -> ast.Module:
     """Parse a whole .net file."""
     register_source(filename, text)
     with paused_gc():
-        tree = _run(text, filename, "start")
-        return _Build(filename, text).transform_module(tree)
+        return _Build(filename, text).module(_parse(text, filename, "start"))
 
 
 def parse_expr(text: str, filename: str = "<string>") -> ast.Expr:
     """Parse one pipeline expression (used for label templates and -p overrides)."""
-    tree = _run(text, filename, "pipe", end="end of the expression")
+    return _parse(text, filename, "pipe", end="end of the expression")
+
+
+def _parse(text: str, filename: str, start: str, end: str = "end of file"):
+    """The lean driver (netlang/lalr.py) first; Lark's parse tree and the transformer where it
+    rejects the input or building fails, so that errors come out as Lark's path gives them."""
+    tab = _tables()
+    if tab is not None:
+        try:
+            return lalr.run(tab, _Newlines().process(LexerThread.from_text(_raw_lexer(), text).lex(None)),
+                            start, _Build(filename, text))
+        except (lalr.Rejected, NetlangError, UnexpectedInput, _BracketError):
+            pass
+    return _slow_parse(text, filename, start, end)
+
+
+def _slow_parse(text: str, filename: str, start: str, end: str = "end of file"):
+    """Lark's own path: its parse tree, then the tree to the AST (the lean driver's oracle)."""
+    tree = _run(text, filename, start, end)
     try:
-        return _Build(filename, text).transform(tree)
+        return _FromTree(_Build(filename, text)).transform(tree)
     except VisitError as err:
         if isinstance(err.orig_exc, NetlangError):
             raise err.orig_exc from None
         raise
+
+
+@functools.lru_cache(maxsize=None)
+def _tables():
+    try:
+        return lalr.Tables(_lark())
+    except (AttributeError, ImportError, KeyError, TypeError):      # (a Lark whose internals moved)
+        return None
 
 
 def _run(text: str, filename: str, start: str, end: str = "end of file"):
@@ -272,117 +297,118 @@ def _run(text: str, filename: str, start: str, end: str = "end of file"):
         raise _syntax_error(err, filename, text, end) from None
 
 
-def _loc(filename: str, meta) -> SourceLoc:
-    return SourceLoc(filename, meta.line, meta.column, meta.end_line, meta.end_column)
+class _FromTree(Transformer_NonRecursive):
+    """Lark's parse tree -> AST, through the same builder as the lean driver. Non-recursive, so
+    that a deeply nested expression cannot overflow Python's stack here."""
+
+    def __init__(self, build: "_Build"):
+        super().__init__()
+        self.build = build
+
+    def __default__(self, data, children, meta):
+        span = None if meta.empty else (meta.line, meta.column, meta.end_line, meta.end_column)
+        return getattr(self.build, str(data))(span, children)
 
 
-@v_args(meta=True)
-class _Build(Transformer_NonRecursive):
-    """Parse tree -> AST. Only construction happens here; meaning comes later.
-
-    Non-recursive, so that a deeply nested expression cannot overflow Python's stack here.
+class _Build:
+    """Rules -> AST nodes: each method takes a rule's span (line, column, end line, end column)
+    and its children, as Lark's tree builder shapes them. Only construction happens here;
+    meaning comes later.
     """
 
     def __init__(self, filename: str, text: str):
-        super().__init__()
         self.file = filename
         self.text = text
 
-    def transform_module(self, tree) -> ast.Module:
-        try:
-            decls = self.transform(tree)
-        except VisitError as err:
-            if isinstance(err.orig_exc, NetlangError):
-                raise err.orig_exc from None
-            raise
+    def module(self, decls) -> ast.Module:
         return ast.Module(SourceLoc(self.file, 1, 1), self.file, tuple(decls))
 
-    def L(self, meta) -> SourceLoc:
-        return _loc(self.file, meta)
+    def L(self, span) -> SourceLoc:
+        return SourceLoc(self.file, *span)
 
     # ------------------------------------------------------------ top level
-    def start(self, meta, children):
+    def start(self, span, children):
         return [c for c in children if c is not None]
 
-    def import_stmt(self, meta, c):
-        return ast.Import(self.L(meta), _unquote(c[0], self.file))
+    def import_stmt(self, span, c):
+        return ast.Import(self.L(span), _unquote(c[0], self.file))
 
-    def def_stmt(self, meta, c):
+    def def_stmt(self, span, c):
         name, params, body = c
-        return ast.DefDecl(self.L(meta), str(name), params or (), body, _tok_loc(self.file, name))
+        return ast.DefDecl(self.L(span), str(name), params or (), body, _tok_loc(self.file, name))
 
-    def block_def(self, meta, c):
+    def block_def(self, span, c):
         name, params, body = c
-        return ast.BlockDecl(self.L(meta), str(name), params or (), body, _tok_loc(self.file, name))
+        return ast.BlockDecl(self.L(span), str(name), params or (), body, _tok_loc(self.file, name))
 
-    def network_def(self, meta, c):
+    def network_def(self, span, c):
         name, params, body = c
-        return ast.NetworkDecl(self.L(meta), str(name), params or (), body, _tok_loc(self.file, name))
+        return ast.NetworkDecl(self.L(span), str(name), params or (), body, _tok_loc(self.file, name))
 
-    def network_inst(self, meta, c):
+    def network_inst(self, span, c):
         name, target, args = c
-        return ast.NetworkInst(self.L(meta), str(name), str(target), _tok_loc(self.file, target), args or (),
+        return ast.NetworkInst(self.L(span), str(name), str(target), _tok_loc(self.file, target), args or (),
                                _tok_loc(self.file, name))
 
-    def params(self, meta, c):
+    def params(self, span, c):
         return tuple(p for p in c if p is not None)
 
-    def param(self, meta, c):
-        return ast.Param(self.L(meta), str(c[0]), c[1])
+    def param(self, span, c):
+        return ast.Param(self.L(span), str(c[0]), c[1])
 
-    def block_param(self, meta, c):
-        return ast.Param(self.L(meta), "block", c[0])
+    def block_param(self, span, c):
+        return ast.Param(self.L(span), "block", c[0])
 
-    def body(self, meta, c):
+    def body(self, span, c):
         return tuple(s for s in c if s is not None)
 
     # ------------------------------------------------------------ statements
-    def let_stmt(self, meta, c):
-        return ast.Let(self.L(meta), str(c[0]), c[1])
+    def let_stmt(self, span, c):
+        return ast.Let(self.L(span), str(c[0]), c[1])
 
-    def if_stmt(self, meta, c):
+    def if_stmt(self, span, c):
         test, then, orelse = c
         if isinstance(orelse, ast.If):
             orelse = (orelse,)
-        return ast.If(self.L(meta), test, then, orelse)
+        return ast.If(self.L(span), test, then, orelse)
 
-    def for_stmt(self, meta, c):
-        return ast.For(self.L(meta), str(c[0]), c[1], c[2])
+    def for_stmt(self, span, c):
+        return ast.For(self.L(span), str(c[0]), c[1], c[2])
 
-    def input_stmt(self, meta, c):
-        return ast.InputStmt(self.L(meta), c[0])
+    def input_stmt(self, span, c):
+        return ast.InputStmt(self.L(span), c[0])
 
-    def output_stmt(self, meta, c):
-        return ast.OutputStmt(self.L(meta), tuple(r for r, _ in c), tuple(a for _, a in c))
+    def output_stmt(self, span, c):
+        return ast.OutputStmt(self.L(span), tuple(r for r, _ in c), tuple(a for _, a in c))
 
-    def init_stmt(self, meta, c):
-        return ast.InitStmt(self.L(meta), tuple(r for r in c if r is not None))
+    def init_stmt(self, span, c):
+        return ast.InitStmt(self.L(span), tuple(r for r in c if r is not None))
 
-    def init_rule(self, meta, c):
+    def init_rule(self, span, c):
         target = c[0]
         if not isinstance(target, tuple):           # a string: "classifier.1", "features.0.0.bias"
             target = tuple(_unquote(target, self.file).split("."))
-        return ast.InitRule(self.L(meta), target, c[1])
+        return ast.InitRule(self.L(span), target, c[1])
 
-    def outref(self, meta, c):
+    def outref(self, span, c):
         # (the AUX placeholder is None where the reference is not marked: maybe_placeholders)
-        return ast.Ref(self.L(meta), self._ref_path(c[-1])), len(c) > 1 and c[0] is not None
+        return ast.Ref(self.L(span), self._ref_path(c[-1])), len(c) > 1 and c[0] is not None
 
     def _ref_path(self, target) -> tuple:
         # a string names a label with number parts: @"fpn.inner_blocks.0.0"
         return target if isinstance(target, tuple) else tuple(_unquote(target, self.file).split("."))
 
-    def dotted(self, meta, c):
+    def dotted(self, span, c):
         return tuple(str(t) for t in c)
 
     # ------------------------------------------------------------ pipelines
-    def pipe(self, meta, c):
+    def pipe(self, span, c):
         # A one-item pipeline is that item.
-        return c[0] if len(c) == 1 else ast.Pipe(self.L(meta), tuple(c))
+        return c[0] if len(c) == 1 else ast.Pipe(self.L(span), tuple(c))
 
-    def labelled(self, meta, c):
+    def labelled(self, span, c):
         tok, expr = c
-        return ast.Labelled(self.L(meta), self._template(tok), expr)
+        return ast.Labelled(self.L(span), self._template(tok), expr)
 
     def _template(self, tok: Token) -> ast.Template:
         raw = tok.value.rstrip()[:-1].rstrip()      # drop the ':'
@@ -407,35 +433,35 @@ class _Build(Transformer_NonRecursive):
             i = k + 1
         return ast.Template(loc, tuple(parts))
 
-    def cond(self, meta, c):
-        return ast.Cond(self.L(meta), c[1], c[0], c[2])
+    def cond(self, span, c):
+        return ast.Cond(self.L(span), c[1], c[0], c[2])
 
-    def or_(self, meta, c):
-        return ast.BinOp(self.L(meta), "or", c[0], c[1])
+    def or_(self, span, c):
+        return ast.BinOp(self.L(span), "or", c[0], c[1])
 
-    def and_(self, meta, c):
-        return ast.BinOp(self.L(meta), "and", c[0], c[1])
+    def and_(self, span, c):
+        return ast.BinOp(self.L(span), "and", c[0], c[1])
 
-    def not_(self, meta, c):
-        return ast.Unary(self.L(meta), "not", c[0])
+    def not_(self, span, c):
+        return ast.Unary(self.L(span), "not", c[0])
 
-    def compare(self, meta, c):
-        return ast.BinOp(self.L(meta), str(c[1]), c[0], c[2])
+    def compare(self, span, c):
+        return ast.BinOp(self.L(span), str(c[1]), c[0], c[2])
 
-    def binop(self, meta, c):
-        return ast.BinOp(self.L(meta), str(c[1]), c[0], c[2])
+    def binop(self, span, c):
+        return ast.BinOp(self.L(span), str(c[1]), c[0], c[2])
 
-    def unary(self, meta, c):
-        return ast.Unary(self.L(meta), str(c[0]), c[1])
+    def unary(self, span, c):
+        return ast.Unary(self.L(span), str(c[0]), c[1])
 
-    def call(self, meta, c):
+    def call(self, span, c):
         func, args = c
-        return ast.Call(self.L(meta), func, args)
+        return ast.Call(self.L(span), func, args)
 
-    def index(self, meta, c):
-        return ast.Index(self.L(meta), c[0], c[1])
+    def index(self, span, c):
+        return ast.Index(self.L(span), c[0], c[1])
 
-    def args(self, meta, c):
+    def args(self, span, c):
         out = []
         for a in c:
             if a is None:
@@ -443,57 +469,57 @@ class _Build(Transformer_NonRecursive):
             out.append(a if isinstance(a, ast.Arg) else ast.Arg(a.loc, None, a))
         return tuple(out)
 
-    def kwarg(self, meta, c):
-        return ast.Arg(self.L(meta), str(c[0]), c[1])
+    def kwarg(self, span, c):
+        return ast.Arg(self.L(span), str(c[0]), c[1])
 
-    def block_kwarg(self, meta, c):
-        return ast.Arg(self.L(meta), "block", c[0])
+    def block_kwarg(self, span, c):
+        return ast.Arg(self.L(span), "block", c[0])
 
     # ------------------------------------------------------------ atoms
-    def block_name(self, meta, c):
-        return ast.Name(self.L(meta), "block")
+    def block_name(self, span, c):
+        return ast.Name(self.L(span), "block")
 
-    def name(self, meta, c):
-        return ast.Name(self.L(meta), str(c[0]))
+    def name(self, span, c):
+        return ast.Name(self.L(span), str(c[0]))
 
-    def int(self, meta, c):
-        return ast.Const(self.L(meta), _int(c[0], c[0], self.file))
+    def int(self, span, c):
+        return ast.Const(self.L(span), _int(c[0], c[0], self.file))
 
-    def float(self, meta, c):
-        return ast.Const(self.L(meta), float(c[0]))
+    def float(self, span, c):
+        return ast.Const(self.L(span), float(c[0]))
 
-    def string(self, meta, c):
-        return ast.Const(self.L(meta), _unquote(c[0], self.file))
+    def string(self, span, c):
+        return ast.Const(self.L(span), _unquote(c[0], self.file))
 
-    def shape(self, meta, c):
-        return ast.Const(self.L(meta), tuple(_int(p, c[0], self.file) for p in str(c[0]).split("x")))
+    def shape(self, span, c):
+        return ast.Const(self.L(span), tuple(_int(p, c[0], self.file) for p in str(c[0]).split("x")))
 
-    def true(self, meta, c):
-        return ast.Const(self.L(meta), True)
+    def true(self, span, c):
+        return ast.Const(self.L(span), True)
 
-    def false(self, meta, c):
-        return ast.Const(self.L(meta), False)
+    def false(self, span, c):
+        return ast.Const(self.L(span), False)
 
-    def paren(self, meta, c):
+    def paren(self, span, c):
         return c[0]
 
-    def tuple(self, meta, c):
-        return ast.TupleExpr(self.L(meta), tuple(x for x in c if x is not None))
+    def tuple(self, span, c):
+        return ast.TupleExpr(self.L(span), tuple(x for x in c if x is not None))
 
-    def list(self, meta, c):
-        return ast.ListExpr(self.L(meta), tuple(x for x in c if x is not None))
+    def list(self, span, c):
+        return ast.ListExpr(self.L(span), tuple(x for x in c if x is not None))
 
-    def ref(self, meta, c):
-        return ast.Ref(self.L(meta), self._ref_path(c[0]))
+    def ref(self, span, c):
+        return ast.Ref(self.L(span), self._ref_path(c[0]))
 
-    def in_attr(self, meta, c):
-        return ast.InAttr(self.L(meta), str(c[0]))
+    def in_attr(self, span, c):
+        return ast.InAttr(self.L(span), str(c[0]))
 
-    def merge(self, meta, c):
+    def merge(self, span, c):
         op, args, *branches = c
-        return ast.Merge(self.L(meta), op, args or (), tuple(b for b in branches if b is not None))
+        return ast.Merge(self.L(span), op, args or (), tuple(b for b in branches if b is not None))
 
-    def merge_op(self, meta, c):
+    def merge_op(self, span, c):
         return str(c[0])
 
 
