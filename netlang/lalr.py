@@ -13,8 +13,6 @@ words (and tests compare the ASTs of both paths).
 """
 from __future__ import annotations
 
-import functools
-
 
 class Rejected(Exception):
     """The tables do not accept the input: the caller runs Lark's path for the error."""
@@ -70,11 +68,6 @@ class Tables:
             self.rules[index] = _plan(rule)
         self.start = dict(table.start_states)
         self.end = dict(table.end_states)
-
-
-@functools.lru_cache(maxsize=None)
-def tables(lark) -> Tables:
-    return Tables(lark)
 
 
 def run(tab: Tables, tokens, start: str, builder):
