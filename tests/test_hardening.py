@@ -213,3 +213,46 @@ def test_weights_of_one_network_are_limited():
     # each 3x3 convolution of 8192 channels has 604 million weights, below the layer limit
     err = error_of(net("    conv(8192, 3, pad=1) * 200", input="8192x1x1"))
     assert f"more than the limit of {limits.MAX_NETWORK_WEIGHTS:,} for one network" in located(err, 3)
+
+
+# ----------------------------------------------------------------- the torch source of deep nests
+
+def test_compiling_deeply_nested_conditionals_is_linear(monkeypatch):
+    # 5,000 nested `if true {` took 45 s to compile: each level asked afresh whether the whole
+    # nest below it held init rules only (n^2/2 visits); asked once per conditional now
+    from netlang.backends.torchgen import generate, writer
+    n = 2000
+    calls = 0
+    only_init = writer._only_init
+
+    def counted(s):
+        nonlocal calls
+        calls += 1
+        return only_init(s)
+    monkeypatch.setattr(writer, "_only_init", counted)
+    src = generate(netlang.loads(net("    " + "if true {\n" * n + "relu\n" + "}\n" * n))).text
+    assert "F.relu(x)" in src and calls <= 3 * n
+
+
+def _nest(kind: str, n: int) -> str:
+    open_ = {"if": "if c > 0 {\n", "for": "for i in range(c) {\n"}[kind]
+    inner = {"if": "conv(c, 1)\n", "for": "relu\n"}[kind]
+    return ("block b(c, d) {\n    conv(d, 1)\n    " + open_ * n + inner + "}\n" * n + "}\n"
+            "network n {\n    input 3x8x8\n    b(1, 4) -> b(1, 5) -> b(0, 6) -> b(1, 7)\n}\n")
+
+
+@pytest.mark.parametrize("kind, n", [("if", 40), ("if", 150), ("for", 12), ("for", 25)])
+def test_generated_source_stays_within_pythons_nesting_limits(kind, n):
+    # Python reads 100 levels of indentation and 20 nested loops: 150 nested `if c > 0` in a
+    # block written once for several calls made a file that did not import (IndentationError).
+    # Past the limits the nest is resolved for each call; the module still matches the reference.
+    import lowering_check
+
+    from netlang.backends.torchgen import generate, writer
+    text = _nest(kind, n)
+    src = generate(netlang.loads(text)).text
+    compile(src, "<generated>", "exec")
+    kept = src.count(" if c > 0:") + src.count(" for i in ")
+    below = n < writer.NEST_LIMIT and (kind == "if" or n < writer.LOOP_LIMIT)
+    assert kept >= n if below else kept < n         # (below the limits the nest is written as it stands)
+    assert lowering_check.check(text, "n", seed=3) is None

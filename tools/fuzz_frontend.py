@@ -17,6 +17,9 @@ netlang once), under a memory cap (RLIMIT_AS) and a timeout. Outcomes:
     timeout     killed at the timeout: a hang
     memory      MemoryError, or killed by a signal under the memory cap
 
+A case whose file (bytes, name, folder, network) an earlier case of the run already had is
+skipped: the hostile kinds draw from short lists, and --count counts distinct programs.
+
 Failing runs (internal, timeout, memory; unlocated too, to read) are saved to --out as
 <outcome>/<case>-<command>.net with a .txt beside it (the command, the case's kind and seed,
 the end of stderr); `--start S --count 1` makes case S again. The exit status is 1 if any run
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import io
 import os
 import random
@@ -169,6 +173,8 @@ class Fuzzer:
         self.root = Path(tempfile.mkdtemp(prefix="netlang-fuzz-"))
         self.running: dict[int, tuple] = {}
         self.left: dict[int, int] = {}          # case -> runs not finished
+        self.distinct = self.repeats = 0        # cases run, cases skipped as repeats
+        self.last = None                        # the number of the last case made
 
     def prepare(self, case: Case) -> Path:
         d = self.root / str(case.index)
@@ -250,9 +256,24 @@ class Fuzzer:
                 os.chdir(cwd)
 
     def run(self, start: int, count: int) -> None:
+        """Run `count` distinct cases from case `start` on: a case whose file, name, folder and
+        network an earlier case of this run had already (the hostile kinds draw from short lists)
+        is skipped and counted in self.repeats."""
         self.warm_up()
-        for index in range(start, start + count):
+        seen: set = set()
+        index = start
+        while self.distinct < count:
             case = make_case(index)
+            index += 1
+            key = hashlib.blake2b(repr((case.data, case.name, case.target, case.network,
+                                        getattr(case.setup, "__name__", None))).encode("utf-8", "surrogatepass"),
+                                  digest_size=16).digest()
+            if key in seen:
+                self.repeats += 1
+                continue
+            seen.add(key)
+            self.distinct += 1
+            self.last = case.index
             d = self.prepare(case)
             self.left[case.index] = len(self.commands)
             for command in self.commands:
@@ -269,7 +290,8 @@ class Fuzzer:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--count", type=int, default=1000, help="cases to run (each through every command)")
+    ap.add_argument("--count", type=int, default=1000,
+                    help="distinct cases to run (each through every command; repeated files are skipped)")
     ap.add_argument("--start", type=int, default=0, help="the first case's number (its seed)")
     ap.add_argument("--jobs", type=int, default=2, help="children running at once")
     ap.add_argument("--out", type=Path, help="save failing runs here")
@@ -282,7 +304,8 @@ def main(argv=None) -> int:
     fuzzer.run(args.start, args.count)
     dt = time.perf_counter() - t
     runs = sum(fuzzer.counts.values())
-    print(f"{args.count} cases, {runs} runs in {dt:.1f} s: {args.count / dt:.1f} programs/s, {runs / dt:.1f} runs/s")
+    print(f"{fuzzer.distinct} distinct programs (cases {args.start} to {fuzzer.last}, {fuzzer.repeats} repeats "
+          f"skipped), {runs} runs in {dt:.1f} s: {fuzzer.distinct / dt:.1f} programs/s, {runs / dt:.1f} runs/s")
     for outcome in OUTCOMES:
         per = ", ".join(f"{c} {fuzzer.by_command[c, outcome]}" for c in fuzzer.commands if fuzzer.by_command[c, outcome])
         print(f"  {outcome:<10} {fuzzer.counts[outcome]:>7}" + (f"   ({per})" if per else ""))

@@ -12,6 +12,7 @@ import functools
 import io
 import re
 import tokenize
+import weakref
 from dataclasses import dataclass
 
 from netlang import ast, ops
@@ -1025,9 +1026,17 @@ class _Core:
             self._loop_names[var] = name
         return self._loop_names[var]
 
+    def nest_check(self, node, st: St, loop: bool) -> None:
+        """Python reads at most 100 levels of indentation and 20 nested loops: a conditional or
+        loop past NEST_LIMIT (LOOP_LIMIT) of them is resolved for this call, with everything
+        inside it, in one restart."""
+        if len(st.inside) >= NEST_LIMIT or (loop and len(st.loops) >= LOOP_LIMIT):
+            raise Restart(nodes=set(ast.walk(node)), why="conditionals and loops nested deeper than Python allows")
+
     def loop(self, node, var, b: Binding, body_fn, st: St, iter_expr=None, count_expr=None) -> St:
         """A loop kept as a loop: each round is written on its own, with the channels and the
         forward variable it carries as tokens; the rounds must come out the same."""
+        self.nest_check(node, st, loop=True)
         key = ("loop", id(node), node)
         self.loop_reads[key] = b.py.deps
         local = self.loop_local(var) if var is not None else self.loop_local("\x02")
@@ -1172,6 +1181,7 @@ class _Core:
     def branches(self, node, test: Py, test_expr, then_fn, else_fn, st: St, statement: bool = False) -> St:
         """A conditional kept as one: the taken branch written as this call takes it, the other
         written without concrete values (a branch that needs them resolves the conditional)."""
+        self.nest_check(node, st, loop=False)
         taken = self.truth(test_expr, st) if self.concrete else None
         inside = st.inside + (node,)
         start, dyn0 = st.scope.count, st.scope.dynamic
@@ -2272,7 +2282,17 @@ class Writer(_Core, _Items, _Layers):
     pass
 
 
+NEST_LIMIT = 60         # conditionals and loops written one inside another (Python: 100 indents)
+LOOP_LIMIT = 15         # loops written one inside another (Python: 20 nested blocks)
+_ONLY_INIT: "weakref.WeakKeyDictionary[ast.If, bool]" = weakref.WeakKeyDictionary()
+
+
 def _only_init(s: ast.If) -> bool:
-    """Whether a conditional holds init statements only (which place no layer)."""
-    stmts = list(s.then) + list(s.orelse or ())
-    return all(type(x) is ast.InitStmt or (type(x) is ast.If and _only_init(x)) for x in stmts)
+    """Whether a conditional holds init statements only (which place no layer). Remembered per
+    node: `stmts` asks at every level of a nest, and asking afresh made n nested ifs cost n^2."""
+    known = _ONLY_INIT.get(s)
+    if known is None:
+        stmts = list(s.then) + list(s.orelse or ())
+        known = _ONLY_INIT[s] = all(type(x) is ast.InitStmt or (type(x) is ast.If and _only_init(x))
+                                    for x in stmts)
+    return known
