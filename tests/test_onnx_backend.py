@@ -240,6 +240,68 @@ def test_random_weights_are_drawn_without_torch_and_run():
     assert out.shape == (2, 10) and np.isfinite(out).all()
 
 
+def _drawn(net, seed=0) -> dict:
+    model = netlang.lower(net, "onnx", seed=seed)
+    return {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+
+
+def test_init_statements_reach_the_onnx_weights():
+    # SE-ResNet zeroes the last batchnorm of every residual branch: one rule, `se_bottleneck.bn3`
+    net = netlang.load(ROOT / "architectures" / "seresnet.net", network="seresnet50")
+    w = _drawn(net)
+    bn3 = [k for k in w if k.endswith(".bn3.weight")]
+    assert len(bn3) == 16 and all((w[k] == 0).all() for k in bn3)
+    assert (w["layer1.0.bn2.weight"] == 1).all() and (w["bn1.weight"] == 1).all()
+
+
+INIT_RULES = """
+network n {
+    input 32x12x12
+    a: conv(64, 3) -> batchnorm -> relu
+    b: conv(64, 3) -> batchnorm -> relu
+    c: conv(96, 1) -> conv_t(64, 2, stride=2)
+    d: conv(128, 3) -> prelu(per_channel=true) -> layernorm
+    global_avgpool -> flatten -> e: linear(2000) -> relu -> f: linear(500)
+    init conv = kaiming_uniform(a=1, mode="fan_out"), "a.0" = xavier_normal(gain=2), b = trunc_normal(std=0.02)
+    init "b.0.bias" = constant(0.5), conv_t = xavier_uniform, "d.0" = kaiming_normal(nonlinearity="tanh")
+    init "c.0" = uniform(-3, -1), layernorm = normal(2, 0.5), prelu = default, linear.bias = ones
+    init e = fan_uniform(mode="fan_out"), f = default, batchnorm = constant(3), "a.1" = default
+    init "d.0.bias" = zeros
+}
+"""
+
+
+def test_init_schemes_draw_torchs_distributions():
+    # every scheme of netlang/init.py, by kind, by name, by prefix and per entry, in an order
+    # where later rules overwrite earlier ones: numpy's draws against torch's init_weights, key by
+    # key (constants exactly; draws by mean, spread and extremes over thousands of values)
+    net = netlang.loads(INIT_RULES)
+    got = _drawn(net, seed=3)
+    torch.manual_seed(3)
+    want = {k: v.double().numpy() for k, v in netlang.lower(net).state_dict().items()
+            if not k.endswith("num_batches_tracked")}
+    assert set(got) == set(want)
+    assert abs(got["b.0.weight"].std() - 0.02) < 0.002 and (got["a.1.weight"] == 1).all()   # (the later rules)
+    for k, w in want.items():
+        g = got[k].astype(np.float64)
+        assert g.shape == w.shape, k
+        if (w == w.flat[0]).all():
+            assert (g == w.flat[0]).all(), (k, w.flat[0], g.flat[:3])
+            continue
+        assert w.size >= 64, k          # (a drawn entry large enough to compare)
+        spread = w.std()
+        assert abs(g.mean() - w.mean()) < 4 * spread / np.sqrt(w.size) + 1e-3 * spread, k
+        assert abs(g.std() / spread - 1) < 6 / np.sqrt(w.size) + 0.02, (k, g.std(), spread)
+        if w.size >= 1000:              # the extremes: a uniform's bounds, a normal's tails
+            assert abs(g.min() - w.min()) < spread and abs(g.max() - w.max()) < spread, (k, g.min(), w.min())
+
+
+def test_a_fan_scheme_on_a_bias_is_an_error():
+    net = netlang.loads(INIT_RULES.replace('"d.0.bias" = zeros', '"d.0.bias" = xavier_normal'))
+    with pytest.raises(NetlangError, match="d.0.bias has 1 dimension"):
+        netlang.lower(net, "onnx")
+
+
 def _python(code: str, tmp_path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, capture_output=True, text=True,
                           timeout=120)
