@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="for --render: as for render")
     p.add_argument("--color", choices=("params", "macs", "memory"), default=argparse.SUPPRESS,
                    help="for --render: as for render")
+    p.add_argument("--dpi", type=_render_dpi, metavar="N", help="for --render: the PNGs' resolution (dot's default: 96)")
     p.add_argument("--list", action="store_true", help="list the networks and their files (nothing analysed)")
     p.set_defaults(run=cmd_zoo)
 
@@ -229,16 +230,18 @@ def cmd_zoo(args) -> int:
     from .progress import Progress
     from .summary import measured_of, measured_table, published_of, published_table, source_of, zoo_table
     style = {k: getattr(args, k) for k in ("depth", "color") if hasattr(args, k)}
-    if style and not args.render:
-        args.parser.error("--depth and --color go with --render")
+    if (style or args.dpi is not None) and not args.render:
+        args.parser.error("--depth, --color and --dpi go with --render")
     folder = Path(args.folder) if args.folder else bundled_architectures()
     if folder is None or not folder.is_dir():
         raise NetlangValueError(f"no such folder: {args.folder}", None)
     if args.list:
         return zoo_list(folder)
-    if args.render and args.format != "dot":
-        from .render import dot_program
-        dot_program()                     # fail before the work when Graphviz is missing
+    if args.render:
+        from .render import check_dpi, dot_program
+        check_dpi(args.dpi, args.format)  # before the work: a DPI only a PNG has
+        if args.format != "dot":
+            dot_program()                 # fail before the work when Graphviz is missing
     from .zoo import zoo_files
     todo, failures, published, measured, modules = [], 0, {}, [], {}
     for path in zoo_files(folder):
@@ -280,7 +283,8 @@ def cmd_zoo(args) -> int:
         sys.stdout.flush()                # the table before the progress line
         progress = Progress(len(rows))
         try:
-            paths = render_all([(f, n) for f, n, _ in rows], args.render, args.format, progress=progress, **style)
+            paths = render_all([(f, n) for f, n, _ in rows], args.render, args.format, progress=progress,
+                               dpi=args.dpi, **style)
         finally:
             progress.close()
         print(f"drew {len(paths)} networks into {args.render}", file=sys.stderr)

@@ -866,13 +866,15 @@ def repr_svg(net) -> str | None:
 
 
 def render_all(nets, folder: str | Path, fmt: str = "svg", jobs: int | None = None, progress=None,
-               **opts) -> list[Path]:
+               dpi: int | None = None, **opts) -> list[Path]:
     """Draw each network of `nets` ((file name, Network) pairs) into `folder` as NAME.fmt (a name
     two files share becomes FILESTEM-NAME.fmt); `dot` runs in parallel. Returns the paths.
-    progress(done, what, name), if given, hears of each network as it is laid out and drawn."""
+    progress(done, what, name), if given, hears of each network as it is laid out and drawn;
+    `dpi` sets the PNGs' resolution."""
     from concurrent.futures import ThreadPoolExecutor
 
     fmt = format_of(f"x.{fmt}")
+    check_dpi(dpi, fmt)
     if fmt != "dot":
         dot_program()
     folder = Path(folder)
@@ -893,7 +895,7 @@ def render_all(nets, folder: str | Path, fmt: str = "svg", jobs: int | None = No
 
     def one(job):
         path, text = job
-        _write(path, text.encode("utf-8") if fmt == "dot" else run_dot(text, fmt))
+        _write(path, text.encode("utf-8") if fmt == "dot" else run_dot(text, fmt, dpi))
         return path
 
     # dot is a separate process, so threads run several at once.

@@ -469,6 +469,26 @@ def test_dpi_reaches_dot_and_dot_warnings_reach_stderr(tmp_path, monkeypatch, ca
         toy().render(tmp_path / "u.png", dpi=0)
 
 
+def test_zoo_render_passes_dpi_to_every_png(tmp_path, monkeypatch, capsys):
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    log = _fake_dot(bin_, "")
+    monkeypatch.setenv("PATH", str(bin_))
+    folder = tmp_path / "zoo"
+    folder.mkdir()
+    (folder / "toy.net").write_text(TOY)
+    out = tmp_path / "drawn"
+    assert main(["zoo", str(folder), "--render", str(out), "--format", "png", "--dpi", "200"]) == 0
+    assert log.read_text().split() == ["-Tpng", "-Gdpi=200"] and (out / "toy.png").exists()
+    capsys.readouterr()
+    # as for render: not for an SVG, and not without --render
+    assert main(["zoo", str(folder), "--render", str(tmp_path / "svg"), "--dpi", "200"]) == 1
+    assert "--dpi sets a PNG's resolution" in capsys.readouterr().err and not (tmp_path / "svg").exists()
+    with pytest.raises(SystemExit) as exit_:
+        main(["zoo", str(folder), "--dpi", "200"])
+    assert exit_.value.code == 2 and "go with --render" in capsys.readouterr().err
+
+
 def _png_size(data: bytes) -> tuple[int, int]:
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
