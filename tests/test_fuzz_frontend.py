@@ -13,7 +13,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 fuzz = pytest.importorskip("fuzz_frontend")
 
-CASES = 60            # ~20 s on two idle cores; the long run is the tool's own (--count 50000)
+CASES = 750           # 3,000 runs, ~45 s on two idle cores; the long run is the tool's own (--count 50000)
 
 
 def test_fuzzer_finds_no_internal_error_hang_or_memory_kill(tmp_path):
@@ -23,7 +23,8 @@ def test_fuzzer_finds_no_internal_error_hang_or_memory_kill(tmp_path):
     counts = fuzzer.counts
     saved = sorted(p.name for p in tmp_path.rglob("*.txt"))
     assert counts["internal"] == 0 and counts["timeout"] == 0 and counts["memory"] == 0, (counts, saved)
-    assert sum(counts.values()) == CASES * len(fuzz.COMMANDS)
+    assert fuzzer.distinct == CASES and sum(counts.values()) == CASES * len(fuzz.COMMANDS)
+    assert fuzzer.repeats > 0 and fuzzer.last == CASES + fuzzer.repeats - 1    # (repeated files skipped)
     # the mix reaches both sides: valid programs that pass, and located errors
     assert counts["ok"] > CASES // 4 and counts["user"] > CASES // 4, counts
 
