@@ -7,13 +7,20 @@ a bare ModuleNotFoundError from deep inside a backend.
 from __future__ import annotations
 
 import importlib
+import itertools
 
 from .errors import NetlangDependencyError
 
 
+# The oldest release of each that the backends run on: pyproject's lower bounds (a test holds
+# them equal; docs/install.md says which API sets each)
+MINIMUM = {"torch": (2, 3), "triton": (3, 4)}
+
+
 def require(*modules: str, needs: str, extra: str):
     """Import each of `modules` (for `needs`, a backend) or raise NetlangDependencyError naming
-    the pip extra that installs them; returns the last one."""
+    the pip extra that installs them, or saying that the one installed is older than MINIMUM;
+    returns the last one."""
     for module in modules:
         try:
             found = importlib.import_module(module)
@@ -24,4 +31,19 @@ def require(*modules: str, needs: str, extra: str):
                 raise
             raise NetlangDependencyError(f"{needs} needs {module}, which is not installed: install "
                                          f"netlang[{extra}] (pip install 'netlang[{extra}]')") from None
+        least = MINIMUM.get(module)
+        have = release(getattr(found, "__version__", ""))
+        if least is not None and have is not None and have < least:
+            raise NetlangDependencyError(
+                f"{needs} needs {module} {'.'.join(map(str, least))} or newer; this is {found.__version__}: "
+                f"pip install -U 'netlang[{extra}]'")
     return found
+
+
+def release(version: str) -> tuple[int, int] | None:
+    """(major, minor) of a version string ("2.3.1+cu121" -> (2, 3)), or None if it has none."""
+    parts = version.split(".")
+    if len(parts) < 2 or not parts[0].isdigit():
+        return None
+    minor = "".join(itertools.takewhile(str.isdigit, parts[1]))
+    return (int(parts[0]), int(minor)) if minor else None

@@ -135,6 +135,25 @@ def test_metadata_declares_ranges_that_admit_the_pins(wheel):
     assert declared["torch"]["torch"].specifier == declared["triton"]["torch"].specifier
 
 
+def test_the_backends_refuse_a_release_below_the_bounds(wheel, monkeypatch):
+    # torch 2.3's CUDA wheel brings triton 2.3.1: the Triton backend says so, not a failure deep in a kernel
+    import types
+
+    from netlang import optional
+    from netlang.errors import NetlangError
+    for extra, names in extras(wheel).items():
+        for name in set(names) & set(optional.MINIMUM):
+            assert Version(next(iter(names[name].specifier)).version).release[:2] == optional.MINIMUM[name]
+    assert optional.release("2.3.1+cu121") == (2, 3) and optional.release("3.10.0rc1") == (3, 10)
+    assert optional.release("unknown") is None
+    monkeypatch.setitem(sys.modules, "triton", types.SimpleNamespace(__version__="2.3.1"))
+    with pytest.raises(NetlangError, match=r"needs triton 3\.4 or newer; this is 2\.3\.1: "
+                                                    r"pip install -U 'netlang\[triton\]'"):
+        optional.require("triton", needs="the Triton backend", extra="triton")
+    monkeypatch.setitem(sys.modules, "triton", types.SimpleNamespace(__version__="3.4.0"))
+    assert optional.require("triton", needs="the Triton backend", extra="triton").__version__ == "3.4.0"
+
+
 # The APIs that set each lower bound (docs/install.md): (dependency, the API, where the backends
 # use it, the first release that has it).
 LATE_APIS = [

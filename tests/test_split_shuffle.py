@@ -14,6 +14,7 @@ from netlang.passes import run_pipeline
 torch = pytest.importorskip("torch")
 from netlang.backends.pytorch import lower  # noqa: E402
 from netlang.backends.reference import evaluate, random_state, run  # noqa: E402
+F = torch.nn.functional
 
 UNIT = """
 block unit(c) {
@@ -78,13 +79,28 @@ def test_the_unit_is_chunk_branch_cat_shuffle_in_every_lowering():
 def test_the_generated_source_reads_like_torchvision():
     src = type(lower(netlang.loads(UNIT), init=False)).netlang_source
     assert "part1, part2 = x.chunk(2, 1)" in src
-    assert "torch.cat([part1, part2], 1)" in src and "F.channel_shuffle(x, 2)" in src
+    assert "torch.cat([part1, part2], 1)" in src and "channel_shuffle(x, 2)" in src
     # a labelled shuffle is a module without state
     net = netlang.loads("network n {\n    input 8x4x4\n    mix: channel_shuffle(4)\n}\n")
     m = lower(net, init=False)
     assert type(m.mix).__name__ == "ChannelShuffle" and not m.state_dict()
     x = torch.randn(2, 8, 4, 4)
     torch.testing.assert_close(m(x), shuffle_formula(x, 4), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("c,g", [(8, 2), (12, 3), (6, 6), (5, 1)])
+def test_the_generated_shuffle_is_torchs_and_trains_and_compiles(c, g):
+    # the file's own channel_shuffle (torch 2.3's aten op had no derivative and no meta kernel)
+    # against F.channel_shuffle, on a non-contiguous input too, with a gradient and no graph break
+    net = netlang.loads(f"network n {{\n    input {c}x3x5\n    mix: channel_shuffle({g}) -> channel_shuffle({g})\n}}\n")
+    m = lower(net, init=False)
+    x = torch.randn(2, c, 5, 3).transpose(2, 3).requires_grad_(True)
+    torch.testing.assert_close(m(x), F.channel_shuffle(F.channel_shuffle(x.detach(), g), g), rtol=0, atol=0)
+    m(x).square().sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    torch._dynamo.reset()
+    out = torch.compile(m, backend="eager", fullgraph=True, dynamic=True)(x.detach())
+    torch.testing.assert_close(out, m(x.detach()), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("c,g", [(8, 2), (12, 3), (12, 4), (6, 6), (5, 1)])

@@ -357,7 +357,7 @@ def _plain(op: str, a: dict, ins: list[str], rank: int, helpers: dict) -> str:
     if op == "slice":
         return f"{x}[:, {a['start']}:{a['stop']}]"
     if op == "channel_shuffle":
-        return f"F.channel_shuffle({x}, {a['groups']})"
+        return f"{x}.unflatten(1, ({a['groups']}, -1)).transpose(1, 2).flatten(1, 2)"     # (F.channel_shuffle: no meta kernel in torch 2.3)
     if op == "concat":
         if a["crop"] and rank == 3:
             return f"torch.cat({helpers['crop_all']}([{', '.join(ins)}]), 1)"

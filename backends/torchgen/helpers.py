@@ -98,6 +98,25 @@ class CenterCrop(nn.Module):
     def extra_repr(self):
         return f"h={self.h}, w={self.w}"
 ''',
+    "channel_shuffle": '''
+def channel_shuffle(x, groups):
+    """F.channel_shuffle as torchvision's ShuffleNetV2 writes it: differentiable and traceable on
+    every torch netlang supports (torch 2.3's aten.channel_shuffle has no derivative and no meta
+    kernel, so neither training nor torch.compile could take it)."""
+    return x.unflatten(1, (groups, -1)).transpose(1, 2).flatten(1, 2)
+''',
+    "ChannelShuffle": '''
+class ChannelShuffle(nn.Module):
+    def __init__(self, groups):
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, x):
+        return channel_shuffle(x, self.groups)
+
+    def extra_repr(self):
+        return f"groups={self.groups}"
+''',
     "cat_cropped": '''
 def cat_cropped(xs):
     """concat(crop=true): centre-crop every input to the smallest height and width among them,
@@ -200,7 +219,8 @@ def check_input(model, x, shape):
 }
 
 # A helper needs these others too.
-NEEDS = {"DropPath": ["drop_path"], "CenterCrop": ["center_crop"], "cat_cropped": ["center_crop"]}
+NEEDS = {"DropPath": ["drop_path"], "CenterCrop": ["center_crop"], "cat_cropped": ["center_crop"],
+         "ChannelShuffle": ["channel_shuffle"]}
 
 
 def helper_source(used: set) -> list[str]:

@@ -154,7 +154,7 @@ def module(op: str, a: dict, cv, in_chan: Py, rank: int, inplace: bool) -> str:
         parts = [f"scale_factor={a['factor'].code}"] + ([f"mode={a['mode'].code}"] if "mode" in a else [])
         return f"nn.Upsample({', '.join(parts)})"
     if op == "channel_shuffle":
-        return f"nn.ChannelShuffle({a['groups'].code})"
+        return call("ChannelShuffle", a["groups"].code)
     if op == "center_crop":
         return call("CenterCrop", a["h"].code, *([a["w"].code] if "w" in a else []))
     raise KeyError(f"no PyTorch module for op {op!r}")
@@ -168,8 +168,8 @@ PARAMETER = {"layer_scale"}
 # Helpers of the generated file a layer's module or call needs.
 # (LayerNorm2d and Linear2d: on a map only; the writer adds a helper where the module's code uses it)
 HELPER_OF_MODULE = {"layernorm": "LayerNorm2d", "linear": "Linear2d", "scale": "Scale", "drop_path": "DropPath",
-                    "center_crop": "CenterCrop", "batchnorm": "FrozenBatchNorm2d"}
-HELPER_OF_CALL = {"drop_path": "drop_path", "center_crop": "center_crop"}
+                    "center_crop": "CenterCrop", "batchnorm": "FrozenBatchNorm2d", "channel_shuffle": "ChannelShuffle"}
+HELPER_OF_CALL = {"drop_path": "drop_path", "center_crop": "center_crop", "channel_shuffle": "channel_shuffle"}
 
 
 def parameter(op: str, a: dict, in_chan: Py, rank: int) -> str:
@@ -238,7 +238,7 @@ def functional(op: str, a: dict, cv, x: str, inplace: bool) -> str:
         parts = [x, a["size"].code] + [f"{k}={a[k].code}" for k in ("alpha", "beta", "k") if k in a]
         return f"F.local_response_norm({', '.join(parts)})"
     if op == "channel_shuffle":
-        return f"F.channel_shuffle({x}, {a['groups'].code})"
+        return f"channel_shuffle({x}, {a['groups'].code})"
     if op == "center_crop":
         return f"center_crop({x}, {a['h'].code}, {a['w'].code if 'w' in a else a['h'].code})"
     raise KeyError(f"no PyTorch call for op {op!r}")
