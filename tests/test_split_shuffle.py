@@ -185,3 +185,25 @@ def test_diagrams_and_summaries_name_the_parts_and_the_shuffle():
     assert '"n:s1.0:part1" -> "n:s1.branch2.0"' in dot
     table = net.summary()
     assert "channels 6:12" in table and "channel_shuffle 2" in table
+
+
+@pytest.mark.parametrize("groups", [1, 6])
+def test_a_shuffle_that_keeps_the_order_is_still_a_new_tensor(groups):
+    # with 1 group, or as many as channels, unflatten-transpose-flatten is a view of its input; the
+    # writer counts a shuffle's output as fresh and writes the next activation in place, which
+    # overwrote the input (a wrong eval output, or autograd's "a view of a leaf ... in-place")
+    import lowering_check
+    text = ("network n {\n    input 6x5x5\n    conv(6, 1) -> add {\n        identity\n"
+            f"        channel_shuffle({groups}) -> hardswish\n    }}\n    channel_shuffle({groups}) -> relu\n}}\n")
+    assert lowering_check.check(text, seed=1) is None
+    assert lowering_check.check_fused(text, "n") is None
+
+
+def test_layers_and_blocks_named_like_the_files_helpers_keep_their_names():
+    # a label `channel_shuffle:` once shadowed the file's channel_shuffle helper ('Tensor' object
+    # is not callable), and a block named LayerNorm2d would have replaced that helper class
+    import lowering_check
+    text = ("block LayerNorm2d(c) {\n    conv(c, 1) -> layernorm\n}\n"
+            "network n {\n    input 4x6x6\n    channel_shuffle: relu -> channel_shuffle(2)\n"
+            "    ChannelShuffle: LayerNorm2d(4) -> Linear2d: linear(4, pointwise=true) -> channel_shuffle(2)\n}\n")
+    assert lowering_check.check(text, seed=2) is None

@@ -102,8 +102,11 @@ class CenterCrop(nn.Module):
 def channel_shuffle(x, groups):
     """F.channel_shuffle as torchvision's ShuffleNetV2 writes it: differentiable and traceable on
     every torch netlang supports (torch 2.3's aten.channel_shuffle has no derivative and no meta
-    kernel, so neither training nor torch.compile could take it)."""
-    return x.unflatten(1, (groups, -1)).transpose(1, 2).flatten(1, 2)
+    kernel, so neither training nor torch.compile could take it). A new tensor, as that op gives:
+    with 1 group, or as many groups as channels, the order is unchanged and flatten would return
+    a view of x."""
+    y = x.unflatten(1, (groups, -1)).transpose(1, 2).flatten(1, 2)
+    return y.clone() if groups in (1, x.shape[1]) else y
 ''',
     "ChannelShuffle": '''
 class ChannelShuffle(nn.Module):

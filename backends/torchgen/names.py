@@ -8,14 +8,16 @@ import re
 
 from netlang.errors import NetlangNameError
 
+from .helpers import HELPERS
+
 
 class NeedsConcrete(Exception):
     """A decision needs a value that is not known here (a branch not taken by this call)."""
 
 
-# Names the generated file defines or uses; no local variable, parameter or class may take them.
-HELPER_NAMES = ("init_weights", "center_crop", "cat_cropped", "mean_join", "drop_path", "DropPath", "Scale",
-                "CenterCrop", "check_input", "same_value", "FrozenBatchNorm2d")
+# Names the generated file defines or uses (every helper it may hold): no local variable,
+# parameter or class may take them.
+HELPER_NAMES = tuple(HELPERS)
 RESERVED = (set(dir(builtins)) | set(keyword.kwlist) | {"self", "torch", "nn", "F", "OrderedDict", "x", "math"}
             | set(HELPER_NAMES))
 

@@ -366,6 +366,13 @@ class _Core:
             except KeyError:
                 return UNKNOWN
 
+        def decided(test):
+            """The truth of a test whose names are known, or None where it cannot be worked out."""
+            try:
+                return self.gen.el.truth_value(self.gen.el.eval(test, cenv, shape), test)
+            except (NeedsConcrete, NetlangError):
+                return None
+
         def walk(e) -> bool:
             t = type(e)
             if t is ast.Name:
@@ -375,11 +382,19 @@ class _Core:
             if t in (ast.ListExpr, ast.TupleExpr):
                 return any(walk(x) for x in e.items)
             if t is ast.BinOp:
-                return walk(e.left) or walk(e.right)
+                if walk(e.left):
+                    return True
+                if e.op in ("and", "or") and decided(e.left) is (e.op == "or"):
+                    return False            # (the right side is never evaluated)
+                return walk(e.right)
             if t is ast.Unary:
                 return walk(e.operand)
             if t is ast.Cond:
-                return walk(e.test) or walk(e.then) or walk(e.orelse)
+                if walk(e.test):
+                    return True
+                taken = decided(e.test)
+                # the side not taken may name what is not there: elaboration never looked
+                return walk(e.then) or walk(e.orelse) if taken is None else walk(e.then if taken else e.orelse)
             if t is ast.Index:
                 return walk(e.obj) or walk(e.index)
             if t is ast.Call:
@@ -477,7 +492,14 @@ class _Core:
                 vc = self.cval(e.test, st)
                 if vc is not UNKNOWN:
                     return self.expr(e.then if self.gen.el.truth_value(vc, e.test) else e.orelse, st, mode)
-            a, b = self.expr(e.then, st, mode), self.expr(e.orelse, st, mode)
+            try:
+                a, b = self.expr(e.then, st, mode), self.expr(e.orelse, st, mode)
+            except NeedsConcrete:
+                # a side this call does not take names what is not there (elaboration never
+                # looked): the test becomes this call's constant, and only the side taken is written
+                if not self.concrete or not c.deps - self.rkeys:
+                    raise
+                raise Restart(keys=c.deps - self.rkeys, why="a conditional whose other side cannot be written") from None
             return Py(f"{a.at(P_OR)} if {c.at(P_OR)} else {b.at(P_IF)}", a.deps | b.deps | c.deps, P_IF)
         if t is ast.Index:
             o, i = self.expr(e.obj, st, mode), self.expr(e.index, st, mode)
