@@ -196,8 +196,6 @@ class _Writer:
             return f"{self.module(n)}({ins[0]})"
         if op == "layer_scale":           # (its parameter, a (C, 1, 1) tensor, as a buffer)
             return f"{ins[0]} * {self.buffer(self.state(n, ''))}"
-        if op == "channel_shuffle" and a["groups"] in (1, data["shape"][0]):
-            return f"{ins[0]}.clone()"        # (the order unchanged: a new tensor, as the shuffle gives)
         return _plain(op, a, ins, len(data["shape"]), self.helpers)
 
     def fused(self, n: str, data: dict, ins: list[str]) -> str | None:
