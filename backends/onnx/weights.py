@@ -117,12 +117,12 @@ def apply_rules(G, rules, shapes: dict, out: dict, rng) -> None:
 
 def _reset(G, node: str, shapes: dict, out: dict) -> None:
     """A batchnorm's, layernorm's or PReLU's reset_parameters: every entry of the layer again."""
-    for key, shape in shapes.items():
-        if key.startswith(node + ".") and key.count(".") == node.count(".") + 1 and not key.endswith(_SKIPPED):
-            suffix = key.rpartition(".")[2]
+    for suffix in ("weight", "bias", "running_mean", "running_var"):
+        key = f"{node}.{suffix}"
+        if key in shapes:
             value = G.nodes[node]["args"]["init"] if G.nodes[node]["op"] == "prelu" else \
                 1.0 if suffix in ("weight", "running_var") else 0.0
-            out[key] = np.full(shape, value, np.float32)
+            out[key] = np.full(shapes[key], value, np.float32)
 
 
 def _fans(shape: tuple, key: str) -> tuple[int, int]:
